@@ -1,0 +1,267 @@
+"""Typed project configuration, loaded from YAML and validated with one-line errors naming the key."""
+from __future__ import annotations
+
+import dataclasses
+import difflib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+from .errors import ConfigError
+
+CONFIG_FILENAME = "alwb.yaml"
+BUILTIN_DATASETS = ("digits", "fashion-mnist")
+HEAD_KINDS = ("linear", "mlp")
+COLD_STARTS = ("typical", "random")
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "builtin"  # builtin | folder | csv
+    dataset: Optional[str] = None  # for builtin
+    path: Optional[str] = None  # for folder / csv (relative paths resolve against the project dir)
+    limit: Optional[int] = None  # built-in datasets: take a deterministic subset
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "pixels"
+    weights: str = "default"  # default | none | /path/to/file.pth
+    batch_size: int = 64
+    num_workers: int = 0
+    device: str = "auto"
+
+
+@dataclass
+class HeadConfig:
+    kind: str = "linear"
+    hidden: int = 256
+    epochs: int = 100
+    lr: float = 0.01
+    weight_decay: float = 1e-4
+    class_weight: Optional[str] = "balanced"
+    device: str = "auto"
+
+
+@dataclass
+class QueryConfig:
+    strategy: str = "default"
+    batch_size: int = 20
+    cold_start: str = "typical"
+    seed: int = 0
+
+
+@dataclass
+class EvaluationConfig:
+    holdout: float = 0.2
+
+
+@dataclass
+class StoppingConfig:
+    stability: float = 0.99
+    patience: int = 2
+
+
+@dataclass
+class GuidelineConfig:
+    version: str = "1"
+    text: str = ""
+
+
+@dataclass
+class ProjectConfig:
+    name: str = "project"
+    source: SourceConfig = field(default_factory=SourceConfig)
+    classes: Optional[list[str]] = None
+    tags: Optional[list[str]] = None
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    head: HeadConfig = field(default_factory=HeadConfig)
+    query: QueryConfig = field(default_factory=QueryConfig)
+    evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
+    stopping: StoppingConfig = field(default_factory=StoppingConfig)
+    guideline: GuidelineConfig = field(default_factory=GuidelineConfig)
+    annotator: str = "anonymous"
+
+    @property
+    def multilabel(self) -> bool:
+        return self.tags is not None
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        if self.tags is None:
+            d.pop("tags")
+        if self.classes is None:
+            d.pop("classes")
+        return d
+
+    def to_yaml(self) -> str:
+        import yaml
+
+        return yaml.safe_dump(self.to_dict(), sort_keys=False, allow_unicode=True)
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_yaml(), encoding="utf-8")
+
+
+_SECTIONS = {
+    "source": SourceConfig, "backbone": BackboneConfig, "head": HeadConfig, "query": QueryConfig,
+    "evaluation": EvaluationConfig, "stopping": StoppingConfig, "guideline": GuidelineConfig,
+}
+
+
+def _unknown(key: str, allowed) -> ConfigError:
+    allowed = sorted(allowed)
+    close = difflib.get_close_matches(key.rsplit(".", 1)[-1], allowed, n=1)
+    hint = f" (did you mean '{close[0]}'?)" if close else ""
+    return ConfigError(f"unknown config key '{key}'{hint}; allowed: {', '.join(allowed)}")
+
+
+def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
+    """Check a scalar's type against the dataclass annotation (as a string, from __future__ annotations)."""
+    optional = "Optional" in annotation or value is None and default is None
+    if value is None:
+        if optional:
+            return None
+        raise ConfigError(f"config key '{key}' must not be empty")
+    base = annotation.replace("Optional[", "").rstrip("]")
+    if base == "int":
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+    elif base == "float":
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
+        value = float(value)
+    elif base == "str":
+        if isinstance(value, (int, float)) and not isinstance(value, bool):
+            value = str(value)  # guideline version 2 -> "2"
+        if not isinstance(value, str):
+            raise ConfigError(f"config key '{key}' must be a string, got {value!r}")
+    return value
+
+
+def _section(name: str, cls, raw: Any):
+    if raw is None:
+        return cls()
+    if isinstance(raw, str) and name in ("source", "backbone"):
+        raw = {"dataset": raw} if name == "source" and raw in BUILTIN_DATASETS else (
+            {"kind": "folder", "path": raw} if name == "source" else {"name": raw})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"config key '{name}' must be a mapping, got {type(raw).__name__}")
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    out = {}
+    for k, v in raw.items():
+        if k not in fields:
+            raise _unknown(f"{name}.{k}", fields)
+        f = fields[k]
+        out[k] = _coerce(f"{name}.{k}", v, f.default, str(f.type))
+    return cls(**out)
+
+
+def _name_list(key: str, raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [s.strip() for s in raw.split(",") if s.strip()]
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError(f"config key '{key}' must be a non-empty list of names")
+    names = [str(x).strip() for x in raw]
+    if any(not n for n in names):
+        raise ConfigError(f"config key '{key}' contains an empty name")
+    dup = sorted({n for n in names if names.count(n) > 1})
+    if dup:
+        raise ConfigError(f"config key '{key}' has duplicate names: {', '.join(dup)}")
+    return names
+
+
+def config_from_dict(raw: Any) -> ProjectConfig:
+    if raw is None:
+        raw = {}
+    if not isinstance(raw, dict):
+        raise ConfigError(f"the config must be a mapping of keys, got {type(raw).__name__}")
+    top = {f.name for f in dataclasses.fields(ProjectConfig)}
+    for k in raw:
+        if k not in top:
+            raise _unknown(str(k), top)
+    kw: dict[str, Any] = {}
+    for name, cls in _SECTIONS.items():
+        kw[name] = _section(name, cls, raw.get(name))
+    if "name" in raw:
+        kw["name"] = _coerce("name", raw["name"], "project", "str")
+    if "annotator" in raw:
+        kw["annotator"] = _coerce("annotator", raw["annotator"], "anonymous", "str")
+    if raw.get("classes") is not None and raw.get("tags") is not None:
+        raise ConfigError("config keys 'classes' and 'tags' are exclusive: use classes for one label per image, "
+                          "tags for several")
+    if raw.get("classes") is not None:
+        kw["classes"] = _name_list("classes", raw["classes"])
+    if raw.get("tags") is not None:
+        kw["tags"] = _name_list("tags", raw["tags"])
+    cfg = ProjectConfig(**kw)
+    validate(cfg)
+    return cfg
+
+
+def validate(cfg: ProjectConfig) -> None:
+    s = cfg.source
+    if s.kind not in ("builtin", "folder", "csv"):
+        raise ConfigError(f"config key 'source.kind' is {s.kind!r}; allowed: builtin, folder, csv")
+    if s.kind == "builtin":
+        if s.dataset not in BUILTIN_DATASETS:
+            raise ConfigError(f"config key 'source.dataset' is {s.dataset!r}; allowed: {', '.join(BUILTIN_DATASETS)}")
+    elif not s.path:
+        raise ConfigError(f"config key 'source.path' is required when source.kind is {s.kind!r}")
+    if s.limit is not None and s.limit < 10:
+        raise ConfigError(f"config key 'source.limit' must be >= 10, got {s.limit}")
+    if cfg.head.kind not in HEAD_KINDS:
+        raise ConfigError(f"config key 'head.kind' is {cfg.head.kind!r}; allowed: {', '.join(HEAD_KINDS)}")
+    if cfg.head.class_weight not in (None, "balanced"):
+        raise ConfigError(f"config key 'head.class_weight' is {cfg.head.class_weight!r}; allowed: balanced, null")
+    for key, val, lo in (("head.epochs", cfg.head.epochs, 1), ("head.hidden", cfg.head.hidden, 1),
+                         ("query.batch_size", cfg.query.batch_size, 1), ("backbone.batch_size", cfg.backbone.batch_size, 1),
+                         ("backbone.num_workers", cfg.backbone.num_workers, 0), ("stopping.patience", cfg.stopping.patience, 1)):
+        if val < lo:
+            raise ConfigError(f"config key '{key}' must be >= {lo}, got {val}")
+    if not 0 < cfg.head.lr <= 10:
+        raise ConfigError(f"config key 'head.lr' must be in (0, 10], got {cfg.head.lr}")
+    if not 0 <= cfg.evaluation.holdout < 1:
+        raise ConfigError(f"config key 'evaluation.holdout' must be in [0, 1), got {cfg.evaluation.holdout}")
+    if not 0 < cfg.stopping.stability <= 1:
+        raise ConfigError(f"config key 'stopping.stability' must be in (0, 1], got {cfg.stopping.stability}")
+    if cfg.query.cold_start not in COLD_STARTS:
+        raise ConfigError(f"config key 'query.cold_start' is {cfg.query.cold_start!r}; allowed: {', '.join(COLD_STARTS)}")
+    for key, dev in (("backbone.device", cfg.backbone.device), ("head.device", cfg.head.device)):
+        if dev != "auto" and dev != "cpu" and not dev.startswith("cuda"):
+            raise ConfigError(f"config key '{key}' is {dev!r}; allowed: auto, cpu, cuda, cuda:N")
+    # strategy and backbone names are checked against their registries when those modules are importable
+    # (config stays importable without them): see check_registries().
+
+
+def check_registries(cfg: ProjectConfig) -> None:
+    """Validate names that live in other registries (query strategies, backbones)."""
+    from .query import available_strategies
+
+    allowed = available_strategies(multilabel=cfg.multilabel)
+    if cfg.query.strategy not in allowed:
+        raise ConfigError(f"config key 'query.strategy' is {cfg.query.strategy!r}; allowed: {', '.join(sorted(allowed))}")
+    try:
+        from .embed.backbones import available_backbones
+    except ImportError:  # torch missing: the backbone is checked when embedding starts
+        return
+    names = available_backbones()
+    if cfg.backbone.name not in names and not cfg.backbone.name.startswith("timm:"):
+        raise ConfigError(f"config key 'backbone.name' is {cfg.backbone.name!r}; allowed: {', '.join(names)}, timm:<model>")
+
+
+def load_config(path: str | Path) -> ProjectConfig:
+    import yaml
+
+    path = Path(path)
+    if path.is_dir():
+        path = path / CONFIG_FILENAME
+    if not path.exists():
+        raise ConfigError(f"no project config at {path}: create one with `alwb init DIR --images PATH`")
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f" line {mark.line + 1}" if mark is not None else ""
+        raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
+    return config_from_dict(raw)

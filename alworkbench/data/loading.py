@@ -1,0 +1,345 @@
+"""Robust image loading: every readable image becomes an RGB ``PIL.Image``; everything else an ``ImageLoadError``.
+
+``load_image(path)`` applies the EXIF orientation, converts every Pillow mode to RGB without losing the picture
+(alpha is composited on white, 16-bit and float data are scaled into 0..255 rather than clipped), refuses
+decompression bombs over a configurable pixel limit, and can downsize on the way in (``max_side``), using JPEG
+draft mode so a 4000x3000 photo is decoded at reduced scale.
+
+``probe_image(path)`` fully decodes a file and returns the short reason it is unusable, or ``None``.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import struct
+import threading
+from pathlib import Path
+from typing import Optional, Union
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from ..errors import ImageLoadError
+
+PathLike = Union[str, "os.PathLike[str]"]
+
+#: Default pixel limit: the same ~179 M pixels at which Pillow itself refuses an image.
+DEFAULT_MAX_PIXELS = 178_956_970
+
+#: Extensions recognised as images when scanning a folder (compared lower-case).
+IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp"})
+
+#: Other extensions that name images. Files with these are probed too: kept when Pillow decodes them
+#: (e.g. .ppm, .ico, .avif), reported as skipped with a reason otherwise (e.g. .xcf, .heic, .svg).
+IMAGE_LIKE_EXTENSIONS = frozenset({
+    ".jfif", ".jpe", ".pjpeg", ".pjp", ".jp2", ".j2k", ".jpx", ".avif", ".heic", ".heif", ".svg", ".svgz",
+    ".ico", ".icns", ".cur", ".psd", ".psb", ".xcf", ".kra", ".ora", ".tga", ".dds", ".ppm", ".pgm", ".pbm",
+    ".pnm", ".pcx", ".sgi", ".rgb", ".eps", ".exr", ".hdr", ".raw", ".dng", ".cr2", ".cr3", ".nef", ".arw",
+    ".orf", ".rw2", ".raf", ".jxl", ".qoi", ".apng", ".dib", ".xbm", ".xpm",
+})
+
+# Errors Pillow and its plugins raise for unreadable data (UnidentifiedImageError is an OSError).
+_DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
+_EXIF_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, ZeroDivisionError)
+
+# Pillow's own bomb check runs inside Image.open() and reads a module global. We apply our configurable limit
+# right after opening instead, so the global is lifted only while one of our opens is in flight (reference
+# counted, so concurrent loader threads never restore it early) and restored the moment the last one ends.
+_PIL_LIMIT_LOCK = threading.Lock()
+_PIL_LIMIT_USERS = 0
+_PIL_LIMIT_SAVED: Optional[int] = None
+
+
+def _lift_pil_limit() -> None:
+    global _PIL_LIMIT_USERS, _PIL_LIMIT_SAVED
+    with _PIL_LIMIT_LOCK:
+        if _PIL_LIMIT_USERS == 0:
+            _PIL_LIMIT_SAVED = Image.MAX_IMAGE_PIXELS
+            Image.MAX_IMAGE_PIXELS = None
+        _PIL_LIMIT_USERS += 1
+
+
+def _restore_pil_limit() -> None:
+    global _PIL_LIMIT_USERS
+    with _PIL_LIMIT_LOCK:
+        _PIL_LIMIT_USERS -= 1
+        if _PIL_LIMIT_USERS == 0:
+            Image.MAX_IMAGE_PIXELS = _PIL_LIMIT_SAVED
+
+
+# --------------------------------------------------------------------------------------------- public API
+
+
+def load_image(path: PathLike, *, max_side: Optional[int] = None,
+               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.Image:
+    """Load ``path`` as an upright RGB image (raises ``ImageLoadError(path, reason)`` when it cannot).
+
+    ``max_side``: when given, the result is downsized (aspect kept, Lanczos filter) so that neither side exceeds
+    it; JPEGs are then decoded at reduced scale, which is several times faster for large photos.
+    ``max_pixels``: images with more pixels are refused as decompression bombs (``None`` disables the check).
+    """
+    if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
+        raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
+    spath = os.fspath(path)
+    _check_file(spath)
+    return _decode(spath, spath, max_side=max_side, max_pixels=max_pixels, convert=True)
+
+
+def probe_image(path: PathLike, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Optional[str]:
+    """Fully decode ``path``; return the short reason it is unusable, or ``None`` when it is a good image."""
+    _digest, reason = probe_file(path, max_pixels=max_pixels, hash_content=False)
+    return reason
+
+
+def probe_file(path: PathLike, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+               hash_content: bool = True) -> tuple[Optional[str], Optional[str]]:
+    """Read ``path`` once, return ``(sha256 hex of the bytes or None, reason or None)``.
+
+    The whole image is decoded (so truncation is caught), at reduced JPEG scale where that is equivalent.
+    """
+    spath = os.fspath(path)
+    try:
+        _check_file(spath)
+        with open(spath, "rb") as fh:
+            data = fh.read()
+    except ImageLoadError as exc:
+        return None, exc.reason
+    except OSError as exc:
+        return None, _os_reason(exc)
+    digest = hashlib.sha256(data).hexdigest() if hash_content else None
+    if not data:  # emptied between stat and read
+        return digest, "empty file (0 bytes)"
+    try:
+        _decode(io.BytesIO(data), spath, max_side=None, max_pixels=max_pixels, convert=False, probe=True,
+                raw=data)
+    except ImageLoadError as exc:
+        return digest, exc.reason
+    return digest, None
+
+
+def is_image_name(name: str) -> bool:
+    """True for a file name whose extension names an image (recognised or image-like)."""
+    ext = os.path.splitext(name)[1].lower()
+    return ext in IMAGE_EXTENSIONS or ext in IMAGE_LIKE_EXTENSIONS
+
+
+def to_rgb(im: Image.Image) -> Image.Image:
+    """Convert any Pillow image mode to RGB: alpha composited on white, 16-bit/float scaled into 0..255."""
+    mode = im.mode
+    if mode == "RGB":
+        return im
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
+        rgba = im.convert("RGBA")
+        background = Image.new("RGB", rgba.size, (255, 255, 255))
+        background.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
+        return background
+    if mode.startswith("I;16") or mode in ("I", "F"):
+        return Image.fromarray(_scale_to_uint8(np.asarray(im), mode), "L").convert("RGB")
+    return im.convert("RGB")  # 1, L, P, CMYK, YCbCr, HSV, LAB, RGBX ...
+
+
+# --------------------------------------------------------------------------------------------- internals
+
+
+def _scale_to_uint8(arr: np.ndarray, mode: str) -> np.ndarray:
+    """Map high-bit-depth samples into uint8 without clipping.
+
+    ``I;16*`` is full-scale 16-bit: v -> round(v * 255 / 65535). ``I`` (32-bit int) declares no depth, so the
+    smallest of the 8-bit and 16-bit ranges that holds every value is used, else a min-max stretch. ``F`` in
+    0..1 is scaled by 255, otherwise min-max stretched; NaN becomes 0.
+    """
+    if mode.startswith("I;16"):
+        wide = arr.astype(np.uint32)
+        return ((wide * 255 + 32767) // 65535).astype(np.uint8)
+    data = arr.astype(np.float64)
+    finite = np.isfinite(data)
+    if not finite.any():
+        return np.zeros(arr.shape, np.uint8)
+    lo, hi = float(data[finite].min()), float(data[finite].max())
+    if mode == "I" and lo >= 0 and hi <= 255:
+        scaled = data
+    elif mode == "I" and lo >= 0 and hi <= 65535:
+        scaled = data * (255.0 / 65535.0)
+    elif mode == "F" and lo >= 0 and hi <= 1.0:
+        scaled = data * 255.0
+    elif hi > lo:
+        scaled = (data - lo) * (255.0 / (hi - lo))
+    else:
+        scaled = np.zeros_like(data)
+    scaled = np.where(finite, scaled, 0.0)
+    return np.clip(np.rint(scaled), 0, 255).astype(np.uint8)
+
+
+def _os_reason(exc: OSError) -> str:
+    if isinstance(exc, FileNotFoundError):
+        return "file not found"
+    if isinstance(exc, IsADirectoryError):
+        return "not a file (directory)"
+    if isinstance(exc, PermissionError):
+        return "permission denied"
+    return f"cannot read file ({exc.strerror or type(exc).__name__})"
+
+
+def _check_file(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except OSError as exc:
+        raise ImageLoadError(path, _os_reason(exc)) from exc
+    if os.path.isdir(path):
+        raise ImageLoadError(path, "not a file (directory)")
+    if st.st_size == 0:
+        raise ImageLoadError(path, "empty file (0 bytes)")
+
+
+def _read_head_tail(path: str, raw: Optional[bytes]) -> tuple[bytes, bytes, int]:
+    if raw is not None:
+        return raw[:4096], raw[-64:], len(raw)
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(4096)
+            size = os.fstat(fh.fileno()).st_size
+            fh.seek(max(0, size - 64))
+            tail = fh.read(64)
+    except OSError:
+        return b"", b"", 0
+    return head, tail, size
+
+
+_MAGIC = (  # (prefix, format name) of formats Pillow reads; used to tell "broken PNG" from "not an image"
+    (b"\x89PNG\r\n\x1a\n", "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
+    (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF"), (b"8BPS", "PSD"),
+)
+
+
+def _known_format(head: bytes) -> Optional[str]:
+    if head[:4] == b"RIFF" and head[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, name in _MAGIC:
+        if head.startswith(magic):
+            return name
+    return None
+
+
+def _looks_truncated(fmt: Optional[str], head: bytes, tail: bytes, size: int) -> bool:
+    """Structural end-of-file checks for the common formats (no reliance on a decoder's error wording)."""
+    if fmt == "PNG":
+        return b"IEND" not in tail
+    if fmt in ("JPEG", "MPO"):
+        return b"\xff\xd9" not in tail
+    if fmt == "GIF":
+        return not tail.rstrip(b"\x00").endswith(b";")
+    if fmt == "BMP" and len(head) >= 6:
+        return struct.unpack("<I", head[2:6])[0] > size
+    if fmt == "WEBP" and len(head) >= 8:
+        return struct.unpack("<I", head[4:8])[0] + 8 > size
+    return False
+
+
+def _unidentified_reason(head: bytes, tail: bytes, size: int) -> str:
+    """Say what a file Pillow could not identify actually is."""
+    fmt = _known_format(head)
+    if fmt is not None:
+        return "truncated image" if _looks_truncated(fmt, head, tail, size) else f"corrupt {fmt} header"
+    low = head.lstrip(b"\xef\xbb\xbf \t\r\n").lower()
+    if low.startswith(b"gimp xcf"):
+        return "unsupported format: GIMP XCF"
+    if head[4:12] in (b"ftypheic", b"ftypheix", b"ftypmif1", b"ftypmsf1", b"ftyphevc"):
+        return "unsupported format: HEIC/HEIF (pip install pillow-heif)"
+    if head.startswith(b"%PDF"):
+        return "not an image (PDF document)"
+    if head.startswith(b"%!PS"):
+        return "unsupported format: PostScript/EPS"
+    if head.startswith(b"PK\x03\x04"):
+        return "not an image (ZIP archive)"
+    if head.startswith(b"\x1f\x8b"):
+        return "not an image (gzip data)"
+    if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low) or b"<svg" in low[:512]:
+        return "not an image (SVG/XML text)"
+    if low.startswith(b"<?xml"):
+        return "not an image (SVG/XML text)"
+    if low.startswith(b"<!doctype html") or low.startswith(b"<html"):
+        return "not an image (HTML text)"
+    if _is_text(head):
+        return "not an image (text)"
+    return f"unsupported format: unrecognised header {head[:8].hex()}"
+
+
+def _is_text(head: bytes) -> bool:
+    if b"\x00" in head:
+        return False
+    try:
+        head.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        if exc.start < len(head) - 4:  # a multi-byte character cut at the end of the sample is fine
+            return False
+    return True
+
+
+def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int], convert: bool,
+            probe: bool = False, raw: Optional[bytes] = None) -> Image.Image:
+    _lift_pil_limit()
+    try:
+        im = Image.open(fp)
+    except UnidentifiedImageError as exc:
+        head, tail, size = _read_head_tail(path, raw)
+        raise ImageLoadError(path, _unidentified_reason(head, tail, size)) from exc
+    except _DECODE_ERRORS as exc:
+        if isinstance(exc, OSError) and exc.errno is not None:
+            raise ImageLoadError(path, _os_reason(exc)) from exc
+        head, tail, size = _read_head_tail(path, raw)
+        fmt = _known_format(head)
+        reason = ("truncated image" if _looks_truncated(fmt, head, tail, size)
+                  else f"corrupt image header ({fmt or 'unknown format'}: {exc})")
+        raise ImageLoadError(path, reason) from exc
+    finally:
+        _restore_pil_limit()
+    try:
+        width, height = im.size
+        n_pixels = width * height
+        if max_pixels is not None and n_pixels > max_pixels:
+            raise ImageLoadError(path, f"decompression bomb: {n_pixels} pixels > limit {max_pixels}")
+        if width < 1 or height < 1:
+            raise ImageLoadError(path, f"invalid size {width}x{height}")
+        fmt = im.format
+        if fmt == "JPEG":
+            if probe:  # decoding at 1/8 scale still reads the whole entropy-coded stream
+                im.draft(None, (max(1, width // 8), max(1, height // 8)))
+            elif max_side is not None:
+                im.draft("RGB" if im.mode == "RGB" else None, (max_side, max_side))
+        try:
+            im.load()
+        except _DECODE_ERRORS as exc:
+            head, tail, size = _read_head_tail(path, raw)
+            if _looks_truncated(fmt, head, tail, size):
+                raise ImageLoadError(path, "truncated image") from exc
+            raise ImageLoadError(path, f"corrupt image data ({fmt}: {exc})") from exc
+        if not convert:
+            return im
+        try:
+            upright = ImageOps.exif_transpose(im)
+        except _EXIF_ERRORS:  # malformed EXIF: keep the stored orientation rather than lose the image
+            upright = im
+        if upright is None:
+            upright = im
+        try:
+            rgb = to_rgb(upright)
+        except ValueError as exc:
+            raise ImageLoadError(path, f"unsupported format: cannot convert mode {upright.mode} to RGB") from exc
+        if max_side is not None and max(rgb.size) > max_side:
+            rgb = rgb.copy() if rgb is im else rgb
+            rgb.thumbnail((max_side, max_side), Image.Resampling.LANCZOS, reducing_gap=3.0)
+        if rgb is im:
+            rgb = im.copy()  # detach from the file handle
+        return rgb
+    finally:
+        im.close()
+
+
+def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:
+    """sha256 hex digest of a file's bytes, read in chunks."""
+    h = hashlib.sha256()
+    with open(Path(path), "rb") as fh:
+        for block in iter(lambda: fh.read(chunk), b""):
+            h.update(block)
+    return h.hexdigest()

@@ -1,0 +1,14 @@
+"""The round loop: session, simulated oracle, simulation of strategies. No UI imports here."""
+from .oracle import Oracle
+
+__all__ = ["Oracle", "Session", "simulate"]
+
+
+def __getattr__(name):
+    if name == "Session":
+        from .session import Session
+        return Session
+    if name == "simulate":
+        from .simulate import simulate
+        return simulate
+    raise AttributeError(name)

@@ -1,0 +1,173 @@
+"""Simulated active-learning runs: an oracle answers from ground truth, strategies are compared on held-out data.
+
+Each (strategy, seed) run drives the real :class:`Session` with its own throw-away label store, so what is
+measured is exactly what a person gets; embeddings are computed once (cached) and shared by all runs.
+"""
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..config import BUILTIN_DATASETS
+from ..errors import AlwbError, ConfigError
+
+DEFAULT_WORKDIR = Path.home() / ".cache" / "alworkbench" / "simulate"
+
+
+def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: Optional[int], head: Optional[dict]):
+    from ..project import Project
+
+    import hashlib
+
+    key = dataset if dataset in BUILTIN_DATASETS else \
+        "path-" + hashlib.sha1(str(Path(dataset).resolve()).encode()).hexdigest()[:12]
+    d = workdir / f"{key}-{limit or 'all'}"
+    kw = {}
+    if limit:
+        kw["source"] = {"limit": int(limit)}
+    if head:
+        kw["head"] = head
+    return Project.init(d, dataset, backbone=backbone, overwrite=True, **kw)
+
+
+def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, initial: int,
+            head_factory: Optional[Callable] = None) -> list[dict]:
+    """One simulated run; returns the learning curve [{n_labels, accuracy, seconds}]."""
+    from ..project import Project
+    from .oracle import Oracle
+    from .session import Session
+
+    with tempfile.TemporaryDirectory(prefix="alwb-sim-") as tmp:
+        proj = Project(Path(tmp), base.config)
+        proj._source = base.source
+        proj._embeddings = X
+        s = Session(proj, annotator="oracle", embeddings=X, strategy=strategy, seed=seed,
+                    head_factory=head_factory, warm_start=False)
+        oracle = Oracle(s, seed=seed)
+        rounds = []
+        n = initial
+        try:
+            while True:
+                t0 = time.perf_counter()
+                oracle.label_batch(s.next_batch(n))
+                rep = s.retrain()
+                rounds.append({"n_labels": rep.n_labels, "accuracy": rep.accuracy,
+                               "seconds": round(time.perf_counter() - t0, 4)})
+                remaining = budget - rep.n_labels
+                if remaining <= 0 or len(s.pool_indices()) == 0:
+                    break
+                n = min(batch_size, remaining)
+        finally:
+            s.close()
+            proj.close()
+    return rounds
+
+
+def labels_to_reach(curve: list[dict], target: float) -> Optional[int]:
+    for r in curve:
+        if r["accuracy"] is not None and r["accuracy"] >= target:
+            return r["n_labels"]
+    return None
+
+
+def summarise(results: dict, baseline: str = "random") -> dict:
+    """Mean curve per strategy and labels needed to reach the baseline's final mean accuracy."""
+    out = {}
+    means = {}
+    for strat, by_seed in results.items():
+        curves = list(by_seed.values())
+        n_rounds = min(len(c) for c in curves)
+        mean = [{"n_labels": int(np.mean([c[i]["n_labels"] for c in curves])),
+                 "accuracy": float(np.mean([c[i]["accuracy"] for c in curves]))} for i in range(n_rounds)]
+        means[strat] = mean
+    target = means[baseline][-1]["accuracy"] if baseline in means else None
+    for strat, mean in means.items():
+        entry = {"final_n_labels": mean[-1]["n_labels"], "final_accuracy": mean[-1]["accuracy"], "mean_curve": mean}
+        if target is not None:
+            entry["labels_to_reach_baseline_final"] = labels_to_reach(mean, target)
+            base = {r["n_labels"]: r["accuracy"] for r in means[baseline]}
+            gaps = [r["accuracy"] - base[r["n_labels"]] for r in mean if r["n_labels"] in base]
+            entry["worst_gap_vs_baseline"] = float(min(gaps)) if gaps else None
+        out[strat] = entry
+    return {"baseline": baseline, "baseline_final_accuracy": target, "strategies": out}
+
+
+def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), budget: int = 200,
+             batch_size: int = 20, initial: int = 20, seeds: Sequence[int] = (0, 1, 2),
+             backbone: Optional[str] = None, limit: Optional[int] = None, workdir: Optional[str | Path] = None,
+             head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None) -> dict:
+    """Compare strategies with a simulated oracle. Returns a JSON-ready dict:
+    ``results[strategy][seed] = [{"n_labels", "accuracy"}, ...]`` plus ``ingest`` and ``summary``."""
+    from ..query import available_strategies
+
+    if budget < initial:
+        raise ConfigError(f"--budget ({budget}) must be >= --initial ({initial})")
+    if initial < 1 or batch_size < 1:
+        raise ConfigError(f"--initial ({initial}) and --batch-size ({batch_size}) must be >= 1")
+    strategies = list(dict.fromkeys(strategies))
+    if "random" not in strategies:
+        strategies.insert(0, "random")
+    workdir = Path(workdir) if workdir else DEFAULT_WORKDIR
+    base = _base_project(dataset, backbone, workdir, limit, head)
+    allowed = available_strategies(multilabel=base.config.multilabel)
+    bad = [s for s in strategies if s not in allowed]
+    if bad:
+        raise ConfigError(f"unknown strategy {', '.join(bad)}; allowed: {', '.join(sorted(allowed))}")
+    src = base.source
+    if not any(g is not None for g in src.ground_truth()):
+        raise AlwbError(f"{dataset}: no ground truth (a folder tree with one sub-folder per class is needed to simulate)")
+    t0 = time.perf_counter()
+    X = base.embeddings(progress=progress)
+    t_embed = time.perf_counter() - t0
+    pool_size = int((~base.eval_mask()).sum())
+    if pool_size < budget:
+        raise ConfigError(f"--budget {budget} is larger than the pool ({pool_size} items outside the held-out split)")
+    results: dict = {}
+    for strat in strategies:
+        results[strat] = {}
+        for seed in seeds:
+            t1 = time.perf_counter()
+            curve = run_one(base, X, strat, int(seed), budget, batch_size, initial)
+            results[strat][str(seed)] = curve
+            if log:
+                log(f"{strat:>18s} seed {seed}: {curve[-1]['n_labels']} labels -> "
+                    f"{curve[-1]['accuracy']:.4f} ({time.perf_counter() - t1:.1f} s)")
+    report = src.report
+    return {
+        "dataset": dataset, "backbone": base.config.backbone.name, "head": base.config.head.kind,
+        "budget": budget, "batch_size": batch_size, "initial": initial, "seeds": [int(s) for s in seeds],
+        "n_pool": pool_size, "n_eval": int(base.eval_mask().sum()), "embed_seconds": round(t_embed, 2),
+        "ingest": {"n_images": report.n_images,
+                   "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
+                   "duplicates": [{"path": d.path, "duplicate_of": d.duplicate_of} for d in report.duplicates]},
+        "results": results,
+        "summary": summarise(results),
+    }
+
+
+def format_table(result: dict) -> str:
+    """A plain-text table: mean accuracy per strategy at each labelled count."""
+    summ = result["summary"]["strategies"]
+    strategies = list(summ)
+    ns = [r["n_labels"] for r in summ[strategies[0]]["mean_curve"]]
+    head = f"{'labels':>7s} " + " ".join(f"{s[:14]:>14s}" for s in strategies)
+    lines = [head, "-" * len(head)]
+    for i, n in enumerate(ns):
+        cells = []
+        for s in strategies:
+            curve = summ[s]["mean_curve"]
+            cells.append(f"{curve[i]['accuracy']:14.4f}" if i < len(curve) else " " * 14)
+        lines.append(f"{n:7d} " + " ".join(cells))
+    lines.append("")
+    base = result["summary"]["baseline_final_accuracy"]
+    lines.append(f"random's final accuracy: {base:.4f}")
+    for s in strategies:
+        reach = summ[s].get("labels_to_reach_baseline_final")
+        gap = summ[s].get("worst_gap_vs_baseline")
+        lines.append(f"  {s:>18s}: reaches it with {reach if reach is not None else '-'} labels; "
+                     f"worst round vs random {gap * 100:+.2f} points" if gap is not None else f"  {s}")
+    return "\n".join(lines)

@@ -1,0 +1,408 @@
+"""Query strategies: which unlabelled items to show the person next.
+
+One entry point, :func:`select`. Strategies are pure: they read embeddings and probabilities, never train a model
+(a ``model`` passed in is only asked for ``predict_proba``), never touch widgets or files, and draw randomness only
+from the ``rng`` they are given (a ``numpy.random.Generator`` or a seed; never the global RNG).
+
+Pool size contract: ``n`` must not exceed the pool. ``select`` raises :class:`~alworkbench.errors.PoolExhaustedError`
+(with both numbers) rather than silently returning fewer items; callers that want "as many as there are" ask for
+``min(n, len(pool))``. ``n == 0`` returns an empty selection.
+
+Every :class:`Selection` score follows one convention: higher = chosen first (see :mod:`alworkbench.query.scores`).
+Strategies that do not rank by a score (``random``, ``cold_start``) return NaN scores.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import ConfigError, PoolExhaustedError
+from . import scores as S
+
+__all__ = [
+    "Selection", "select", "STRATEGIES", "available_strategies", "DEFAULT_STRATEGY", "DEFAULT_MULTILABEL_STRATEGY",
+    "cold_start_indices", "k_center_greedy",
+]
+
+# Chosen by measurement (bench/choose_default.py, Fashion-MNIST, see the module docstring there): margin
+# sampling with a k-means diversity filter over a 10x uncertainty pre-filter.
+DEFAULT_STRATEGY = "diverse_margin"
+DEFAULT_MULTILABEL_STRATEGY = "ml_diverse"
+
+# Pools larger than these are subsampled (with the caller's rng) for the geometric strategies.
+COLD_START_MAX_FIT = 20_000
+CORESET_MAX_POOL = 20_000
+CORESET_MAX_LABELLED = 20_000
+DIVERSE_BETA = 10
+TYPICALITY_K = 20
+
+
+@dataclass
+class Selection:
+    """The items a strategy chose: ``indices`` into ``X_pool`` (best first), aligned ``scores``, the strategy that
+    actually ran (``cold_start`` when an uncertainty strategy had no model), and ``details`` for the record."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    strategy: str
+    details: dict = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return int(self.indices.shape[0])
+
+
+@dataclass
+class _Ctx:
+    X_pool: Optional[np.ndarray]
+    proba: Optional[np.ndarray]
+    model: Any
+    X_labelled: Optional[np.ndarray]
+    y_labelled: Optional[np.ndarray]
+    multilabel: bool
+    classes: Optional[Sequence[str]]
+    rng: np.random.Generator
+    n_pool: int
+    options: dict
+
+    def features(self, strategy: str) -> np.ndarray:
+        if self.X_pool is None:
+            raise ValueError(f"strategy '{strategy}' needs X_pool (the pool's embeddings)")
+        X = np.asarray(self.X_pool)
+        if X.ndim != 2:
+            raise ValueError(f"X_pool must be 2-D (n_items, dim), got shape {X.shape}")
+        return X
+
+    def has_model(self) -> bool:
+        return self.proba is not None or self.model is not None
+
+    def get_proba(self, strategy: str) -> np.ndarray:
+        if self.proba is None:
+            if self.model is None:
+                raise ValueError(f"strategy '{strategy}' needs proba or a model")
+            self.proba = self.model.predict_proba(self.features(strategy))
+        p = S.check_proba(self.proba, multilabel=self.multilabel)
+        if p.shape[0] != self.n_pool:
+            raise ValueError(f"proba has {p.shape[0]} rows but the pool has {self.n_pool} items")
+        self.proba = p
+        return p
+
+
+def _as_rng(rng) -> np.random.Generator:
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None or isinstance(rng, (int, np.integer)):
+        return np.random.default_rng(rng)
+    raise TypeError(f"rng must be a numpy Generator, an int seed or None, got {type(rng).__name__}")
+
+
+def _seed_from(rng: np.random.Generator) -> int:
+    return int(rng.integers(0, 2**31 - 1))
+
+
+def _sq_dists(A: np.ndarray, B: np.ndarray, B_sq: Optional[np.ndarray] = None) -> np.ndarray:
+    """Squared euclidean distances (len(A), len(B)), clipped at 0 (float rounding)."""
+    A_sq = np.einsum("ij,ij->i", A, A)
+    if B_sq is None:
+        B_sq = np.einsum("ij,ij->i", B, B)
+    d = A_sq[:, None] - 2.0 * (A @ B.T) + B_sq[None, :]
+    np.maximum(d, 0, out=d)
+    return d
+
+
+def _min_sq_dist_to(X: np.ndarray, centers: np.ndarray, chunk: int = 4096) -> np.ndarray:
+    """For each row of X the squared distance to its nearest row of ``centers``, computed in chunks."""
+    out = np.full(X.shape[0], np.inf, dtype=np.float64)
+    c_sq = np.einsum("ij,ij->i", centers, centers)
+    for start in range(0, X.shape[0], chunk):
+        block = X[start:start + chunk]
+        for cstart in range(0, centers.shape[0], chunk):
+            d = _sq_dists(block, centers[cstart:cstart + chunk], c_sq[cstart:cstart + chunk]).min(axis=1)
+            np.minimum(out[start:start + chunk], d, out=out[start:start + chunk])
+    return out
+
+
+def _subsample(n_total: int, cap: int, rng: np.random.Generator) -> np.ndarray:
+    if n_total <= cap:
+        return np.arange(n_total)
+    return np.sort(rng.choice(n_total, size=cap, replace=False))
+
+
+# ---------------------------------------------------------------- geometric building blocks
+
+def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: str = "typical",
+                       max_fit: int = COLD_START_MAX_FIT, k: int = TYPICALITY_K) -> tuple[np.ndarray, dict]:
+    """Representative items for round 0, before any model exists.
+
+    ``typical`` (TypiClust, Hacohen et al. 2022): k-means with ``n`` clusters, then in each cluster the item of
+    highest typicality, i.e. the smallest mean distance to its ``k`` nearest neighbours in the cluster; the
+    clusters are visited largest first. ``centroid``: the item nearest each cluster centre. ``random``: uniform.
+    Pools above ``max_fit`` items are subsampled first (uniformly, with ``rng``).
+    """
+    n_total = X.shape[0]
+    if mode == "random":
+        return np.sort(rng.choice(n_total, size=n, replace=False)), {"mode": "random"}
+    if mode not in ("typical", "centroid"):
+        raise ConfigError(f"config key 'query.cold_start' is {mode!r}; allowed: typical, centroid, random")
+    from sklearn.cluster import KMeans
+
+    sub = _subsample(n_total, max(max_fit, n), rng)
+    Xs = np.asarray(X[sub], dtype=np.float32)
+    km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(rng), max_iter=100)
+    labels = km.fit_predict(Xs)
+    picked: list[int] = []
+    sizes = np.bincount(labels, minlength=n)
+    for c in np.argsort(-sizes, kind="stable"):
+        members = np.flatnonzero(labels == c)
+        if members.size == 0:
+            continue
+        pts = Xs[members]
+        if mode == "centroid" or members.size <= 2:
+            d = _sq_dists(pts, km.cluster_centers_[c:c + 1].astype(np.float32))[:, 0]
+            best = members[int(np.argmin(d))]
+        else:
+            kk = min(k, members.size - 1)
+            # kNN mean distance within the cluster; clusters are ~len/n items, chunk if a cluster is huge
+            mean_knn = np.empty(members.size)
+            p_sq = np.einsum("ij,ij->i", pts, pts)
+            for s in range(0, members.size, 2048):
+                d = np.sqrt(_sq_dists(pts[s:s + 2048], pts, p_sq))
+                part = np.partition(d, kk, axis=1)[:, 1:kk + 1]  # column 0 is the point itself
+                mean_knn[s:s + 2048] = part.mean(axis=1)
+            best = members[int(np.argmin(mean_knn))]
+        picked.append(int(sub[best]))
+    idx = np.asarray(picked, dtype=np.int64)
+    if idx.size < n:  # KMeans found fewer distinct clusters (duplicate points): fill uniformly
+        rest = np.setdiff1d(np.arange(n_total), idx)
+        idx = np.concatenate([idx, rng.choice(rest, size=n - idx.size, replace=False)])
+    return idx, {"mode": mode, "n_fit": int(sub.size), "n_clusters": int(n)}
+
+
+def k_center_greedy(X: np.ndarray, n: int, X_labelled: Optional[np.ndarray] = None) -> tuple[np.ndarray, np.ndarray]:
+    """Greedy k-center (Sener & Savarese 2018): repeatedly take the item farthest from everything chosen or labelled.
+
+    Returns (indices into X, distance of each pick to its nearest centre at the time it was picked). With nothing
+    labelled the first pick is the item nearest the mean (its score is NaN).
+    """
+    X = np.asarray(X, dtype=np.float32)
+    x_sq = np.einsum("ij,ij->i", X, X)
+    picks = np.empty(n, dtype=np.int64)
+    dists = np.empty(n, dtype=np.float64)
+    if X_labelled is not None and len(X_labelled):
+        min_d = _min_sq_dist_to(X, np.asarray(X_labelled, dtype=np.float32))
+        start = 0
+    else:
+        mean = X.mean(axis=0, keepdims=True)
+        first = int(np.argmin(_sq_dists(X, mean, None)[:, 0]))
+        picks[0], dists[0] = first, np.nan
+        min_d = _sq_dists(X, X[first:first + 1], x_sq[first:first + 1])[:, 0].astype(np.float64)
+        start = 1
+    for i in range(start, n):
+        j = int(np.argmax(min_d))
+        picks[i], dists[i] = j, float(np.sqrt(min_d[j]))
+        d = x_sq - 2.0 * (X @ X[j]) + x_sq[j]
+        np.minimum(min_d, np.maximum(d, 0), out=min_d)
+        min_d[j] = -1.0  # never again, even when every distance is 0 (duplicates)
+    return picks, dists
+
+
+# ---------------------------------------------------------------- strategies
+
+def _random(ctx: _Ctx, n: int, name: str) -> Selection:
+    idx = ctx.rng.choice(ctx.n_pool, size=n, replace=False).astype(np.int64)
+    return Selection(idx, np.full(n, np.nan), "random", {})
+
+
+def _cold_start(ctx: _Ctx, n: int, name: str, requested: Optional[str] = None) -> Selection:
+    mode = ctx.options.get("cold_start", "typical")
+    if mode == "random" or ctx.X_pool is None:
+        idx, det = cold_start_indices(np.empty((ctx.n_pool, 0)), n, ctx.rng, mode="random")
+        if mode != "random":
+            det["reason"] = "no X_pool to cluster"
+    else:
+        idx, det = cold_start_indices(ctx.features("cold_start"), n, ctx.rng, mode=mode)
+    if requested is not None:
+        det["requested"] = requested
+        det["reason"] = det.get("reason", "no model yet")
+    return Selection(idx, np.full(n, np.nan), "cold_start", det)
+
+
+def _uncertainty(score_name: str) -> Callable[[_Ctx, int, str], Selection]:
+    fn = {**S.SINGLE_LABEL_SCORES, **S.MULTILABEL_SCORES}[score_name]
+
+    def run(ctx: _Ctx, n: int, name: str) -> Selection:
+        if not ctx.has_model():
+            return _cold_start(ctx, n, "cold_start", requested=name)
+        s = fn(ctx.get_proba(name))
+        idx = S.top_n(s, n)
+        return Selection(idx, np.asarray(s[idx], dtype=np.float64), name, {"score": score_name})
+
+    run.__doc__ = f"Top-n by the '{score_name}' score."
+    return run
+
+
+def _diverse(score_name: str) -> Callable[[_Ctx, int, str], Selection]:
+    fn = {**S.SINGLE_LABEL_SCORES, **S.MULTILABEL_SCORES}[score_name]
+
+    def run(ctx: _Ctx, n: int, name: str) -> Selection:
+        """Uncertainty pre-filter (top beta*n) then k-means with n clusters; the most uncertain item per cluster."""
+        if not ctx.has_model():
+            return _cold_start(ctx, n, "cold_start", requested=name)
+        s = fn(ctx.get_proba(name))
+        beta = int(ctx.options.get("beta", DIVERSE_BETA))
+        if beta < 1:
+            raise ValueError(f"beta must be >= 1, got {beta}")
+        n_cand = min(ctx.n_pool, beta * n)
+        cand = S.top_n(s, n_cand)
+        if n_cand == n or n == 1:
+            chosen = cand[:n]
+        else:
+            from sklearn.cluster import KMeans
+
+            Xc = np.asarray(ctx.features(name)[cand], dtype=np.float32)
+            km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(ctx.rng), max_iter=100)
+            labels = km.fit_predict(Xc)
+            # cand is sorted best first, so the first member of each cluster is its most uncertain one
+            _, first = np.unique(labels, return_index=True)
+            chosen = cand[np.sort(first)]
+            if chosen.size < n:  # fewer distinct clusters than n (duplicate embeddings): top up by score
+                rest = cand[~np.isin(cand, chosen)]
+                chosen = np.concatenate([chosen, rest[: n - chosen.size]])
+        order = np.lexsort((chosen, -s[chosen]))
+        chosen = chosen[order]
+        return Selection(chosen.astype(np.int64), np.asarray(s[chosen], dtype=np.float64), name,
+                         {"score": score_name, "beta": beta, "n_candidates": int(n_cand)})
+
+    return run
+
+
+def _coreset(ctx: _Ctx, n: int, name: str) -> Selection:
+    X = ctx.features(name)
+    max_pool = int(ctx.options.get("max_pool", CORESET_MAX_POOL))
+    sub = _subsample(ctx.n_pool, max(max_pool, n), ctx.rng)
+    XL = ctx.X_labelled
+    n_lab = 0 if XL is None else len(XL)
+    if n_lab > CORESET_MAX_LABELLED:
+        XL = np.asarray(XL)[_subsample(n_lab, CORESET_MAX_LABELLED, ctx.rng)]
+    picks, dists = k_center_greedy(X[sub], n, XL)
+    return Selection(sub[picks].astype(np.int64), dists, name,
+                     {"n_candidates": int(sub.size), "n_labelled_used": 0 if XL is None else int(len(XL))})
+
+
+def _class_weights(ctx: _Ctx, n_classes: int) -> np.ndarray:
+    """Per-class weight ``((max_count + 1) / (count + 1)) ** 0.5`` from the labelled counts (1 for the commonest)."""
+    if ctx.y_labelled is None or len(ctx.y_labelled) == 0:
+        return np.ones(n_classes)
+    y = np.asarray(ctx.y_labelled)
+    if y.dtype.kind in "iu":
+        codes = y.astype(np.int64)
+    else:
+        if ctx.classes is None:
+            raise ValueError("class_balanced needs classes (the proba column names) to map y_labelled")
+        pos = {c: i for i, c in enumerate(ctx.classes)}
+        unknown = sorted({str(v) for v in y if v not in pos})
+        if unknown:
+            raise ValueError(f"y_labelled has {len(unknown)} label(s) not in classes: {', '.join(unknown[:5])}")
+        codes = np.fromiter((pos[v] for v in y), dtype=np.int64, count=len(y))
+    if codes.min() < 0 or codes.max() >= n_classes:
+        raise ValueError(f"y_labelled codes must be in [0, {n_classes}), found [{codes.min()}, {codes.max()}]")
+    counts = np.bincount(codes, minlength=n_classes).astype(np.float64)
+    return np.sqrt((counts.max() + 1.0) / (counts + 1.0))
+
+
+def _class_balanced(ctx: _Ctx, n: int, name: str) -> Selection:
+    """Margin uncertainty times the expected rarity of the item's class: ``score = margin * (proba @ w) / max(w)``.
+
+    With balanced labelled counts every weight is 1 and this is plain margin sampling.
+    """
+    if not ctx.has_model():
+        return _cold_start(ctx, n, "cold_start", requested=name)
+    p = ctx.get_proba(name)
+    w = _class_weights(ctx, p.shape[1])
+    s = S.margin(p) * (p @ (w / w.max()))
+    idx = S.top_n(s, n)
+    return Selection(idx, np.asarray(s[idx], dtype=np.float64), name,
+                     {"score": "margin*rarity", "class_weights": [round(float(v), 4) for v in w]})
+
+
+# name -> (function, supports single-label, supports multi-label)
+STRATEGIES: dict[str, tuple[Callable[..., Selection], bool, bool]] = {
+    "random": (_random, True, True),
+    "least_confidence": (_uncertainty("least_confidence"), True, False),
+    "margin": (_uncertainty("margin"), True, False),
+    "entropy": (_uncertainty("entropy"), True, False),
+    "diverse_margin": (_diverse("margin"), True, False),
+    "class_balanced": (_class_balanced, True, False),
+    "ml_min_confidence": (_uncertainty("ml_min_confidence"), False, True),
+    "ml_avg_confidence": (_uncertainty("ml_avg_confidence"), False, True),
+    "ml_max_score": (_uncertainty("ml_max_score"), False, True),
+    "ml_avg_score": (_uncertainty("ml_avg_score"), False, True),
+    "ml_diverse": (_diverse("ml_min_confidence"), False, True),
+    "coreset": (_coreset, True, True),
+    "cold_start": (_cold_start, True, True),
+}
+
+
+def available_strategies(multilabel: bool = False) -> list[str]:
+    """Strategy names valid for a single-label (or multi-label) project, ``"default"`` first."""
+    col = 2 if multilabel else 1
+    return ["default"] + [name for name, spec in STRATEGIES.items() if spec[col]]
+
+
+def _n_rows(a) -> int:
+    return int(a.shape[0]) if hasattr(a, "shape") else len(a)
+
+
+def select(strategy: str, n: int, *, X_pool=None, proba=None, model=None, X_labelled=None, y_labelled=None,
+           multilabel: bool = False, classes: Optional[Sequence[str]] = None, rng=None,
+           cold_start: str = "typical", **options) -> Selection:
+    """Choose ``n`` items of the unlabelled pool to label next.
+
+    Args:
+        strategy: a name from :func:`available_strategies` (``"default"`` resolves to :data:`DEFAULT_STRATEGY`,
+            or :data:`DEFAULT_MULTILABEL_STRATEGY` when ``multilabel``).
+        n: how many; ``0 <= n <= len(pool)`` (more raises :class:`PoolExhaustedError`).
+        X_pool: embeddings of the unlabelled pool, (n_pool, dim). Needed by the geometric strategies and by
+            cold start; uncertainty strategies work from ``proba`` alone.
+        proba: predicted probabilities for the pool, (n_pool, n_classes) rows aligned with ``X_pool``.
+        model: anything with ``predict_proba(X_pool)``, used only when ``proba`` is None. With neither, every
+            model-based strategy falls back to ``cold_start`` (the Selection says so in ``details``).
+        X_labelled, y_labelled: embeddings / labels of the labelled items (coreset, class_balanced).
+        classes: class names aligned with the proba columns (to map string ``y_labelled``).
+        rng: numpy Generator or int seed. The global RNG is never used.
+        cold_start: ``typical`` | ``centroid`` | ``random`` (how round 0 is chosen).
+        options: strategy knobs: ``beta`` (diverse pre-filter factor), ``max_pool`` (coreset subsample size).
+    """
+    if strategy == "default":
+        strategy = DEFAULT_MULTILABEL_STRATEGY if multilabel else DEFAULT_STRATEGY
+    spec = STRATEGIES.get(strategy)
+    kind = "multi-label" if multilabel else "single-label"
+    if spec is None or not spec[2 if multilabel else 1]:
+        raise ConfigError(f"query strategy {strategy!r} is not available for a {kind} project; "
+                          f"allowed: {', '.join(available_strategies(multilabel))}")
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)):
+        raise TypeError(f"n must be an int, got {type(n).__name__}")
+    if n < 0:
+        raise ValueError(f"n must be >= 0, got {n}")
+    if X_pool is not None:
+        n_pool = _n_rows(X_pool)
+        if proba is not None and _n_rows(proba) != n_pool:
+            raise ValueError(f"proba has {_n_rows(proba)} rows but X_pool has {n_pool}")
+    elif proba is not None:
+        n_pool = _n_rows(proba)
+    else:
+        raise ValueError("select needs X_pool (embeddings) or proba to know the pool")
+    if X_labelled is not None and y_labelled is not None and _n_rows(X_labelled) != len(y_labelled):
+        raise ValueError(f"X_labelled has {_n_rows(X_labelled)} rows but y_labelled has {len(y_labelled)} labels")
+    if n > n_pool:
+        raise PoolExhaustedError(n_pool, int(n))
+    rng = _as_rng(rng)
+    if n == 0:
+        return Selection(np.empty(0, dtype=np.int64), np.empty(0), strategy, {"n_pool": n_pool})
+    ctx = _Ctx(X_pool=X_pool, proba=proba, model=model, X_labelled=X_labelled, y_labelled=y_labelled,
+               multilabel=multilabel, classes=classes, rng=rng, n_pool=n_pool,
+               options={"cold_start": cold_start, **options})
+    sel = spec[0](ctx, int(n), strategy)
+    sel.details.setdefault("n_pool", n_pool)
+    return sel

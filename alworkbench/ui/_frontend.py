@@ -1,0 +1,486 @@
+"""The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
+
+Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
+time_spent_s, view, client_seq}``, ``{type: "undo"|"ack_guideline"|"poll"|"hello", view, client_seq}``.
+Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
+id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``.
+The view sends at most one message at a time and ignores keys until that message is acknowledged.
+"""
+
+ESM = r"""
+function h(tag, cls, text) {
+  const e = document.createElement(tag);
+  if (cls) e.className = cls;
+  if (text !== undefined && text !== null) e.textContent = String(text);
+  return e;
+}
+
+function render({ model, el }) {
+  const view = Math.random().toString(36).slice(2, 10);
+  let seq = 0;
+  let inflight = null;
+  let inflightTimer = null;
+  let shownAt = performance.now();
+  let selected = new Set();
+  let currentId = null;
+  let searchSel = 0;
+  const keep = [];          // prefetched Image objects (keeps them decoded in the cache)
+
+  const root = h("div", "alwb-root");
+  root.tabIndex = 0;
+  root.setAttribute("role", "application");
+  root.setAttribute("aria-label", "image labeller");
+
+  // header: annotator, position, labelled total, model version, training indicator
+  const header = h("div", "alwb-header");
+  const annLabel = h("label", "alwb-annotator-label", "annotator ");
+  const annInput = h("input", "alwb-annotator");
+  annInput.type = "text"; annInput.size = 12; annInput.spellcheck = false;
+  annLabel.appendChild(annInput);
+  const position = h("span", "alwb-position");
+  const labelled = h("span", "alwb-labelled");
+  const modelInfo = h("span", "alwb-model");
+  const training = h("span", "alwb-training", "retraining\u2026");
+  header.append(annLabel, position, labelled, modelInfo, training);
+
+  const guide = h("details", "alwb-guideline");
+  const guideSummary = h("summary", "alwb-guideline-summary");
+  const guideBody = h("div", "alwb-guideline-body");
+  guide.append(guideSummary, guideBody);
+  const guideBanner = h("div", "alwb-guideline-banner");
+  const guideBannerText = h("span", "alwb-guideline-banner-text");
+  const guideAck = h("button", "alwb-guideline-ack", "I have read it");
+  guideBanner.append(guideBannerText, guideAck);
+
+  const main = h("div", "alwb-main");
+  const imgBox = h("div", "alwb-imgbox");
+  const img = h("img", "alwb-image");
+  img.alt = "item to label";
+  img.draggable = false;
+  imgBox.appendChild(img);
+  const side = h("div", "alwb-side");
+  const predBox = h("div", "alwb-predictions");
+  const search = h("input", "alwb-search");
+  search.type = "search"; search.placeholder = "type to filter classes (/)"; search.spellcheck = false;
+  const choicesBox = h("div", "alwb-choices");
+  const submitBtn = h("button", "alwb-submit", "Submit tags (Enter)");
+  side.append(predBox, search, choicesBox, submitBtn);
+  main.append(imgBox, side);
+
+  const actions = h("div", "alwb-actions");
+  const acceptBtn = h("button", "alwb-accept", "Accept suggestion (a)");
+  const skipBtn = h("button", "alwb-skip", "Skip (s)");
+  const flagBtn = h("button", "alwb-flag", "Flag for review (f)");
+  const undoBtn = h("button", "alwb-undo", "Undo (z)");
+  actions.append(acceptBtn, skipBtn, flagBtn, undoBtn);
+  const noteRow = h("div", "alwb-note-row");
+  const noteInput = h("input", "alwb-note-input");
+  noteInput.type = "text"; noteInput.placeholder = "optional note, Enter to flag, Esc to cancel";
+  noteRow.appendChild(noteInput);
+
+  const message = h("div", "alwb-message");
+  const coverage = h("div", "alwb-coverage");
+  const report = h("div", "alwb-report");
+  const help = h("div", "alwb-help");
+
+  root.append(header, guideBanner, guide, main, actions, noteRow, message, coverage, report, help);
+  el.appendChild(root);
+
+  function isMulti() { return model.get("mode") === "multi"; }
+  function choices() { return model.get("choices") || []; }
+
+  function say(text, kind) {
+    message.textContent = text || "";
+    message.dataset.kind = kind || "info";
+  }
+
+  function setBusy(b) {
+    root.dataset.busy = b ? "1" : "0";
+    root.classList.toggle("alwb-busy", !!b);
+  }
+
+  function send(msg) {
+    if (inflight !== null) { return false; }
+    seq += 1;
+    inflight = seq;
+    msg.view = view;
+    msg.client_seq = seq;
+    setBusy(true);
+    clearTimeout(inflightTimer);
+    inflightTimer = setTimeout(() => {
+      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+    }, 3000);
+    model.send(msg);
+    return true;
+  }
+
+  function canAnswer() {
+    const g = model.get("guideline") || {};
+    if (!currentId) { say("nothing to label right now", "warn"); return false; }
+    if (g.version && !g.acknowledged) {
+      say("the guideline changed to version " + g.version + ": read it and press \u201cI have read it\u201d first", "warn");
+      return false;
+    }
+    return true;
+  }
+
+  function answer(a) {
+    if (inflight !== null || !canAnswer()) return;
+    const spent = (performance.now() - shownAt) / 1000;
+    send({ type: "answer", item_id: currentId, answer: a, time_spent_s: spent });
+  }
+
+  function chooseLabel(name) { answer({ kind: "label", label: name }); }
+
+  function submitTags() {
+    if (inflight !== null) return;
+    if (selected.size === 0) {
+      say("no tag selected: choose at least one tag (its key or a click), or skip with s", "warn");
+      return;
+    }
+    answer({ kind: "tags", tags: Array.from(selected).sort() });
+  }
+
+  function acceptSuggestion() {
+    const it = model.get("item") || {};
+    const pred = it.prediction || [];
+    if (!pred.length) { say("no model suggestion yet (the first model trains after the first batch)", "warn"); return; }
+    if (isMulti()) {
+      selected = new Set(pred.filter((p) => p[1] >= 0.5).map((p) => p[0]));
+      if (selected.size === 0) selected.add(pred[0][0]);
+      drawChoices();
+      say("suggested tags selected: press Enter to submit", "info");
+    } else {
+      chooseLabel(pred[0][0]);
+    }
+  }
+
+  function openNote() {
+    if (!canAnswer() || inflight !== null) return;
+    noteRow.classList.add("alwb-open");
+    noteInput.value = "";
+    noteInput.focus();
+  }
+  function closeNote() { noteRow.classList.remove("alwb-open"); root.focus({ preventScroll: true }); }
+
+  function filtered() {
+    const q = search.value.trim().toLowerCase();
+    const cs = choices();
+    if (!q) return cs;
+    return cs.filter((c) => c.name.toLowerCase().includes(q));
+  }
+
+  function drawChoices() {
+    choicesBox.textContent = "";
+    const multi = isMulti();
+    const list = multi ? choices() : filtered();
+    list.forEach((c, i) => {
+      const b = h("button", multi ? "alwb-tag" : "alwb-choice");
+      b.dataset.name = c.name;
+      b.tabIndex = -1;
+      if (c.key) { const k = h("kbd", "alwb-key", c.key); b.appendChild(k); }
+      b.appendChild(h("span", "alwb-name", c.name));
+      if (multi && selected.has(c.name)) b.classList.add("alwb-on");
+      if (!multi && search.value && i === searchSel) b.classList.add("alwb-hit");
+      b.addEventListener("mousedown", (e) => e.preventDefault());
+      b.addEventListener("click", (e) => {
+        e.preventDefault();
+        root.focus({ preventScroll: true });
+        if (multi) toggleTag(c.name); else chooseLabel(c.name);
+      });
+      choicesBox.appendChild(b);
+    });
+    submitBtn.style.display = multi ? "" : "none";
+    submitBtn.disabled = multi && selected.size === 0;
+    submitBtn.title = selected.size === 0 ? "choose at least one tag first (or skip with s)" : "";
+    search.style.display = (!multi && choices().length > 10) ? "" : "none";
+  }
+
+  function toggleTag(name) {
+    if (inflight !== null) return;
+    if (selected.has(name)) selected.delete(name); else selected.add(name);
+    say("", "info");
+    drawChoices();
+  }
+
+  function drawItem() {
+    const it = model.get("item") || {};
+    const newId = it.item_id || null;
+    if (newId !== currentId || it.shown_seq !== root.dataset.shownSeq) {
+      selected = new Set(it.preselect || []);
+      search.value = ""; searchSel = 0;
+      noteRow.classList.remove("alwb-open");
+      shownAt = performance.now();
+    }
+    currentId = newId;
+    root.dataset.shownSeq = it.shown_seq;
+    root.dataset.itemId = newId || "";
+    if (newId) {
+      img.style.display = "";
+      img.classList.toggle("alwb-pixelated", !!it.pixelated);
+      if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
+      else { img.style.width = ""; img.style.height = ""; }
+      if (img.getAttribute("src") !== it.src) img.src = it.src;
+      position.textContent = "item " + it.position + " / " + it.batch_size + " of round " + it.round
+        + (it.redo ? " (undone, answer again)" : "");
+    } else {
+      img.style.display = "none";
+      img.removeAttribute("src");
+      position.textContent = it.status || "nothing to label";
+    }
+    predBox.textContent = "";
+    const pred = it.prediction || [];
+    if (pred.length) {
+      predBox.appendChild(h("div", "alwb-pred-title", "model suggests (a accepts):"));
+      pred.forEach((p) => {
+        const row = h("div", "alwb-pred");
+        row.dataset.name = p[0];
+        row.appendChild(h("span", "alwb-pred-name", p[0]));
+        const bar = h("span", "alwb-pred-bar");
+        const fill = h("span", "alwb-pred-fill"); fill.style.width = Math.round(100 * p[1]) + "%";
+        bar.appendChild(fill);
+        row.appendChild(bar);
+        row.appendChild(h("span", "alwb-pred-p", Math.round(100 * p[1]) + "%"));
+        predBox.appendChild(row);
+      });
+    } else {
+      predBox.appendChild(h("div", "alwb-pred-title", "no model yet: suggestions appear after the first retrain"));
+    }
+    acceptBtn.disabled = !pred.length;
+    drawChoices();
+  }
+
+  function drawProgress() {
+    const p = model.get("progress") || {};
+    labelled.textContent = "labelled " + (p.labelled || 0) + (p.pool_size ? " / " + p.pool_size : "");
+    modelInfo.textContent = p.model_version ? "model v" + p.model_version : "no model yet";
+    training.style.display = p.training ? "" : "none";
+    root.dataset.training = p.training ? "1" : "0";
+    coverage.textContent = "";
+    const cov = p.coverage || {};
+    const names = Object.keys(cov);
+    const max = Math.max(1, ...names.map((n) => cov[n]));
+    names.forEach((n) => {
+      const row = h("div", "alwb-cov-row");
+      row.dataset.name = n;
+      row.appendChild(h("span", "alwb-cov-name", n));
+      const bar = h("span", "alwb-cov-bar");
+      const fill = h("span", "alwb-cov-fill"); fill.style.width = Math.round(100 * cov[n] / max) + "%";
+      bar.appendChild(fill);
+      row.appendChild(bar);
+      row.appendChild(h("span", "alwb-cov-n", cov[n]));
+      coverage.appendChild(row);
+    });
+    if (p.training && !pollTimer) {
+      pollTimer = setInterval(() => { model.send({ type: "poll", view: view }); }, 700);
+    } else if (!p.training && pollTimer) {
+      clearInterval(pollTimer); pollTimer = null;
+    }
+  }
+  let pollTimer = null;
+
+  function drawGuideline() {
+    const g = model.get("guideline") || {};
+    guideSummary.textContent = "Labelling guideline" + (g.version ? " (version " + g.version + ")" : "");
+    guideBody.innerHTML = g.html || "<em>no guideline text in this project</em>";
+    const needAck = !!(g.version && !g.acknowledged);
+    guideBanner.style.display = needAck ? "" : "none";
+    guideBannerText.textContent = needAck
+      ? (g.previous ? "The guideline changed from version " + g.previous + " to " + g.version
+                    : "Please read the guideline (version " + g.version + ")") + " before the next answer. "
+      : "";
+    guideAck.dataset.version = g.version || "";
+    if (needAck) guide.open = true;
+  }
+
+  function drawReport() { report.innerHTML = model.get("report_html") || ""; }
+
+  function drawPrefetch() {
+    keep.length = 0;
+    (model.get("prefetch") || []).forEach((src) => {
+      const im = new Image();
+      im.src = src;
+      if (im.decode) im.decode().catch(() => {});
+      keep.push(im);
+    });
+  }
+
+  function drawHelp() {
+    const multi = isMulti();
+    help.textContent = (multi
+      ? "keys: tag keys toggle, Enter submits"
+      : (choices().length > 10 ? "keys: 1-9/0 first classes, / filter then Enter" : "keys: 1-9/0 pick a class"))
+      + " \u00b7 a accept suggestion \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo";
+  }
+
+  model.on("change:ack", () => {
+    const a = model.get("ack") || {};
+    if (a.view !== view || a.client_seq !== inflight) return;
+    inflight = null;
+    clearTimeout(inflightTimer);
+    setBusy(false);
+    if (a.ok) say(a.info || "", "info"); else say(a.error || "refused", "error");
+  });
+  model.on("change:item", drawItem);
+  model.on("change:progress", drawProgress);
+  model.on("change:guideline", drawGuideline);
+  model.on("change:report_html", drawReport);
+  model.on("change:prefetch", drawPrefetch);
+  model.on("change:choices", () => { drawChoices(); drawHelp(); });
+  model.on("change:mode", () => { drawChoices(); drawHelp(); });
+  model.on("change:annotator", () => { if (document.activeElement !== annInput) annInput.value = model.get("annotator"); });
+
+  annInput.value = model.get("annotator") || "";
+  annInput.addEventListener("change", () => {
+    const v = annInput.value.trim();
+    if (!v) { annInput.value = model.get("annotator"); return; }
+    model.set("annotator", v);
+    model.save_changes();
+  });
+  annInput.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === "Escape") {
+      e.preventDefault(); e.stopPropagation();
+      annInput.dispatchEvent(new Event("change"));
+      root.focus({ preventScroll: true });
+    } else { e.stopPropagation(); }
+  });
+
+  noteInput.addEventListener("keydown", (e) => {
+    e.stopPropagation();
+    if (e.key === "Enter") {
+      e.preventDefault();
+      const note = noteInput.value.trim();
+      closeNote();
+      answer({ kind: "flag", note: note });
+    } else if (e.key === "Escape") {
+      e.preventDefault();
+      closeNote();
+    }
+  });
+
+  search.addEventListener("input", () => { searchSel = 0; drawChoices(); });
+  search.addEventListener("keydown", (e) => {
+    e.stopPropagation();
+    const list = filtered();
+    if (e.key === "Enter") {
+      e.preventDefault();
+      if (list.length) { const name = list[Math.min(searchSel, list.length - 1)].name; search.value = ""; root.focus({ preventScroll: true }); chooseLabel(name); }
+      else say("no class matches \u201c" + search.value + "\u201d", "warn");
+    } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault();
+      searchSel = Math.max(0, Math.min(list.length - 1, searchSel + (e.key === "ArrowDown" ? 1 : -1)));
+      drawChoices();
+    } else if (e.key === "Escape") {
+      e.preventDefault(); search.value = ""; drawChoices(); root.focus({ preventScroll: true });
+    }
+  });
+
+  function btn(b, fn) {
+    b.tabIndex = -1;
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", (e) => { e.preventDefault(); root.focus({ preventScroll: true }); fn(); });
+  }
+  btn(acceptBtn, acceptSuggestion);
+  btn(skipBtn, () => answer({ kind: "skip" }));
+  btn(flagBtn, openNote);
+  btn(undoBtn, () => { if (inflight === null) send({ type: "undo" }); });
+  btn(submitBtn, submitTags);
+  btn(guideAck, () => { if (inflight === null) send({ type: "ack_guideline", version: guideAck.dataset.version }); });
+
+  root.addEventListener("mousedown", (e) => {
+    const t = e.target;
+    if (t === annInput || t === noteInput || t === search || (t.closest && t.closest(".alwb-guideline-body, summary"))) return;
+    setTimeout(() => root.focus({ preventScroll: true }), 0);
+  });
+
+  root.addEventListener("keydown", (e) => {
+    if (e.target !== root) return;                  // inputs handle their own keys
+    if (e.ctrlKey || e.metaKey || e.altKey) return;   // leave JupyterLab's shortcuts alone
+    const k = e.key;
+    let handled = true;
+    if (inflight !== null) {
+      // swallow our own keys while an answer is in flight; nothing is queued
+      handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " ";
+    } else if (k === "Enter") {
+      if (isMulti()) submitTags();
+    } else if (k === "s") {
+      answer({ kind: "skip" });
+    } else if (k === "f") {
+      openNote();
+    } else if (k === "z" || k === "Backspace") {
+      send({ type: "undo" });
+    } else if (k === "a") {
+      acceptSuggestion();
+    } else if (k === "/" && !isMulti() && choices().length > 10) {
+      search.focus();
+    } else if (k === " ") {
+      // space would scroll the notebook; do nothing
+    } else {
+      const c = choices().find((c) => c.key === k);
+      if (c) { if (isMulti()) toggleTag(c.name); else chooseLabel(c.name); }
+      else handled = false;
+    }
+    if (handled) { e.preventDefault(); e.stopPropagation(); }
+  });
+
+  drawGuideline(); drawProgress(); drawItem(); drawReport(); drawHelp(); drawPrefetch();
+  setBusy(false);
+  root.focus({ preventScroll: true });
+  requestAnimationFrame(() => root.focus({ preventScroll: true }));
+  model.send({ type: "hello", view: view });
+  return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); };
+}
+
+export default { render };
+"""
+
+CSS = r"""
+.alwb-root { font-family: var(--jp-ui-font-family, sans-serif); font-size: 13px; color: var(--jp-ui-font-color1, #222);
+  border: 2px solid var(--jp-border-color2, #ddd); border-radius: 6px; padding: 8px 10px; outline: none; max-width: 980px; }
+.alwb-root:focus { border-color: var(--jp-brand-color1, #1976d2); }
+.alwb-root.alwb-busy { opacity: 0.93; }
+.alwb-header { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; margin-bottom: 6px; }
+.alwb-annotator { font: inherit; padding: 1px 4px; }
+.alwb-position { font-weight: 600; }
+.alwb-training { color: #b26a00; font-weight: 600; animation: alwb-pulse 1.2s ease-in-out infinite; }
+@keyframes alwb-pulse { 50% { opacity: 0.45; } }
+.alwb-guideline { margin: 4px 0; }
+.alwb-guideline-summary { cursor: pointer; font-weight: 600; }
+.alwb-guideline-body { padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
+.alwb-guideline-banner { background: #fff3cd; border: 1px solid #e0b84c; padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-main { display: flex; gap: 16px; align-items: flex-start; }
+.alwb-imgbox { flex: 0 0 auto; min-width: 256px; min-height: 256px; display: flex; align-items: center; justify-content: center;
+  background: var(--jp-layout-color2, #f3f3f3); border-radius: 4px; padding: 4px; }
+.alwb-image { display: block; max-width: min(640px, 60vw); max-height: 480px; object-fit: contain; }
+.alwb-image.alwb-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; }
+.alwb-side { flex: 1 1 260px; min-width: 220px; }
+.alwb-predictions { margin-bottom: 8px; }
+.alwb-pred-title { color: var(--jp-ui-font-color2, #666); margin-bottom: 2px; }
+.alwb-pred { display: grid; grid-template-columns: 90px 1fr 42px; gap: 6px; align-items: center; }
+.alwb-pred-bar, .alwb-cov-bar { background: var(--jp-layout-color3, #e4e4e4); height: 9px; border-radius: 4px; overflow: hidden; display: block; }
+.alwb-pred-fill { background: #6a9fd8; height: 100%; display: block; }
+.alwb-cov-fill { background: #7cb77c; height: 100%; display: block; }
+.alwb-search { width: 100%; box-sizing: border-box; margin-bottom: 6px; font: inherit; }
+.alwb-choices { display: flex; flex-wrap: wrap; gap: 5px; margin-bottom: 6px; }
+.alwb-choice, .alwb-tag { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
+  background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
+.alwb-choice:hover, .alwb-tag:hover { background: var(--jp-layout-color2, #eee); }
+.alwb-choice.alwb-hit { border-color: var(--jp-brand-color1, #1976d2); }
+.alwb-tag.alwb-on { background: #1976d2; color: #fff; border-color: #1976d2; }
+.alwb-key { font-family: var(--jp-code-font-family, monospace); font-size: 11px; border: 1px solid currentColor; border-radius: 3px;
+  padding: 0 3px; margin-right: 5px; opacity: 0.75; }
+.alwb-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
+.alwb-actions button, .alwb-submit, .alwb-guideline-ack { font: inherit; cursor: pointer; padding: 3px 9px; }
+.alwb-note-row { display: none; margin-top: 6px; }
+.alwb-note-row.alwb-open { display: block; }
+.alwb-note-input { width: 100%; box-sizing: border-box; font: inherit; }
+.alwb-message { min-height: 18px; margin-top: 6px; }
+.alwb-message[data-kind="warn"] { color: #9a6700; }
+.alwb-message[data-kind="error"] { color: #c62828; font-weight: 600; }
+.alwb-coverage { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 2px 14px; margin-top: 6px; }
+.alwb-cov-row { display: grid; grid-template-columns: 80px 1fr 30px; gap: 6px; align-items: center; }
+.alwb-cov-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.alwb-report { margin-top: 8px; }
+.alwb-report table { border-collapse: collapse; }
+.alwb-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 6px; }
+"""

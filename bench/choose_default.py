@@ -1,0 +1,109 @@
+"""Label-efficiency check used to pick alworkbench.query.DEFAULT_STRATEGY.
+
+Real Fashion-MNIST: the 60k train images are the pool (PCA-50 of the pixels as the embedding), the 10k test images
+the evaluation set. Every strategy starts from the same round-0 batch (cold start, typical) except `random`, which
+is random throughout (the passive baseline). A multinomial logistic regression is refitted on all labels each
+round, the pool is scored, `batch` items are selected, until `budget` labels. Prints accuracy per label count and
+the labels each strategy needs to reach random's accuracy at `budget`. No assertions.
+
+    .venv/bin/python bench/choose_default.py --seeds 0 1 2 --budget 1000 --batch 25
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist  # noqa: E402
+
+from alworkbench.query import select  # noqa: E402
+
+
+def run(strategy: str, seed: int, Xp, yp, Xt, yt, budget: int, batch: int, first: int):
+    from sklearn.linear_model import LogisticRegression
+
+    rng = np.random.default_rng(seed)
+    labelled = np.zeros(len(Xp), dtype=bool)
+    start = select("random" if strategy == "random" else "cold_start", first, X_pool=Xp, rng=rng)
+    labelled[start.indices] = True
+    curve = []
+    t_sel = 0.0
+    while True:
+        idx = np.flatnonzero(labelled)
+        clf = LogisticRegression(max_iter=300, C=1.0).fit(Xp[idx], yp[idx])
+        curve.append((int(idx.size), float((clf.predict(Xt) == yt).mean())))
+        if idx.size >= budget:
+            break
+        pool = np.flatnonzero(~labelled)
+        k = min(batch, budget - idx.size)
+        t0 = time.perf_counter()
+        proba = np.zeros((pool.size, 10), dtype=np.float32)
+        proba[:, clf.classes_] = clf.predict_proba(Xp[pool])
+        sel = select(strategy, k, X_pool=Xp[pool], proba=proba, X_labelled=Xp[idx], y_labelled=yp[idx], rng=rng)
+        t_sel += time.perf_counter() - t0
+        labelled[pool[sel.indices]] = True
+    return curve, t_sel
+
+
+def labels_to_reach(curve, target):
+    for n, acc in curve:
+        if acc >= target:
+            return n
+    return None
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--strategies", nargs="+",
+                    default=["random", "margin", "entropy", "least_confidence", "diverse_margin", "class_balanced",
+                             "coreset"])
+    ap.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    ap.add_argument("--budget", type=int, default=1000)
+    ap.add_argument("--batch", type=int, default=25)
+    ap.add_argument("--first", type=int, default=20)
+    ap.add_argument("--dim", type=int, default=50)
+    args = ap.parse_args()
+
+    Xtr, ytr = fmnist.load("train")
+    Xte, yte = fmnist.load("t10k")
+    Xp, Xt = fmnist.pca(Xtr, Xte, args.dim)
+    mu, sd = Xp.mean(0), Xp.std(0) + 1e-6
+    Xp, Xt = (Xp - mu) / sd, (Xt - mu) / sd
+    print(f"Fashion-MNIST pool {Xp.shape}, test {Xt.shape}, PCA-{args.dim}, budget {args.budget}, "
+          f"batch {args.batch}, round 0 = {args.first}, seeds {args.seeds}", flush=True)
+
+    curves = {}
+    for s in args.strategies:
+        per_seed = []
+        for seed in args.seeds:
+            t0 = time.perf_counter()
+            curve, t_sel = run(s, seed, Xp, ytr, Xt, yte, args.budget, args.batch, args.first)
+            per_seed.append(curve)
+            print(f"  {s:17s} seed {seed}: acc@{curve[-1][0]} = {curve[-1][1]:.4f}  "
+                  f"(select {t_sel:.1f} s, total {time.perf_counter() - t0:.1f} s)", flush=True)
+        curves[s] = per_seed
+
+    ns = [n for n, _ in curves[args.strategies[0]][0]]
+    mean = {s: np.mean([[a for _, a in c] for c in curves[s]], axis=0) for s in curves}
+    checkpoints = [n for n in ns if n in (20, 95, 195, 295, 395, 495, 595, 695, 795, 895, 1000) or n == ns[-1]]
+    print("\nmean test accuracy over seeds")
+    print("labels  " + "  ".join(f"{s[:14]:>14s}" for s in curves))
+    for n in checkpoints:
+        i = ns.index(n)
+        print(f"{n:6d}  " + "  ".join(f"{mean[s][i]:14.4f}" for s in curves))
+    if "random" in mean:
+        target = mean["random"][-1]
+        print(f"\nlabels needed to reach random@{ns[-1]} = {target:.4f} (mean curve; per seed in brackets)")
+        for s in curves:
+            per = [labels_to_reach(c, float(np.mean([cc[-1][1] for cc in curves['random']]))) for c in curves[s]]
+            reach = labels_to_reach(list(zip(ns, mean[s])), target)
+            saved = f"{1 - reach / ns[-1]:.0%} fewer" if reach else "not reached"
+            print(f"  {s:17s} {str(reach):>6s} labels ({saved})  {per}")
+
+
+if __name__ == "__main__":
+    main()

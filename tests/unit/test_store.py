@@ -1,0 +1,300 @@
+"""LabelStore: append-only events, derived labels, undo chains, batches, meta, thread safety."""
+from __future__ import annotations
+
+import sqlite3
+import threading
+
+import pytest
+
+from alworkbench.errors import AnswerError, DuplicateAnswerError, NothingToUndoError, StoreError
+from alworkbench.labels import LabelStore
+from alworkbench.types import Answer, Prediction
+
+
+@pytest.fixture
+def store(tmp_path):
+    with LabelStore(tmp_path / "labels.sqlite") as s:
+        yield s
+
+
+def test_file_is_wal_and_full_sync(tmp_path, store):
+    conn = store._conn()
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    assert store.integrity_check() == "ok"
+    assert store.get_meta("schema_version") == 1
+
+
+def test_record_returns_increasing_ids_and_full_provenance(store):
+    pred = Prediction(top=(("cat", 0.7), ("dog", 0.3)), model_version=3)
+    e1 = store.record("img/1", Answer.of_label("cat", time_spent_s=1.5), round=2, annotator="alice",
+                      batch_id="b7", model_version=3, strategy="margin", score=0.42, prediction=pred)
+    e2 = store.record("img/2", Answer.of_label("dog"), round=2, annotator="bob", shown_at=0.0)
+    assert e2 > e1
+    ev = store.events()
+    assert [e["id"] for e in ev] == [e1, e2]
+    first = ev[0]
+    assert first["kind"] == "label" and first["value"] == "cat" and first["sample_id"] == "img/1"
+    assert (first["round"], first["batch_id"], first["annotator"]) == (2, "b7", "alice")
+    assert (first["model_version"], first["strategy"], first["score"]) == (3, "margin", 0.42)
+    assert first["time_spent_s"] == 1.5
+    assert first["prediction"] == {"top": [["cat", 0.7], ["dog", 0.3]], "model_version": 3}
+    assert first["undoes"] is None and first["created_at"] > 0
+    # time spent derived from shown_at when the answer carries none
+    assert ev[1]["time_spent_s"] > 0 and ev[1]["shown_at"] == 0.0
+    assert store.n_events() == 2 and store.events(since_id=e1) == [ev[1]]
+
+
+def test_duplicate_in_same_round_refused_and_not_counted(store):
+    store.record("s1", Answer.of_label("cat"), round=1, annotator="a")
+    with pytest.raises(DuplicateAnswerError, match=r"item 's1' was already answered in round 1; refused"):
+        store.record("s1", Answer.of_label("dog"), round=1, annotator="b")
+    with pytest.raises(DuplicateAnswerError):
+        store.record("s1", Answer.skip(), round=1, annotator="a")
+    assert store.n_events() == 1
+    assert store.labels() == {"s1": "cat"}
+    assert store.counts(["cat", "dog"], multilabel=False) == {"cat": 1, "dog": 0}
+    # a later round may relabel (review); the latest answer wins
+    store.record("s1", Answer.of_label("dog"), round=2, annotator="b")
+    assert store.labels() == {"s1": "dog"}
+    assert store.answered_ids(round=1) == {"s1"} and store.answered_ids(round=2) == {"s1"}
+
+
+def test_undo_chain_walks_back_and_rederives_labels(store):
+    ids = [store.record(f"s{i}", Answer.of_label("cat" if i % 2 else "dog"), round=0, annotator="a")
+           for i in range(4)]
+    assert store.counts(["cat", "dog"], False) == {"cat": 2, "dog": 2}
+    undone = store.undo()
+    assert undone["id"] == ids[3] and undone["sample_id"] == "s3" and undone["value"] == "cat"
+    assert store.undo()["id"] == ids[2]
+    assert store.labels() == {"s0": "dog", "s1": "cat"}
+    assert store.counts(["cat", "dog"], False) == {"cat": 1, "dog": 1}
+    assert store.answered_ids() == {"s0", "s1"}
+    # the undone item can be answered again in the same round
+    store.record("s2", Answer.of_label("cat"), round=0, annotator="a")
+    assert store.labels()["s2"] == "cat"
+    # undo events are events: nothing was deleted
+    kinds = [e["kind"] for e in store.events()]
+    assert kinds.count("undo") == 2 and kinds.count("label") == 5
+    undo_events = [e for e in store.events() if e["kind"] == "undo"]
+    assert [e["undoes"] for e in undo_events] == [ids[3], ids[2]]
+    # undo everything, then nothing left
+    for _ in range(3):
+        store.undo()
+    assert store.labels() == {}
+    with pytest.raises(NothingToUndoError, match="nothing to undo"):
+        store.undo()
+
+
+def test_undo_per_annotator(store):
+    a1 = store.record("x", Answer.of_label("cat"), round=0, annotator="alice")
+    store.record("y", Answer.of_label("dog"), round=0, annotator="bob")
+    assert store.undo(annotator="alice")["id"] == a1
+    assert store.labels() == {"y": "dog"}
+    with pytest.raises(NothingToUndoError, match="annotator 'alice'"):
+        store.undo(annotator="alice")
+    assert [e["annotator"] for e in store.events() if e["kind"] == "undo"] == ["alice"]
+
+
+def test_undo_of_relabel_restores_previous_round_answer(store):
+    store.record("s", Answer.of_label("cat"), round=1, annotator="a")
+    store.record("s", Answer.of_label("dog"), round=2, annotator="a")
+    store.undo()
+    assert store.labels() == {"s": "cat"}
+
+
+def test_tags_flags_skips_are_derived_from_latest_answer(store):
+    store.record("t1", Answer.of_tags(["animal/cat", "red"]), round=0, annotator="a")
+    store.record("t2", Answer.of_tags(["animal/dog"]), round=0, annotator="a")
+    store.record("t3", Answer.skip(), round=0, annotator="a")
+    store.record("t4", Answer.flag("two animals, guideline unclear"), round=0, annotator="a")
+    assert store.tag_sets() == {"t1": ("animal/cat", "red"), "t2": ("animal/dog",)}
+    assert store.skipped() == {"t3"}
+    assert store.flagged() == {"t4": "two animals, guideline unclear"}
+    assert store.labels() == {}
+    assert set(store.active_answers()) == {"t1", "t2", "t3", "t4"}
+    assert store.counts(["animal", "animal/cat", "animal/dog", "red", "blue"], multilabel=True) == {
+        "animal": 2, "animal/cat": 1, "animal/dog": 1, "red": 1, "blue": 0}
+    # a later flag in review replaces the tag set as the item's current state
+    store.record("t1", Answer.flag("mislabelled?"), round=1, annotator="b")
+    assert "t1" not in store.tag_sets() and store.flagged()["t1"] == "mislabelled?"
+
+
+def test_answered_ids_by_batch(store):
+    store.record("a", Answer.of_label("x"), round=1, annotator="u", batch_id="b1")
+    store.record("b", Answer.skip(), round=1, annotator="u", batch_id="b1")
+    store.record("c", Answer.of_label("x"), round=1, annotator="u", batch_id="b2")
+    assert store.answered_ids(batch_id="b1") == {"a", "b"}
+    assert store.answered_ids(round=1, batch_id="b2") == {"c"}
+    assert store.answered_ids(round=0) == set()
+
+
+def test_record_enqueue(store):
+    ids = store.record_enqueue(["p", "q"], round=3, reason="review: low confidence", annotator="alice")
+    assert len(ids) == 2
+    ev = store.events()
+    assert [e["kind"] for e in ev] == ["enqueue", "enqueue"]
+    assert ev[0]["value"] == {"reason": "review: low confidence"} and ev[0]["round"] == 3
+    assert store.answered_ids() == set() and store.last_round() == 3
+    with pytest.raises(NothingToUndoError):
+        store.undo()  # enqueue events are not answers
+
+
+def test_invalid_inputs_are_refused_without_writing(store):
+    with pytest.raises(AnswerError, match="empty tag set"):
+        store.record("a", Answer("tags", tags=()), round=0, annotator="u")
+    with pytest.raises(AnswerError, match="non-empty class name"):
+        store.record("a", Answer("label"), round=0, annotator="u")
+    with pytest.raises(StoreError, match="round must be an integer >= 0, got -1"):
+        store.record("a", Answer.skip(), round=-1, annotator="u")
+    with pytest.raises(StoreError, match="sample_id must be a non-empty string"):
+        store.record("", Answer.skip(), round=0, annotator="u")
+    with pytest.raises(StoreError, match="annotator"):
+        store.record("a", Answer.skip(), round=0, annotator="")
+    assert store.n_events() == 0
+
+
+def test_events_are_append_only_at_the_sql_level(tmp_path, store):
+    store.record("a", Answer.of_label("x"), round=0, annotator="u")
+    raw = sqlite3.connect(tmp_path / "labels.sqlite")
+    try:
+        with pytest.raises(sqlite3.DatabaseError, match="append-only: UPDATE refused"):
+            raw.execute("UPDATE events SET value_json = '\"y\"'")
+        with pytest.raises(sqlite3.DatabaseError, match="append-only: DELETE refused"):
+            raw.execute("DELETE FROM events")
+    finally:
+        raw.close()
+    assert store.labels() == {"a": "x"}
+
+
+def test_meta_roundtrip_and_persistence(tmp_path):
+    path = tmp_path / "l.sqlite"
+    with LabelStore(path) as s:
+        assert s.get_meta("missing", default=7) == 7
+        s.set_meta("guideline_ack", {"alice": "2"})
+        s.set_meta("guideline_ack", {"alice": "3", "bob": "1"})
+        s.set_meta("n", 5)
+        with pytest.raises(StoreError, match="not JSON-serialisable"):
+            s.set_meta("bad", object())
+        with pytest.raises(StoreError, match="managed by the label store"):
+            s.set_meta("schema_version", 99)
+    with LabelStore(path) as s:
+        assert s.get_meta("guideline_ack") == {"alice": "3", "bob": "1"}
+        assert s.get_meta("n") == 5
+
+
+def test_batches_save_load_resume(tmp_path):
+    path = tmp_path / "l.sqlite"
+    preds = [Prediction(top=(("cat", 0.6),), model_version=2), None]
+    with LabelStore(path) as s:
+        assert s.open_batch() is None
+        s.save_batch("r1-b0", 1, "random", 0, ["a", "b"])
+        s.save_batch("r2-b0", 2, "margin", 2, ["c", "d"], [0.9, float("nan")], preds)
+        s.save_batch("r2-b0", 2, "margin", 2, ["c", "d"], [0.9, None], preds)  # identical re-save: no-op
+        with pytest.raises(StoreError, match="already exists with different content"):
+            s.save_batch("r2-b0", 2, "margin", 2, ["c", "e"], [0.9, None], preds)
+        with pytest.raises(StoreError, match="2 item ids but 1 scores and 2 predictions"):
+            s.save_batch("bad", 2, "margin", 2, ["c", "d"], [0.1], preds)
+        with pytest.raises(StoreError, match="more than once"):
+            s.save_batch("bad", 2, "margin", 2, ["c", "c"])
+    with LabelStore(path) as s:  # after a restart
+        b = s.open_batch()
+        assert b["batch_id"] == "r2-b0" and b["round"] == 2 and b["strategy"] == "margin"
+        assert b["model_version"] == 2 and b["item_ids"] == ["c", "d"] and b["scores"] == [0.9, None]
+        assert b["predictions"] == preds
+        assert s.load_batch("r1-b0")["predictions"] == [None, None]
+        assert [x["batch_id"] for x in s.batches()] == ["r1-b0", "r2-b0"]
+        assert s.last_round() == 2
+        with pytest.raises(StoreError, match=r"no batch 'nope' in l.sqlite \(2 batch\(es\) saved\)"):
+            s.load_batch("nope")
+
+
+def test_reopen_rebuilds_derived_state_from_events(tmp_path):
+    path = tmp_path / "l.sqlite"
+    with LabelStore(path) as s:
+        for i in range(10):
+            s.record(f"s{i}", Answer.of_label(str(i % 3)), round=i // 5, annotator="a")
+        s.undo()
+        before = (s.labels(), s.counts(["0", "1", "2"], False), s.events())
+    with LabelStore(path) as s:
+        assert (s.labels(), s.counts(["0", "1", "2"], False), s.events()) == before
+        assert s.last_round() == 1 and len(before[0]) == 9
+
+
+def test_closed_store_and_bad_paths(tmp_path):
+    s = LabelStore(tmp_path / "l.sqlite")
+    s.close()
+    s.close()  # idempotent
+    with pytest.raises(StoreError, match="is closed"):
+        s.labels()
+    with pytest.raises(StoreError, match="is a directory"):
+        LabelStore(tmp_path)
+    junk = tmp_path / "junk.sqlite"
+    junk.write_bytes(b"this is not a database at all" * 100)
+    with pytest.raises(StoreError, match="cannot open label store"):
+        LabelStore(junk)
+    with pytest.raises(StoreError, match="synchronous must be one of"):
+        LabelStore(tmp_path / "x.sqlite", synchronous="OFF")
+
+
+def test_newer_schema_version_refused(tmp_path):
+    path = tmp_path / "l.sqlite"
+    LabelStore(path).close()
+    raw = sqlite3.connect(path)
+    raw.execute("UPDATE meta SET value_json = '99' WHERE key = 'schema_version'")
+    raw.commit()
+    raw.close()
+    with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 1"):
+        LabelStore(path)
+
+
+def test_background_reader_while_ui_thread_writes(store):
+    """A training thread reads labels while the UI thread writes; reads never fail and only grow."""
+    n = 300
+    errors: list[BaseException] = []
+    seen: list[int] = []
+    stop = threading.Event()
+
+    def reader():
+        try:
+            while not stop.is_set():
+                labels = store.labels()
+                counts = store.counts(["a", "b"], multilabel=False)
+                assert sum(counts.values()) >= len(labels)  # counts are read after labels
+                seen.append(len(labels))
+        except BaseException as exc:  # surfaced in the main thread below
+            errors.append(exc)
+
+    t = threading.Thread(target=reader)
+    t.start()
+    try:
+        for i in range(n):
+            store.record(f"s{i}", Answer.of_label("a" if i % 2 else "b"), round=0, annotator="ui")
+    finally:
+        stop.set()
+        t.join(timeout=30)
+    assert not errors, errors
+    assert seen == sorted(seen) and seen  # monotone: committed answers never disappear
+    assert len(store.labels()) == n
+
+
+def test_threads_racing_on_same_item_only_one_wins(store):
+    barrier = threading.Barrier(4)
+    results: list[str] = []
+
+    def worker(k):
+        barrier.wait()
+        for i in range(30):
+            try:
+                store.record(f"s{i}", Answer.of_label(str(k)), round=0, annotator=f"t{k}")
+                results.append("ok")
+            except DuplicateAnswerError:
+                results.append("dup")
+
+    threads = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    assert results.count("ok") == 30 and results.count("dup") == 90
+    assert store.n_events() == 30 and len(store.labels()) == 30
