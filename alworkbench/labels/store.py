@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import sqlite3
 import threading
 import time
@@ -154,18 +155,52 @@ def _check_round(value: Any) -> int:
     return value
 
 
+class _Write:
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including a failed COMMIT)."""
+
+    def __init__(self, conn: sqlite3.Connection, timeout_s: float):
+        self.conn = conn
+        self.timeout_s = timeout_s
+
+    def __enter__(self):
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            raise StoreError(f"label store busy: could not start a write within {self.timeout_s:g} s"
+                             f" ({exc}); is another program holding it open for writing?") from exc
+        return self.conn
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is None:
+            try:
+                self.conn.execute("COMMIT")
+            except BaseException:
+                if self.conn.in_transaction:
+                    self.conn.execute("ROLLBACK")
+                raise
+        elif self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
+        return False
+
+
 class LabelStore:
     """Append-only label events in one SQLite file. See the module docstring for the guarantees."""
 
-    def __init__(self, path, *, synchronous: str = "FULL"):
+    def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000):
         sync = str(synchronous).upper()
         if sync not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
+        if not busy_timeout_s > 0:
+            raise StoreError(f"busy_timeout_s must be > 0 seconds, got {busy_timeout_s!r}")
+        self.busy_timeout_s = float(busy_timeout_s)
         self.path = Path(path)
         self.synchronous = sync
         self._local = threading.local()
-        self._conns: list[sqlite3.Connection] = []
+        # (owning thread, connection); connections of finished threads are closed when the next one opens
+        self._conns: list[tuple[threading.Thread, sqlite3.Connection]] = []
         self._conns_lock = threading.Lock()
+        self._pid = os.getpid()
+        self._inherited: list = []  # a forked child keeps, never closes, its parent's connections
         self._closed = False
         if self.path.is_dir():
             raise StoreError(f"label store path {self.path} is a directory; expected a .sqlite file")
@@ -189,41 +224,46 @@ class LabelStore:
     def _conn(self) -> sqlite3.Connection:
         if self._closed:
             raise StoreError(f"label store {self.path} is closed")
+        if os.getpid() != self._pid:  # forked: SQLite handles must not cross fork(); open fresh ones
+            self._conns_lock = threading.Lock()  # another thread may have held the old one at fork time
+            self._inherited.append(self._conns)
+            self._conns = []
+            self._local = threading.local()
+            self._pid = os.getpid()
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             return conn
         try:
-            conn = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None,
+            conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
-            conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot open label store {self.path}: {exc}") from exc
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL journal mode (got {mode!r}); "
                                  "is the file on a network file system?")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
-        except sqlite3.DatabaseError as exc:
-            raise StoreError(f"cannot open label store {self.path}: {exc}") from exc
+        except BaseException as exc:
+            conn.close()
+            if isinstance(exc, sqlite3.Error):
+                raise StoreError(f"cannot open label store {self.path}: {exc}") from exc
+            raise
         self._local.conn = conn
         with self._conns_lock:
-            self._conns.append(conn)
+            dead = [c for t, c in self._conns if not t.is_alive()]
+            self._conns = [(t, c) for t, c in self._conns if t.is_alive()]
+            self._conns.append((threading.current_thread(), conn))
+        for c in dead:
+            c.close()
         return conn
 
-    class _write:  # noqa: N801 - a tiny context manager: BEGIN IMMEDIATE ... COMMIT / ROLLBACK
-        def __init__(self, conn: sqlite3.Connection):
-            self.conn = conn
+    def _write(self, conn: sqlite3.Connection) -> "_Write":
+        return _Write(conn, self.busy_timeout_s)
 
-        def __enter__(self):
-            self.conn.execute("BEGIN IMMEDIATE")
-            return self.conn
-
-        def __exit__(self, exc_type, exc, tb):
-            if exc_type is None:
-                self.conn.execute("COMMIT")
-            elif self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-            return False
-
+    def _read(self
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._conn().execute(sql, params).fetchall()
 
@@ -232,7 +272,10 @@ class LabelStore:
         self._closed = True
         with self._conns_lock:
             conns, self._conns = self._conns, []
-        for c in conns:
+        if os.getpid() != self._pid:  # a forked child must not close its parent's handles
+            self._inherited.append(conns)
+            return
+        for _, c in conns:
             try:
                 c.close()
             except sqlite3.ProgrammingError:  # closing from another thread mid-use: nothing more to do
@@ -331,21 +374,30 @@ class LabelStore:
             out[ev["sample_id"]] = ev
         return out
 
+    def _current(self) -> dict[str, tuple[str, Optional[str], str]]:
+        """Sample id -> (kind, value_json, note) of its latest active answer; a light version of
+        ``active_answers`` for the hot paths (UI refresh, retrain)."""
+        out: dict[str, tuple[str, Optional[str], str]] = {}
+        for sid, kind, raw, note in self._read(
+                f"SELECT e.sample_id, e.kind, e.value_json, e.note FROM events e WHERE {_ACTIVE} ORDER BY e.id"):
+            out[sid] = (kind, raw, note)
+        return out
+
     def labels(self) -> dict[str, str]:
         """Sample id -> class, for samples whose latest active answer is a single label."""
-        return {s: ev["value"] for s, ev in self.active_answers().items() if ev["kind"] == "label"}
+        return {s: json.loads(raw) for s, (kind, raw, _) in self._current().items() if kind == "label"}
 
     def tag_sets(self) -> dict[str, tuple[str, ...]]:
         """Sample id -> sorted tag tuple, for samples whose latest active answer is a tag set."""
-        return {s: tuple(ev["value"]) for s, ev in self.active_answers().items() if ev["kind"] == "tags"}
+        return {s: tuple(json.loads(raw)) for s, (kind, raw, _) in self._current().items() if kind == "tags"}
 
     def skipped(self) -> set[str]:
         """Samples whose latest active answer is a skip."""
-        return {s for s, ev in self.active_answers().items() if ev["kind"] == "skip"}
+        return {s for s, (kind, _, _) in self._current().items() if kind == "skip"}
 
     def flagged(self) -> dict[str, str]:
         """Sample id -> note, for samples whose latest active answer is a flag."""
-        return {s: ev["note"] for s, ev in self.active_answers().items() if ev["kind"] == "flag"}
+        return {s: note for s, (kind, _, note) in self._current().items() if kind == "flag"}
 
     def answered_ids(self, round: Optional[int] = None, batch_id: Optional[str] = None) -> set[str]:
         """Samples with an active answer (any kind), optionally only in ``round`` and/or ``batch_id``."""

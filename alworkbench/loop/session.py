@@ -151,8 +151,8 @@ class Session:
         preds = rec.get("predictions") or [None] * len(rec["item_ids"])
         scores = rec.get("scores") or [None] * len(rec["item_ids"])
         for sid, sc, pr in zip(rec["item_ids"], scores, preds):
-            pred = None
-            if pr:
+            pred = pr
+            if isinstance(pr, dict):
                 pred = Prediction(top=tuple((str(c), float(p)) for c, p in pr["top"]), model_version=pr["model_version"])
             items.append(BatchItem(item=self.items[self.index_of(sid)], score=sc, prediction=pred))
         return Batch(round=rec["round"], strategy=rec["strategy"], model_version=rec["model_version"],
@@ -221,9 +221,7 @@ class Session:
         preds = [self._prediction(model, int(i)) for i in idx]
         items = [BatchItem(item=self.items[int(i)], score=s, prediction=p) for i, s, p in zip(idx, scores, preds)]
         version = model.version if model is not None else self.model_version
-        self.store.save_batch(batch_id, round_, strategy, version, [bi.item.id for bi in items], scores,
-                              [None if p is None else {"top": [list(t) for t in p.top], "model_version": p.model_version}
-                               for p in preds])
+        self.store.save_batch(batch_id, round_, strategy, version, [bi.item.id for bi in items], scores, preds)
         self._batch = Batch(round=round_, strategy=strategy, model_version=version, items=items, batch_id=batch_id)
         return self._batch
 
@@ -290,8 +288,7 @@ class Session:
             shown = self._shown_at.pop(item_id, None)
             if answer.time_spent_s is None and shown is not None:
                 answer = replace(answer, time_spent_s=round(time.time() - shown, 3))
-            pred = None if bi.prediction is None else {"top": [list(t) for t in bi.prediction.top],
-                                                       "model_version": bi.prediction.model_version}
+            pred = bi.prediction
             eid = self.store.record(item_id, answer, round=b.round, annotator=self.annotator, batch_id=b.batch_id,
                                     model_version=b.model_version, strategy=b.strategy, score=bi.score,
                                     prediction=pred, shown_at=shown)

@@ -1,0 +1,123 @@
+"""HTML/SVG snippets for the widget: the guideline (markdown) and the round summary (labels per class and the
+held-out accuracy curve). Pure functions of plain data; no widget imports."""
+from __future__ import annotations
+
+import html
+import re
+from typing import Optional, Sequence
+
+from ..types import RoundReport
+
+
+def _inline(text: str) -> str:
+    t = html.escape(text)
+    t = re.sub(r"`([^`]+)`", r"<code>\1</code>", t)
+    t = re.sub(r"\*\*([^*]+)\*\*", r"<strong>\1</strong>", t)
+    t = re.sub(r"(?<![*\w])\*([^*]+)\*(?!\w)", r"<em>\1</em>", t)
+    return t
+
+
+def guideline_html(markdown: str) -> str:
+    """A small, safe markdown subset (headings, bullet and numbered lists, bold, italic, code, paragraphs);
+    raw HTML in the guideline is shown as text, never executed."""
+    if not markdown or not markdown.strip():
+        return ""
+    out: list[str] = []
+    para: list[str] = []
+    list_tag: Optional[str] = None
+
+    def flush_para():
+        if para:
+            out.append("<p>" + _inline(" ".join(para)) + "</p>")
+            para.clear()
+
+    def close_list():
+        nonlocal list_tag
+        if list_tag:
+            out.append(f"</{list_tag}>")
+            list_tag = None
+
+    for raw in markdown.splitlines():
+        line = raw.rstrip()
+        m_head = re.match(r"^(#{1,6})\s+(.*)$", line)
+        m_ul = re.match(r"^\s*[-*+]\s+(.*)$", line)
+        m_ol = re.match(r"^\s*\d+[.)]\s+(.*)$", line)
+        if not line.strip():
+            flush_para()
+            close_list()
+        elif m_head:
+            flush_para()
+            close_list()
+            level = min(6, len(m_head.group(1)) + 2)  # keep headings small inside the widget
+            out.append(f"<h{level}>{_inline(m_head.group(2))}</h{level}>")
+        elif m_ul or m_ol:
+            flush_para()
+            tag = "ul" if m_ul else "ol"
+            if list_tag != tag:
+                close_list()
+                out.append(f"<{tag}>")
+                list_tag = tag
+            out.append("<li>" + _inline((m_ul or m_ol).group(1)) + "</li>")
+        else:
+            close_list()
+            para.append(line.strip())
+    flush_para()
+    close_list()
+    return "\n".join(out)
+
+
+def accuracy_svg(reports: Sequence[RoundReport], width: int = 320, height: int = 150) -> str:
+    """An inline SVG line chart of the held-out metric against the number of labels (empty without GT)."""
+    pts = [(r.n_labels, r.accuracy) for r in reports if r.accuracy is not None]
+    if not pts:
+        return ""
+    metric = reports[-1].metric.replace("_", "-")
+    pad_l, pad_b, pad_t, pad_r = 36, 24, 10, 10
+    xs = [p[0] for p in pts]
+    x0, x1 = min(xs), max(xs)
+    if x1 == x0:
+        x0, x1 = x0 - 1, x1 + 1
+
+    def X(v):
+        return pad_l + (v - x0) / (x1 - x0) * (width - pad_l - pad_r)
+
+    def Y(v):
+        return pad_t + (1.0 - v) * (height - pad_t - pad_b)
+
+    poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
+    dots = "".join(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" fill="#1976d2"><title>{x} labels: '
+                   f'{y:.3f}</title></circle>' for x, y in pts)
+    grid = "".join(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{Y(g):.1f}" y2="{Y(g):.1f}" stroke="#ddd"/>'
+                   f'<text x="{pad_l - 4}" y="{Y(g) + 3:.1f}" font-size="9" text-anchor="end" fill="#666">'
+                   f'{g:.1f}</text>' for g in (0.0, 0.25, 0.5, 0.75, 1.0))
+    axis = (f'<text x="{(pad_l + width - pad_r) / 2:.0f}" y="{height - 4}" font-size="10" text-anchor="middle" '
+            f'fill="#444">labels ({x0 if x0 >= 0 else 0}\u2013{x1})</text>')
+    return (f'<svg class="alwb-curve" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+            f'viewBox="0 0 {width} {height}" role="img" aria-label="held-out {metric} by number of labels">'
+            f'{grid}<polyline fill="none" stroke="#1976d2" stroke-width="2" points="{poly}"/>{dots}{axis}'
+            f'<text x="{pad_l + 4}" y="{pad_t + 10}" font-size="10" fill="#444">held-out {metric}</text></svg>')
+
+
+def report_html(reports: Sequence[RoundReport], names: Sequence[str] = ()) -> str:
+    """The latest round summary: metric, labels per class (as a small table) and the learning curve."""
+    if not reports:
+        return ""
+    r = reports[-1]
+    metric = r.metric.replace("_", "-")
+    head = (f"<div class='alwb-report-title'><strong>Round {r.round}</strong> \u00b7 model v{r.model_version} "
+            f"\u00b7 {r.n_labels} labels")
+    if r.accuracy is not None:
+        head += f" \u00b7 held-out {metric} <strong class='alwb-acc'>{r.accuracy:.3f}</strong> (n={r.n_eval})"
+    fit = r.timings.get("total")
+    if fit is not None:
+        head += f" \u00b7 trained in {fit:.1f} s"
+    if r.should_stop:
+        head += f" \u00b7 <em>{html.escape(r.stop_reason or 'stopping rule met')}</em>"
+    head += "</div>"
+    order = list(names) or list(r.labels_per_class)
+    cells = "".join(f"<td title='{html.escape(str(n))}'>{html.escape(str(n))}</td>" for n in order)
+    counts = "".join(f"<td>{int(r.labels_per_class.get(n, 0))}</td>" for n in order)
+    table = (f"<table class='alwb-report-table'><tr><th>class</th>{cells}</tr>"
+             f"<tr><th>labels</th>{counts}</tr></table>")
+    return (f"<div class='alwb-report-box'>{head}<div style='display:flex;gap:16px;align-items:flex-start;"
+            f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div></div>")

@@ -1,0 +1,108 @@
+"""`alwb` end to end in subprocesses, as a user runs it (real files, real store, real torch backbone)."""
+import csv
+import json
+import subprocess
+import sys
+
+import pytest
+
+from alworkbench.data.fixtures import make_messy_folder
+
+
+def alwb(*args, check=True, cwd=None):
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", *map(str, args)], capture_output=True, text=True,
+                       cwd=cwd, timeout=600)
+    if check and r.returncode != 0:
+        raise AssertionError(f"alwb {' '.join(map(str, args))} exited {r.returncode}\n{r.stdout}\n{r.stderr}")
+    return r
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    root = tmp_path_factory.mktemp("messy")
+    info = make_messy_folder(root / "images", large=False)
+    return root, info
+
+
+def test_init_embed_status_label_export(messy, tmp_path):
+    root, info = messy
+    proj = tmp_path / "proj ü"
+    r = alwb("init", proj, "--images", root / "images", "--batch-size", 4)
+    assert "created" in r.stdout and (proj / "alwb.yaml").exists()
+    r = alwb("embed", proj, "--quiet")
+    assert f"{info['n_good']} images embedded" in r.stdout
+    st = json.loads(alwb("status", proj, "--json").stdout)
+    assert st["images"] == info["n_good"]
+    assert sorted(s["path"] for s in st["skipped"]) == sorted(info["skipped"])
+    reasons = {s["path"]: s["reason"] for s in st["skipped"]}
+    for path, reason in info["skipped"].items():
+        assert reasons[path] == reason
+    assert len(st["duplicates"]) == len(info["duplicates"])
+    assert st["labelled"] == 0 and set(st["per_class"]) == set(info["classes"])
+    # a headless labelling round answered from the folder names
+    r = alwb("label", proj, "--oracle", "--rounds", 2)
+    assert "model v2" in r.stdout
+    st = json.loads(alwb("status", proj, "--json").stdout)
+    assert st["labelled"] == 8 and sum(st["per_class"].values()) == 8 and st["model_version"] == 2
+    # the text status names every skipped file with its reason
+    text = alwb("status", proj).stdout
+    assert "unreadable" in text and "8 labels" not in text
+    out = tmp_path / "labels.csv"
+    res = json.loads(alwb("export", proj, "--format", "csv", "--out", out, "--json").stdout)
+    assert res["n_exported"] == 8
+    rows = list(csv.DictReader(open(out, encoding="utf-8")))
+    assert len(rows) == 8 and all(r["label"] == info["good"][r["id"]] for r in rows)
+    folders = tmp_path / "folders"
+    alwb("export", proj, "--format", "folders", "--out", folders)
+    exported = sorted(p.relative_to(folders).parts[0] for p in folders.rglob("*") if p.is_file())
+    assert len(exported) == 8 and set(exported) <= set(info["classes"])
+
+
+@pytest.mark.parametrize("args, needle", [
+    (["init", "{tmp}/p", "--images", "{tmp}/nope"], "no such file or folder"),
+    (["init", "{tmp}/p", "--images", "digits", "--classes", "a,a"], "duplicate names: a"),
+    (["status", "{tmp}/empty"], "alwb init"),
+    (["simulate", "--dataset", "digits", "--strategy", "bogus", "--budget", "40"], "unknown strategy bogus"),
+    (["simulate", "--dataset", "digits", "--budget", "5", "--initial", "10"], "--budget (5) must be >= --initial"),
+])
+def test_errors_are_one_line(tmp_path, args, needle):
+    r = alwb(*[a.format(tmp=tmp_path) for a in args], check=False)
+    assert r.returncode == 2, r.stderr
+    err = r.stderr.strip()
+    assert needle in err and "Traceback" not in err and len(err.splitlines()) == 1, err
+
+
+def test_bad_config_value_is_one_line(tmp_path):
+    alwb("init", tmp_path / "p", "--images", "digits")
+    cfg = (tmp_path / "p" / "alwb.yaml").read_text().replace("kind: linear", "kind: forest")
+    (tmp_path / "p" / "alwb.yaml").write_text(cfg)
+    r = alwb("status", tmp_path / "p", check=False)
+    assert r.returncode == 2 and r.stderr.strip() == (
+        "alwb: error: config key 'head.kind' is 'forest'; allowed: linear, mlp")
+
+
+def test_simulate_digits_beats_random_json_shape(tmp_path):
+    out = tmp_path / "sim.json"
+    alwb("simulate", "--dataset", "digits", "--strategy", "random,default", "--budget", 100, "--batch-size", 20,
+         "--initial", 20, "--seeds", "0,1", "--json", out, "--workdir", tmp_path / "w", "--quiet")
+    res = json.loads(out.read_text())
+    assert set(res["results"]) == {"random", "default"}
+    for strat in res["results"]:
+        assert set(res["results"][strat]) == {"0", "1"}
+        for curve in res["results"][strat].values():
+            assert [r["n_labels"] for r in curve] == [20, 40, 60, 80, 100]
+            assert all(isinstance(r["accuracy"], float) and 0 <= r["accuracy"] <= 1 for r in curve)
+    assert res["ingest"] == {"n_images": 1797, "skipped": [], "duplicates": []}
+    s = res["summary"]["strategies"]
+    assert s["default"]["final_accuracy"] > s["random"]["final_accuracy"]
+
+
+def test_simulate_on_a_folder_tree_reports_skips(messy, tmp_path):
+    root, info = messy
+    out = tmp_path / "sim.json"
+    alwb("simulate", "--dataset", root / "images", "--strategy", "random,margin", "--budget", 6, "--batch-size", 2,
+         "--initial", 2, "--seeds", "0", "--json", out, "--workdir", tmp_path / "w", "--quiet")
+    res = json.loads(out.read_text())
+    assert res["ingest"]["n_images"] == info["n_good"]
+    assert {s["path"] for s in res["ingest"]["skipped"]} == set(info["skipped"])
+    assert [r["n_labels"] for r in res["results"]["margin"]["0"]][-1] == 6

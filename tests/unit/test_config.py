@@ -1,0 +1,63 @@
+import pytest
+
+from alworkbench.config import ProjectConfig, config_from_dict, load_config
+from alworkbench.errors import ConfigError
+
+
+def test_defaults_and_roundtrip(tmp_path):
+    cfg = config_from_dict({"name": "x", "source": {"kind": "builtin", "dataset": "digits"}, "classes": ["a", "b"]})
+    assert cfg.backbone.name and cfg.query.batch_size == 20 and not cfg.multilabel
+    path = tmp_path / "alwb.yaml"
+    cfg.save(path)
+    again = load_config(tmp_path)
+    assert again == cfg
+
+
+@pytest.mark.parametrize("raw, needle", [
+    ({"sorce": {}}, "unknown config key 'sorce' (did you mean 'source'?)"),
+    ({"head": {"epochz": 3}}, "unknown config key 'head.epochz' (did you mean 'epochs'?)"),
+    ({"head": {"kind": "transformer"}}, "'head.kind' is 'transformer'; allowed: linear, mlp"),
+    ({"head": {"epochs": "many"}}, "'head.epochs' must be an integer"),
+    ({"query": {"batch_size": 0}}, "'query.batch_size' must be >= 1, got 0"),
+    ({"source": {"kind": "s3"}}, "'source.kind' is 's3'; allowed: builtin, folder, csv"),
+    ({"source": {"kind": "builtin", "dataset": "mnist"}}, "allowed: digits, fashion-mnist"),
+    ({"source": {"kind": "folder"}}, "'source.path' is required"),
+    ({"classes": ["a", "a"]}, "duplicate names: a"),
+    ({"classes": ["a"], "tags": ["b"]}, "'classes' and 'tags' are exclusive"),
+    ({"evaluation": {"holdout": 1.5}}, "'evaluation.holdout' must be in [0, 1)"),
+    ({"backbone": {"device": "tpu"}}, "'backbone.device' is 'tpu'"),
+    ([1, 2], "must be a mapping"),
+])
+def test_bad_values_one_line_errors(raw, needle):
+    if isinstance(raw, dict):
+        raw = {"source": {"kind": "builtin", "dataset": "digits"}, **raw} if "source" not in raw else raw
+    with pytest.raises(ConfigError) as e:
+        config_from_dict(raw)
+    msg = str(e.value)
+    assert needle in msg
+    assert "\n" not in msg
+
+
+def test_invalid_yaml_names_line(tmp_path):
+    (tmp_path / "alwb.yaml").write_text("name: x\nsource: {kind: builtin\n")
+    with pytest.raises(ConfigError, match="is not valid YAML"):
+        load_config(tmp_path)
+
+
+def test_missing_config_says_how_to_create(tmp_path):
+    with pytest.raises(ConfigError, match="alwb init"):
+        load_config(tmp_path)
+
+
+def test_example_configs_are_valid():
+    from pathlib import Path
+
+    for p in sorted((Path(__file__).resolve().parents[2] / "configs").glob("*.yaml")):
+        cfg = load_config(p)
+        assert isinstance(cfg, ProjectConfig)
+        assert cfg.guideline.text.strip(), p.name
+
+
+def test_multilabel_flag():
+    cfg = config_from_dict({"source": {"kind": "csv", "path": "x.csv"}, "tags": "a, b ,c"})
+    assert cfg.multilabel and cfg.tags == ["a", "b", "c"]
