@@ -192,6 +192,8 @@ def config_from_dict(raw: Any) -> ProjectConfig:
                           "tags for several")
     if raw.get("classes") is not None:
         kw["classes"] = _name_list("classes", raw["classes"])
+        if len(kw["classes"]) < 2:
+            raise ConfigError(f"config key 'classes' needs at least 2 classes, got {len(kw['classes'])}")
     if raw.get("tags") is not None:
         kw["tags"] = _name_list("tags", raw["tags"])
     cfg = ProjectConfig(**kw)

@@ -129,13 +129,13 @@ def to_rgb(im: Image.Image) -> Image.Image:
     mode = im.mode
     if mode == "RGB":
         return im
+    if mode.startswith("I;16") or mode in ("I", "F"):  # high bit depth first (a tRNS key is dropped)
+        return Image.fromarray(_scale_to_uint8(np.asarray(im), mode), "L").convert("RGB")
     if mode in ("RGBA", "LA", "PA", "RGBa", "La") or "transparency" in im.info:
-        rgba = im.convert("RGBA")
+        rgba = (im.convert("LA") if mode == "La" else im).convert("RGBA")
         background = Image.new("RGB", rgba.size, (255, 255, 255))
         background.paste(rgba.convert("RGB"), mask=rgba.getchannel("A"))
         return background
-    if mode.startswith("I;16") or mode in ("I", "F"):
-        return Image.fromarray(_scale_to_uint8(np.asarray(im), mode), "L").convert("RGB")
     return im.convert("RGB")  # 1, L, P, CMYK, YCbCr, HSV, LAB, RGBX ...
 
 
@@ -254,9 +254,7 @@ def _unidentified_reason(head: bytes, tail: bytes, size: int) -> str:
         return "not an image (ZIP archive)"
     if head.startswith(b"\x1f\x8b"):
         return "not an image (gzip data)"
-    if low.startswith(b"<svg") or (low.startswith(b"<?xml") and b"<svg" in low) or b"<svg" in low[:512]:
-        return "not an image (SVG/XML text)"
-    if low.startswith(b"<?xml"):
+    if low.startswith((b"<svg", b"<?xml")) or b"<svg" in low[:512]:
         return "not an image (SVG/XML text)"
     if low.startswith(b"<!doctype html") or low.startswith(b"<html"):
         return "not an image (HTML text)"
@@ -302,13 +300,16 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
         if width < 1 or height < 1:
             raise ImageLoadError(path, f"invalid size {width}x{height}")
         fmt = im.format
-        if fmt == "JPEG":
+        if fmt in ("JPEG", "MPO"):
             if probe:  # decoding at 1/8 scale still reads the whole entropy-coded stream
                 im.draft(None, (max(1, width // 8), max(1, height // 8)))
             elif max_side is not None:
                 im.draft("RGB" if im.mode == "RGB" else None, (max_side, max_side))
         try:
             im.load()
+        except Image.DecompressionBombError as exc:  # a plugin's own check on a frame or tile while decoding
+            raise ImageLoadError(path, f"decompression bomb: {n_pixels} pixels, refused by Pillow while "
+                                       f"decoding (Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS})") from exc
         except _DECODE_ERRORS as exc:
             head, tail, size = _read_head_tail(path, raw)
             if _looks_truncated(fmt, head, tail, size):

@@ -23,9 +23,9 @@ from typing import Any, Iterable, Mapping, Optional, Sequence, Union
 import numpy as np
 from PIL import Image
 
-from ..errors import AlwbError, ConfigError, DatasetMissingError, ImageLoadError, ManifestError, UnknownItemError
+from ..errors import AlwbError, ConfigError, DatasetMissingError, ManifestError, UnknownItemError
 from ..types import DuplicateFile, IngestReport, Item, SkippedFile
-from .loading import DEFAULT_MAX_PIXELS, IMAGE_EXTENSIONS, is_image_name, load_image, probe_file
+from .loading import DEFAULT_MAX_PIXELS, is_image_name, load_image, probe_file
 
 BUILTIN_NAMES = ("digits", "fashion-mnist")
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"

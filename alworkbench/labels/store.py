@@ -81,6 +81,7 @@ CREATE TABLE IF NOT EXISTS batches (
 _EVENT_COLUMNS = ("id", "kind", "sample_id", "value_json", "note", "round", "batch_id", "annotator",
                   "created_at", "shown_at", "time_spent_s", "model_version", "strategy", "score",
                   "prediction_json", "undoes")
+_SAMPLE_COL = _EVENT_COLUMNS.index("sample_id")
 _SELECT_EVENTS = "SELECT " + ", ".join("e." + c for c in _EVENT_COLUMNS) + " FROM events e"
 
 
@@ -207,7 +208,10 @@ class LabelStore:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         conn = self._conn()
         try:
-            conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
+            try:
+                conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot prepare label store {self.path}: {exc}") from exc
             with self._write(conn):
                 row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
                 if row is None:
@@ -263,7 +267,6 @@ class LabelStore:
     def _write(self, conn: sqlite3.Connection) -> "_Write":
         return _Write(conn, self.busy_timeout_s)
 
-    def _read(self
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._conn().execute(sql, params).fetchall()
 
@@ -367,12 +370,10 @@ class LabelStore:
     # -- derived state (computed from events on every call) -----------------------------------------------
     def active_answers(self) -> dict[str, dict]:
         """The latest active (not undone) answer event per sample, of any answer kind."""
-        rows = self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} ORDER BY e.id")
-        out: dict[str, dict] = {}
-        for row in rows:
-            ev = _row_to_event(row)
-            out[ev["sample_id"]] = ev
-        return out
+        latest: dict[str, tuple] = {}
+        for row in self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} ORDER BY e.id"):
+            latest[row[_SAMPLE_COL]] = row  # decode only the rows that win
+        return {sid: _row_to_event(row) for sid, row in latest.items()}
 
     def _current(self) -> dict[str, tuple[str, Optional[str], str]]:
         """Sample id -> (kind, value_json, note) of its latest active answer; a light version of

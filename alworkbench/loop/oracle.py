@@ -23,6 +23,9 @@ class Oracle:
         if truth is None:
             return Answer.skip()
         if self.session.multilabel:
+            if isinstance(truth, str):
+                truth = (truth,)
+            truth = [t for t in truth if t in self.session.classes]
             return Answer.of_tags(truth) if truth else Answer.skip()
         if self.noise and self._rng.random() < self.noise:
             others = [c for c in self.session.classes if c != truth]

@@ -73,6 +73,8 @@ class Session:
             raise AlwbError(f"embeddings have {len(self.X)} rows but the project has {len(self.items)} items")
         self.eval_mask = project.eval_mask()
         self._gt = project.source.ground_truth()
+        if self.multilabel:  # a single-label source used with a tag vocabulary: its class is its one tag
+            self._gt = [(g,) if isinstance(g, str) else g for g in self._gt]
         self._head_factory = head_factory or self._default_head_factory()
 
         self._lock = threading.RLock()
@@ -133,7 +135,7 @@ class Session:
 
     def pool_indices(self) -> np.ndarray:
         """Indices of items that may still be queried (not held out, not answered)."""
-        answered = set(self.store.active_answers())
+        answered = self.store.answered_ids()
         mask = ~self.eval_mask.copy()
         for sid in answered:
             i = self._index.get(sid)

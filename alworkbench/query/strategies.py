@@ -197,6 +197,7 @@ def k_center_greedy(X: np.ndarray, n: int, X_labelled: Optional[np.ndarray] = No
         first = int(np.argmin(_sq_dists(X, mean, None)[:, 0]))
         picks[0], dists[0] = first, np.nan
         min_d = _sq_dists(X, X[first:first + 1], x_sq[first:first + 1])[:, 0].astype(np.float64)
+        min_d[first] = -1.0
         start = 1
     for i in range(start, n):
         j = int(np.argmax(min_d))

@@ -403,6 +403,13 @@ class Workbench(anywidget.AnyWidget):
         if len(reports) != self._reports_seen:
             self._reports_seen = len(reports)
             self.report_html = report_html(reports, self.session.classes)
+            cur = self.item
+            if self._current_id is not None and cur.get("item_id") == self._current_id:
+                # a new model arrived while this image is shown: refresh its suggestions in place
+                pred = self.session.predict(self._current_id)
+                if pred is not None:
+                    self.item = {**cur, "prediction": [[str(c), float(p)] for c, p in pred.top],
+                                 "model_version": pred.model_version}
 
     # ------------------------------------------------------------------ headless use
     def label_with_oracle(self, rounds: int = 1, noise: float = 0.0, seed: int = 0,

@@ -298,3 +298,55 @@ def test_threads_racing_on_same_item_only_one_wins(store):
         t.join(timeout=60)
     assert results.count("ok") == 30 and results.count("dup") == 90
     assert store.n_events() == 30 and len(store.labels()) == 30
+
+
+def test_busy_store_gives_a_clear_error_and_writes_nothing(tmp_path):
+    path = tmp_path / "l.sqlite"
+    with LabelStore(path, busy_timeout_s=0.2) as store:
+        other = sqlite3.connect(path, isolation_level=None)
+        try:
+            other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
+            with pytest.raises(StoreError, match=r"label store busy: could not start a write within 0.2 s"):
+                store.record("a", Answer.skip(), round=0, annotator="u")
+            assert store.labels() == {}  # readers are not blocked by a writer in WAL mode
+            other.execute("ROLLBACK")
+        finally:
+            other.close()
+        store.record("a", Answer.skip(), round=0, annotator="u")
+        assert store.skipped() == {"a"}
+
+
+def test_connections_of_finished_threads_are_released(store):
+    store.labels()  # main thread connection
+
+    def read():
+        store.labels()
+
+    for _ in range(8):
+        t = threading.Thread(target=read)
+        t.start()
+        t.join()
+    # each new thread's connection first closes the ones left by finished threads
+    assert len(store._conns) <= 2
+
+
+def test_forked_child_uses_fresh_connections(tmp_path):
+    mp = pytest.importorskip("multiprocessing")
+    if "fork" not in mp.get_all_start_methods():
+        pytest.skip("no fork on this platform")
+    path = tmp_path / "l.sqlite"
+    store = LabelStore(path)
+    store.record("parent-1", Answer.of_label("a"), round=0, annotator="p")
+
+    def child():
+        store.record("child", Answer.of_label("b"), round=0, annotator="c")
+        store.close()  # must not close (or checkpoint through) the parent's handles
+
+    proc = mp.get_context("fork").Process(target=child)
+    proc.start()
+    proc.join(timeout=60)
+    assert proc.exitcode == 0
+    store.record("parent-2", Answer.of_label("a"), round=0, annotator="p")
+    assert store.labels() == {"parent-1": "a", "child": "b", "parent-2": "a"}
+    assert store.integrity_check() == "ok"
+    store.close()

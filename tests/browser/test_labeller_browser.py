@@ -1,0 +1,263 @@
+"""The labelling widget in a real JupyterLab 4 + Chromium: clicks and keys reach the label store exactly once,
+tied to the image that was shown; undo, skip, flag, suggestions, multi-label tags and a killed kernel."""
+from __future__ import annotations
+
+import os
+import signal
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import KERNEL_IDLE_JS, REPO, open_and_run, shutil_copy, write_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
+ROOT = ".alwb-labeller .alwb-root"
+
+
+def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240):
+    """A small digits project plus raw-pixel embeddings saved next to it (the kernel loads them: fast, no torch)."""
+    from alworkbench.project import Project
+
+    kw = {"tags": tags} if tags else {}
+    p = Project.init(dirpath, "digits", query={"batch_size": batch_size}, source={"limit": limit},
+                     guideline={"version": "1", "text": "# Digits\n- answer the digit you **see**\n- skip if unsure"},
+                     **kw)
+    X = np.stack([np.asarray(p.source.load(it).convert("L"), dtype=np.float32).ravel() / 16.0
+                  for it in p.source.items])
+    np.save(dirpath / "pixels.npy", X)
+    p.close()
+    return dirpath
+
+
+def widget_cells(project_dir: Path, annotator: str = "tester", multilabel: bool = False) -> list[str]:
+    head = ("class OneVsRest:  # a tiny multi-label head: one logistic regression per tag\n"
+            "    def fit(self, X, Y):\n"
+            "        self.ms = [LogisticRegression(max_iter=300).fit(X, Y[:, j]) if len(set(Y[:, j])) > 1\n"
+            "                   else float(Y[0, j]) for j in range(Y.shape[1])]\n"
+            "        return self\n"
+            "    def predict_proba(self, X):\n"
+            "        return np.stack([m.predict_proba(X)[:, 1] if hasattr(m, 'predict_proba')\n"
+            "                         else np.full(len(X), m) for m in self.ms], axis=1)\n"
+            "head = OneVsRest\n") if multilabel else "head = lambda: LogisticRegression(max_iter=300)\n"
+    return [
+        "import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
+        "from alworkbench.project import Project\nfrom alworkbench.ui import Workbench\n"
+        f"project = Project.open({str(project_dir)!r})\n" + head +
+        f"w = Workbench(project.session(annotator={annotator!r}, embeddings=np.load({str(project_dir / 'pixels.npy')!r}),"
+        " head_factory=head))\nw",
+    ]
+
+
+def root_attr(page, name):
+    return page.locator(ROOT).get_attribute(name)
+
+
+def wait_widget(page, timeout=120_000):
+    page.wait_for_selector(f"{ROOT} img.alwb-image", state="visible", timeout=timeout)
+    page.wait_for_function(f"() => {{ const r = document.querySelector('{ROOT}'); return r && r.dataset.itemId; }}",
+                           timeout=timeout)
+
+
+def wait_shown_change(page, before_seq, timeout=20_000):
+    page.wait_for_function(
+        """([sel, seq]) => { const r = document.querySelector(sel);
+             return r && r.dataset.shownSeq !== seq && r.dataset.busy === '0'; }""",
+        arg=[ROOT, before_seq], timeout=timeout)
+
+
+def current(page):
+    r = page.locator(ROOT)
+    return r.get_attribute("data-item-id"), r.get_attribute("data-shown-seq")
+
+
+def press(page, key):
+    _, seq = current(page)
+    page.keyboard.press(key)
+    wait_shown_change(page, seq)
+
+
+def click(page, selector):
+    _, seq = current(page)
+    page.locator(f"{ROOT} {selector}").first.click()
+    wait_shown_change(page, seq)
+
+
+def store_events(project_dir: Path):
+    from alworkbench.labels import LabelStore
+
+    with LabelStore(project_dir / "labels.sqlite") as st:
+        return st.events(), st.active_answers()
+
+
+def assert_clean(page):
+    assert page.locator(".jupyter-widgets-error-widget").count() == 0, "a widget error box is shown"
+    assert not page.alwb_errors, page.alwb_errors
+
+
+def shot(page, artifacts: Path, name: str) -> Path:
+    loc = page.locator(".alwb-labeller").first
+    loc.scroll_into_view_if_needed()
+    path = artifacts / name
+    loc.screenshot(path=str(path))
+    return path
+
+
+def test_single_label_clicks_keys_undo_skip_flag_accept(lab, page, artifacts):
+    proj = make_project(lab.root / "proj_single")
+    write_notebook(lab.root / "single.ipynb", widget_cells(proj))
+    open_and_run(page, lab, "single.ipynb")
+    wait_widget(page)
+    assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT}')"), "not focused on render"
+    cells_before = page.locator(".jp-Notebook .jp-Cell").count()
+    expected: dict[str, tuple] = {}
+
+    # 1. click a class button
+    a, _ = current(page)
+    click(page, ".alwb-choice[data-name='3']")
+    expected[a] = ("label", "3")
+    # 2. number key (focus stayed on the widget after the click)
+    b, _ = current(page)
+    assert b != a
+    press(page, "8")
+    expected[b] = ("label", "7")
+    # 3. skip with s
+    c, _ = current(page)
+    press(page, "s")
+    expected[c] = ("skip", None)
+    # 4. flag with a note
+    d, seq = current(page)
+    page.keyboard.press("f")
+    page.locator(f"{ROOT} .alwb-note-input").wait_for(state="visible")
+    page.keyboard.type("blurry stroke")
+    page.keyboard.press("Enter")
+    wait_shown_change(page, seq)
+    expected[d] = ("flag", "blurry stroke")
+    # 5. multi-step undo: z twice -> the flagged item, then the skipped one come back
+    press(page, "z")
+    assert current(page)[0] == d
+    press(page, "Backspace")
+    assert current(page)[0] == c
+    del expected[c], expected[d]
+    press(page, "2")          # c is now labelled "1"
+    expected[c] = ("label", "1")
+    assert current(page)[0] == d
+    # 6. two key presses in the same instant: the second is swallowed while the first is in flight
+    _, seq = current(page)
+    page.evaluate(f"""() => {{ const r = document.querySelector('{ROOT}');
+        for (const k of ['5', '6']) r.dispatchEvent(new KeyboardEvent('keydown', {{key: k, bubbles: true}})); }}""")
+    wait_shown_change(page, seq)
+    expected[d] = ("label", "4")
+    # the batch (5 items) is complete now: retraining starts and the next batch is shown at once
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
+        return r.querySelectorAll('.alwb-pred').length === 3; }}""", timeout=60_000)
+    assert "model v1" in page.locator(f"{ROOT} .alwb-model").inner_text()
+    page.locator(f"{ROOT} .alwb-report .alwb-curve").wait_for(timeout=10_000)
+    # 7. accept the model's top suggestion with a
+    e, _ = current(page)
+    top = page.locator(f"{ROOT} .alwb-pred").first.get_attribute("data-name")
+    press(page, "a")
+    expected[e] = ("label", top)
+    # 8. keys are ignored when the widget is not focused; JupyterLab shortcuts were never triggered
+    # (a, s, z, f, digits are also notebook command-mode shortcuts: none of them fired while the widget had focus)
+    assert page.locator(".jp-Notebook .jp-Cell").count() == cells_before, "a JupyterLab shortcut fired"
+    f_id, f_seq = current(page)
+    page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first.click()   # focus a code cell editor
+    page.keyboard.press("2")
+    page.wait_for_timeout(300)
+    assert current(page) == (f_id, f_seq), "the widget reacted to a key typed into a code cell"
+    page.keyboard.press("Backspace")
+    assert_clean(page)
+    # the position and coverage are shown
+    assert "item 2 / 5" in page.locator(f"{ROOT} .alwb-position").inner_text()
+    assert page.locator(f"{ROOT} .alwb-cov-row").count() == 10
+
+    png = shot(page, artifacts, "labeller_single.png")
+    shutil_copy(png, REPO / "docs" / "screenshots" / "labeller.png")
+
+    events, active = store_events(proj)
+    got = {sid: (ev["kind"], ev["value"] if ev["kind"] == "label" else (ev["note"] if ev["kind"] == "flag" else None))
+           for sid, ev in active.items()}
+    assert got == expected
+    answers = [ev for ev in events if ev["kind"] in ("label", "tags", "skip", "flag")]
+    undone = {ev["undoes"] for ev in events if ev["kind"] == "undo"}
+    live = [ev for ev in answers if ev["id"] not in undone]
+    assert len(live) == len({ev["sample_id"] for ev in live}) == len(expected), "duplicate answers in the store"
+    assert len(undone) == 2
+    assert all(ev["annotator"] == "tester" for ev in answers)
+
+
+def test_kernel_killed_mid_batch_resumes_at_first_unanswered(lab, page):
+    proj = make_project(lab.root / "proj_restart", batch_size=6)
+    write_notebook(lab.root / "restart.ipynb", widget_cells(proj, annotator="kim"))
+    open_and_run(page, lab, "restart.ipynb")
+    wait_widget(page)
+    answered = []
+    for key in ("1", "2", "3"):
+        sid, _ = current(page)
+        press(page, key)
+        answered.append(sid)
+    nxt, _ = current(page)
+    assert "item 4 / 6" in page.locator(f"{ROOT} .alwb-position").inner_text()
+    # kill the kernel process hard (no chance to flush anything), then let the server restart it
+    pids = lab.kernel_pids()
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    t0 = time.time()
+    while not [p for p in lab.kernel_pids() if p != pids[0]]:
+        assert time.time() - t0 < 60, "the server did not restart the killed kernel"
+        time.sleep(0.3)
+    page.wait_for_timeout(500)
+    page.wait_for_function(KERNEL_IDLE_JS, timeout=60_000)
+    _, active = store_events(proj)
+    assert sorted(active) == sorted(answered), "an answered label was lost"
+    page.evaluate("window.jupyterapp.commands.execute('notebook:run-all-cells')")
+    page.wait_for_function(f"""(id) => {{ const rs = document.querySelectorAll('{ROOT}');
+        const r = rs[rs.length - 1]; return r && r.dataset.itemId === id; }}""", arg=nxt, timeout=60_000)
+    roots = page.locator(ROOT)
+    assert "item 4 / 6" in roots.last.locator(".alwb-position").inner_text()
+    assert_clean(page)
+
+
+def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
+    proj = make_project(lab.root / "proj_multi", tags=["even", "odd", "round", "straight"], batch_size=4)
+    write_notebook(lab.root / "multi.ipynb", widget_cells(proj, annotator="mia", multilabel=True))
+    open_and_run(page, lab, "multi.ipynb")
+    wait_widget(page)
+    assert page.locator(f"{ROOT} .alwb-tag").count() == 4
+    assert page.locator(f"{ROOT} .alwb-tag .alwb-key").all_inner_texts() == ["1", "2", "3", "4"]
+    expected = {}
+    # Enter with nothing selected: refused inline, nothing stored, same image
+    a, seq = current(page)
+    page.keyboard.press("Enter")
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-message').textContent.includes('no tag selected')")
+    assert current(page) == (a, seq)
+    # toggle by key (1 on, 3 on, 3 off, 4 on) and by click (2 on, 2 off), then Enter
+    for k in ("1", "3", "3", "4"):
+        page.keyboard.press(k)
+    page.locator(f"{ROOT} .alwb-tag[data-name='odd']").click()
+    page.locator(f"{ROOT} .alwb-tag[data-name='odd']").click()
+    assert sorted(page.locator(f"{ROOT} .alwb-tag.alwb-on").evaluate_all("els => els.map(e => e.dataset.name)")) \
+        == ["even", "straight"]
+    press(page, "Enter")
+    expected[a] = ("tags", ["even", "straight"])
+    # the submit button after a click does not re-fire on Enter for the next image
+    b, _ = current(page)
+    page.keyboard.press("2")
+    click(page, ".alwb-submit")
+    expected[b] = ("tags", ["odd"])
+    c, seq = current(page)
+    page.keyboard.press("Enter")   # nothing selected on the new image: must not submit anything
+    page.wait_for_timeout(300)
+    assert current(page) == (c, seq)
+    press(page, "s")
+    expected[c] = ("skip", None)
+    assert_clean(page)
+    shot(page, artifacts, "labeller_multi.png")
+    shutil_copy(artifacts / "labeller_multi.png", REPO / "docs" / "screenshots" / "labeller_multilabel.png")
+    _, active = store_events(proj)
+    got = {s: (ev["kind"], ev["value"] if ev["kind"] == "tags" else None) for s, ev in active.items()}
+    assert got == {s: (k, v) for s, (k, v) in expected.items()}
+    assert all(ev["value"] for ev in active.values() if ev["kind"] == "tags"), "an empty tag set was stored"
