@@ -83,3 +83,7 @@ class NothingToUndoError(AlwbError):
 
 class StoreError(AlwbError):
     pass
+
+
+class FiftyOneUnavailableError(AlwbError, RuntimeError):
+    """FiftyOne or the MongoDB it starts cannot be used. Labelling keeps working: the label store is independent."""

@@ -66,15 +66,23 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--first", type=int, default=20)
     ap.add_argument("--dim", type=int, default=50)
+    ap.add_argument("--dup", type=int, default=1,
+                    help="near-duplicate stress test: pool = the first 60000/dup images, each repeated dup times "
+                         "with small noise (burst photos, re-uploads)")
     args = ap.parse_args()
 
     Xtr, ytr = fmnist.load("train")
     Xte, yte = fmnist.load("t10k")
+    if args.dup > 1:
+        keep = len(Xtr) // args.dup
+        noise = np.random.default_rng(123).normal(0, 0.02, size=(keep * args.dup, Xtr.shape[1])).astype(np.float32)
+        Xtr = np.clip(np.repeat(Xtr[:keep], args.dup, axis=0) + noise, 0, 1)
+        ytr = np.repeat(ytr[:keep], args.dup)
     Xp, Xt = fmnist.pca(Xtr, Xte, args.dim)
     mu, sd = Xp.mean(0), Xp.std(0) + 1e-6
     Xp, Xt = (Xp - mu) / sd, (Xt - mu) / sd
     print(f"Fashion-MNIST pool {Xp.shape}, test {Xt.shape}, PCA-{args.dim}, budget {args.budget}, "
-          f"batch {args.batch}, round 0 = {args.first}, seeds {args.seeds}", flush=True)
+          f"batch {args.batch}, round 0 = {args.first}, seeds {args.seeds}, duplicates x{args.dup}", flush=True)
 
     curves = {}
     for s in args.strategies:
@@ -89,7 +97,8 @@ def main() -> None:
 
     ns = [n for n, _ in curves[args.strategies[0]][0]]
     mean = {s: np.mean([[a for _, a in c] for c in curves[s]], axis=0) for s in curves}
-    checkpoints = [n for n in ns if n in (20, 95, 195, 295, 395, 495, 595, 695, 795, 895, 1000) or n == ns[-1]]
+    step = max(1, len(ns) // 10)
+    checkpoints = sorted(set(ns[::step]) | {ns[-1]})
     print("\nmean test accuracy over seeds")
     print("labels  " + "  ".join(f"{s[:14]:>14s}" for s in curves))
     for n in checkpoints:

@@ -36,10 +36,7 @@ from torchvision.transforms import v2
 
 from ..errors import ConfigError, MissingDependencyError, MissingWeightsError
 
-#: The offline default. Measured on Fashion-MNIST (see bench/bench_embed.py and the embed tests): a linear
-#: probe on ``randconv`` features beats ``pixels`` and a randomly initialised resnet18 by a wide margin, needs no
-#: download, and embeds 70k 28x28 images in well under a minute on 2 CPU cores.
-DEFAULT_BACKBONE = "randconv"
+from . import DEFAULT_BACKBONE  # noqa: F401  (defined torch-free in alworkbench/embed/__init__.py)
 
 OFFLINE_BACKBONES = ("randconv", "pixels")
 TORCHVISION_BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny")
@@ -104,7 +101,7 @@ class Backbone:
         arr = np.asarray(pixels)
         if arr.dtype != np.uint8 or arr.ndim not in (3, 4):
             raise ValueError(f"expected uint8 (B,H,W) or (B,H,W,3) pixels, got {arr.dtype} {arr.shape}")
-        t = torch.from_numpy(np.ascontiguousarray(arr))
+        t = torch.from_numpy(np.require(arr, requirements=['C', 'W']))
         if t.ndim == 3:
             t = t.unsqueeze(1).expand(-1, 3, -1, -1)
         else:
@@ -161,12 +158,13 @@ class RandConv(nn.Module):
     """
 
     def __init__(self, n_filters: int = _RC_FILTERS, kernels: Sequence[int] = _RC_KERNELS,
-                 grid: int = _RC_GRID, seed: int = _RC_SEED, bias: float = 0.5):
+                 grid: int = _RC_GRID, seed: int = _RC_SEED, bias: float = 0.5, stride: int = 1):
         super().__init__()
         gen = torch.Generator().manual_seed(int(seed))
         self.kernels = tuple(int(k) for k in kernels)
         self.grid = int(grid)
         self.bias = float(bias)
+        self.stride = int(stride)
         for i, k in enumerate(self.kernels):
             w = torch.randn(n_filters, 3, k, k, generator=gen, dtype=torch.float32)
             w = w - w.mean(dim=(1, 2, 3), keepdim=True)
@@ -179,17 +177,21 @@ class RandConv(nn.Module):
         mean = x.mean(dim=(1, 2, 3), keepdim=True)
         std = x.std(dim=(1, 2, 3), keepdim=True)
         x = (x - mean) / (std + 0.05)
+        gray = self._gray(x)
         feats = []
         for i, k in enumerate(self.kernels):
             w = getattr(self, f"w{i}")
             inp = x if i == 0 else F.avg_pool2d(x, kernel_size=2 ** i)
-            if self._gray(inp):
+            if gray:
                 # grayscale replicated to RGB: conv over 3 equal channels == conv with channel-summed filters
-                y = F.conv2d(inp[:, :1], w.sum(dim=1, keepdim=True), padding=k // 2)
+                y = F.conv2d(inp[:, :1], w.sum(dim=1, keepdim=True), padding=k // 2, stride=self.stride)
             else:
-                y = F.conv2d(inp, w, padding=k // 2)
-            y = torch.cat([F.relu(y - self.bias), F.relu(-y - self.bias)], dim=1)
-            feats.append(F.adaptive_avg_pool2d(y, self.grid).flatten(1))
+                y = F.conv2d(inp, w, padding=k // 2, stride=self.stride)
+            # two-sided rectification, in place to keep memory traffic low: relu(y-b) and relu(-y-b)
+            pos = F.adaptive_avg_pool2d(F.relu(y - self.bias), self.grid)
+            neg = F.adaptive_avg_pool2d(y.add_(self.bias).neg_().relu_(), self.grid)
+            feats.append(pos.flatten(1))
+            feats.append(neg.flatten(1))
         return torch.cat(feats, dim=1)
 
     @staticmethod
@@ -207,11 +209,11 @@ def _small_transform(size: int) -> v2.Compose:
 
 def _randconv(device: torch.device, **params) -> Backbone:
     size = int(params.pop("size", _RC_SIZE))
-    cfg = dict(n_filters=_RC_FILTERS, kernels=_RC_KERNELS, grid=_RC_GRID, seed=_RC_SEED, bias=0.5)
+    cfg = dict(n_filters=_RC_FILTERS, kernels=_RC_KERNELS, grid=_RC_GRID, seed=_RC_SEED, bias=0.5, stride=1)
     cfg.update(params)
     module = RandConv(**cfg)
     kernels = "x".join(str(k) for k in cfg["kernels"])
-    key = (f"randconv-v{_RC_VERSION}|seed={cfg['seed']}|f={cfg['n_filters']}|k={kernels}|grid={cfg['grid']}"
+    key = (f"randconv-v{_RC_VERSION}|seed={cfg['seed']}|f={cfg['n_filters']}|k={kernels}|grid={cfg['grid']}|stride={cfg['stride']}"
            f"|bias={cfg['bias']}|size={size}")
     return Backbone("randconv", key, module.dim, module, _small_transform(size), device)
 

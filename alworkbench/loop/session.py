@@ -65,6 +65,7 @@ class Session:
         self.batch_size = batch_size or self.config.query.batch_size
         self.seed = self.config.query.seed if seed is None else seed
         self._rng = np.random.default_rng(self.seed)
+        self._guideline_seen = str(self.config.guideline.version)
 
         self.items = project.source.items
         self._index = {it.id: i for i, it in enumerate(self.items)}
@@ -262,8 +263,9 @@ class Session:
 
     def reload_guideline(self) -> bool:
         """Re-read the config; True when the guideline version changed."""
-        old = self.guideline_version
+        old = self._guideline_seen
         self.config = self.project.reload_config()
+        self._guideline_seen = self.guideline_version
         self.schema = self.project.schema
         return self.guideline_version != old
 

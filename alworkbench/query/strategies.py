@@ -32,7 +32,7 @@ DEFAULT_STRATEGY = "diverse_margin"
 DEFAULT_MULTILABEL_STRATEGY = "ml_diverse"
 
 # Pools larger than these are subsampled (with the caller's rng) for the geometric strategies.
-COLD_START_MAX_FIT = 20_000
+COLD_START_MAX_FIT = 10_000
 CORESET_MAX_POOL = 20_000
 CORESET_MAX_LABELLED = 20_000
 DIVERSE_BETA = 10
@@ -131,6 +131,17 @@ def _subsample(n_total: int, cap: int, rng: np.random.Generator) -> np.ndarray:
 
 # ---------------------------------------------------------------- geometric building blocks
 
+def _fit_kmeans(km, X: np.ndarray) -> np.ndarray:
+    """fit_predict, without the ConvergenceWarning for duplicate points: callers top up missing clusters."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return km.fit_predict(X)
+
+
 def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: str = "typical",
                        max_fit: int = COLD_START_MAX_FIT, k: int = TYPICALITY_K) -> tuple[np.ndarray, dict]:
     """Representative items for round 0, before any model exists.
@@ -149,8 +160,8 @@ def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: st
 
     sub = _subsample(n_total, max(max_fit, n), rng)
     Xs = np.asarray(X[sub], dtype=np.float32)
-    km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(rng), max_iter=100)
-    labels = km.fit_predict(Xs)
+    km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(rng), max_iter=30)
+    labels = _fit_kmeans(km, Xs)
     picked: list[int] = []
     sizes = np.bincount(labels, minlength=n)
     for c in np.argsort(-sizes, kind="stable"):
@@ -262,8 +273,8 @@ def _diverse(score_name: str) -> Callable[[_Ctx, int, str], Selection]:
             from sklearn.cluster import KMeans
 
             Xc = np.asarray(ctx.features(name)[cand], dtype=np.float32)
-            km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(ctx.rng), max_iter=100)
-            labels = km.fit_predict(Xc)
+            km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(ctx.rng), max_iter=50)
+            labels = _fit_kmeans(km, Xc)
             # cand is sorted best first, so the first member of each cluster is its most uncertain one
             _, first = np.unique(labels, return_index=True)
             chosen = cand[np.sort(first)]

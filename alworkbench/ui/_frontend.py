@@ -482,5 +482,8 @@ CSS = r"""
 .alwb-cov-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .alwb-report { margin-top: 8px; }
 .alwb-report table { border-collapse: collapse; }
+.alwb-report-title { margin-bottom: 4px; }
+.alwb-report-table th, .alwb-report-table td { padding: 1px 6px; text-align: center; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
+.alwb-report-table th { text-align: left; font-weight: 600; }
 .alwb-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 6px; }
 """

@@ -68,15 +68,12 @@ class Lab:
         return pids
 
 
-@pytest.fixture(scope="session")
-def lab(tmp_path_factory):
-    _need_browser()
-    home = tmp_path_factory.mktemp("home")
-    root = tmp_path_factory.mktemp("nbroot")
+def start_lab(home: Path, root: Path) -> Lab:
+    """Start JupyterLab for ``root`` with HOME=``home``; returns when /api/status answers (or raises)."""
     settings = home / ".jupyter" / "lab" / "user-settings" / "@jupyterlab"
-    (settings / "notebook-extension").mkdir(parents=True)
+    (settings / "notebook-extension").mkdir(parents=True, exist_ok=True)
     (settings / "notebook-extension" / "tracker.jupyterlab-settings").write_text('{"windowingMode": "none"}')
-    (settings / "apputils-extension").mkdir(parents=True)
+    (settings / "apputils-extension").mkdir(parents=True, exist_ok=True)
     (settings / "apputils-extension" / "notification.jupyterlab-settings").write_text(
         '{"fetchNews": "false", "checkForUpdates": false}')
     port, token = _free_port(), secrets.token_hex(16)
@@ -97,19 +94,29 @@ def lab(tmp_path_factory):
         try:
             with urllib.request.urlopen(f"{base}/api/status?token={token}", timeout=2) as r:
                 if r.status == 200:
-                    break
+                    return Lab(base, token, root, proc, log)
         except OSError:
             pass
         if proc.poll() is not None or time.time() - t0 > 90:
             proc.kill()
-            pytest.fail(f"JupyterLab did not start in 90 s; log:\n{log.read_text()[-3000:]}")
+            raise RuntimeError(f"JupyterLab did not start in 90 s; log:\n{log.read_text()[-3000:]}")
         time.sleep(0.3)
-    yield Lab(base, token, root, proc, log)
-    proc.send_signal(signal.SIGTERM)
+
+
+def stop_lab(lab: Lab) -> None:
+    lab.proc.send_signal(signal.SIGTERM)
     try:
-        proc.wait(timeout=20)
+        lab.proc.wait(timeout=20)
     except subprocess.TimeoutExpired:
-        proc.kill()
+        lab.proc.kill()
+
+
+@pytest.fixture(scope="session")
+def lab(tmp_path_factory):
+    _need_browser()
+    lab = start_lab(tmp_path_factory.mktemp("home"), tmp_path_factory.mktemp("nbroot"))
+    yield lab
+    stop_lab(lab)
 
 
 @pytest.fixture(scope="session")
@@ -125,14 +132,33 @@ def browser_ctx(lab, tmp_path_factory):
         ctx.close()
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    rep = outcome.get_result()
+    setattr(item, "rep_" + rep.when, rep)
+
+
 @pytest.fixture
-def page(browser_ctx, lab):
+def page(browser_ctx, lab, request, tmp_path):
     pg = browser_ctx.new_page()
     pg.alwb_errors = []
     pg.alwb_console = []
     pg.on("pageerror", lambda e: pg.alwb_errors.append(f"pageerror: {e}"))
     pg.on("console", lambda m: pg.alwb_console.append(f"console.{m.type}: {m.text}"))
     yield pg
+    rep = getattr(request.node, "rep_call", None)
+    if rep is not None and rep.failed:  # leave evidence: a screenshot, the widget's HTML and the console
+        d = ARTIFACTS or Path(os.environ.get("TMPDIR", "/tmp")) / "alwb-browser-failures"
+        d.mkdir(parents=True, exist_ok=True)
+        name = request.node.name
+        try:
+            pg.screenshot(path=str(d / f"{name}.png"), full_page=True)
+            (d / f"{name}.html").write_text(pg.content())
+        except Exception as e:  # the page may be gone; the console log below still helps
+            pg.alwb_console.append(f"(screenshot failed: {e})")
+        (d / f"{name}.console.txt").write_text("\n".join(pg.alwb_console + pg.alwb_errors))
+        print(f"browser evidence saved under {d}")
     pg.close()
     lab.shutdown_kernels()
 

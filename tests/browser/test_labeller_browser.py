@@ -150,6 +150,9 @@ def test_single_label_clicks_keys_undo_skip_flag_accept(lab, page, artifacts):
         for (const k of ['5', '6']) r.dispatchEvent(new KeyboardEvent('keydown', {{key: k, bubbles: true}})); }}""")
     wait_shown_change(page, seq)
     expected[d] = ("label", "4")
+    e0, _ = current(page)
+    press(page, "0")
+    expected[e0] = ("label", "9")
     # the batch (5 items) is complete now: retraining starts and the next batch is shown at once
     page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
         return r.querySelectorAll('.alwb-pred').length === 3; }}""", timeout=60_000)
@@ -160,7 +163,14 @@ def test_single_label_clicks_keys_undo_skip_flag_accept(lab, page, artifacts):
     top = page.locator(f"{ROOT} .alwb-pred").first.get_attribute("data-name")
     press(page, "a")
     expected[e] = ("label", top)
-    # 8. keys are ignored when the widget is not focused; JupyterLab shortcuts were never triggered
+    # 8. a retrain started outside the widget (not by its batch end, so the view is not polling): the new model
+    #    version reaches the page from the training thread's callback alone
+    before = page.locator(f"{ROOT} .alwb-model").inner_text()
+    page.evaluate("""() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel
+        .requestExecute({code: 'w.session.wait(); _f = w.session.retrain_async()'}).done.then(() => true)""")
+    page.wait_for_function(f"""(before) => {{ const t = document.querySelector('{ROOT} .alwb-model').textContent;
+        return t !== before && t.startsWith('model v'); }}""", arg=before, timeout=30_000)
+    # 9. keys are ignored when the widget is not focused; JupyterLab shortcuts were never triggered
     # (a, s, z, f, digits are also notebook command-mode shortcuts: none of them fired while the widget had focus)
     assert page.locator(".jp-Notebook .jp-Cell").count() == cells_before, "a JupyterLab shortcut fired"
     f_id, f_seq = current(page)
@@ -258,6 +268,6 @@ def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
     shot(page, artifacts, "labeller_multi.png")
     shutil_copy(artifacts / "labeller_multi.png", REPO / "docs" / "screenshots" / "labeller_multilabel.png")
     _, active = store_events(proj)
-    got = {s: (ev["kind"], ev["value"] if ev["kind"] == "tags" else None) for s, ev in active.items()}
+    got = {s: (ev["kind"], list(ev["value"]) if ev["kind"] == "tags" else None) for s, ev in active.items()}
     assert got == {s: (k, v) for s, (k, v) in expected.items()}
     assert all(ev["value"] for ev in active.values() if ev["kind"] == "tags"), "an empty tag set was stored"

