@@ -25,7 +25,7 @@ class SourceConfig:
 
 @dataclass
 class BackboneConfig:
-    name: str = "pixels"
+    name: str = "randconv"  # the offline default (alworkbench.embed.DEFAULT_BACKBONE), no download needed
     weights: str = "default"  # default | none | /path/to/file.pth
     batch_size: int = 64
     num_workers: int = 0
@@ -243,11 +243,9 @@ def check_registries(cfg: ProjectConfig) -> None:
     allowed = available_strategies(multilabel=cfg.multilabel)
     if cfg.query.strategy not in allowed:
         raise ConfigError(f"config key 'query.strategy' is {cfg.query.strategy!r}; allowed: {', '.join(sorted(allowed))}")
-    try:
-        from .embed.backbones import available_backbones
-    except ImportError:  # torch missing: the backbone is checked when embedding starts
-        return
-    names = available_backbones()
+    from .embed import available_backbones  # torch-free list
+
+    names = [n for n in available_backbones() if not n.startswith("timm:")]
     if cfg.backbone.name not in names and not cfg.backbone.name.startswith("timm:"):
         raise ConfigError(f"config key 'backbone.name' is {cfg.backbone.name!r}; allowed: {', '.join(names)}, timm:<model>")
 

@@ -7,6 +7,9 @@ round, the pool is scored, `batch` items are selected, until `budget` labels. Pr
 the labels each strategy needs to reach random's accuracy at `budget`. No assertions.
 
     .venv/bin/python bench/choose_default.py --seeds 0 1 2 --budget 1000 --batch 25
+    .venv/bin/python bench/choose_default.py --strategies random margin diverse_margin --batch 100 --first 100
+    .venv/bin/python bench/choose_default.py --strategies random margin diverse_margin --dup 4
+    .venv/bin/python bench/choose_default.py --strategies random margin diverse_margin --head torch
 """
 from __future__ import annotations
 
@@ -23,9 +26,17 @@ import fmnist  # noqa: E402
 from alworkbench.query import select  # noqa: E402
 
 
-def run(strategy: str, seed: int, Xp, yp, Xt, yt, budget: int, batch: int, first: int):
+def make_head(kind: str, seed: int):
+    if kind == "torch":
+        from alworkbench.head import TorchHead
+
+        return TorchHead(kind="linear", device="cpu", random_state=seed)
     from sklearn.linear_model import LogisticRegression
 
+    return LogisticRegression(max_iter=300, C=1.0)
+
+
+def run(strategy: str, seed: int, Xp, yp, Xt, yt, budget: int, batch: int, first: int, head: str = "logreg"):
     rng = np.random.default_rng(seed)
     labelled = np.zeros(len(Xp), dtype=bool)
     start = select("random" if strategy == "random" else "cold_start", first, X_pool=Xp, rng=rng)
@@ -34,7 +45,7 @@ def run(strategy: str, seed: int, Xp, yp, Xt, yt, budget: int, batch: int, first
     t_sel = 0.0
     while True:
         idx = np.flatnonzero(labelled)
-        clf = LogisticRegression(max_iter=300, C=1.0).fit(Xp[idx], yp[idx])
+        clf = make_head(head, seed).fit(Xp[idx], yp[idx])
         curve.append((int(idx.size), float((clf.predict(Xt) == yt).mean())))
         if idx.size >= budget:
             break
@@ -66,6 +77,8 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=25)
     ap.add_argument("--first", type=int, default=20)
     ap.add_argument("--dim", type=int, default=50)
+    ap.add_argument("--head", choices=["logreg", "torch"], default="logreg",
+                    help="logreg: sklearn multinomial LogisticRegression; torch: alworkbench TorchHead(linear)")
     ap.add_argument("--dup", type=int, default=1,
                     help="near-duplicate stress test: pool = the first 60000/dup images, each repeated dup times "
                          "with small noise (burst photos, re-uploads)")
@@ -82,14 +95,14 @@ def main() -> None:
     mu, sd = Xp.mean(0), Xp.std(0) + 1e-6
     Xp, Xt = (Xp - mu) / sd, (Xt - mu) / sd
     print(f"Fashion-MNIST pool {Xp.shape}, test {Xt.shape}, PCA-{args.dim}, budget {args.budget}, "
-          f"batch {args.batch}, round 0 = {args.first}, seeds {args.seeds}, duplicates x{args.dup}", flush=True)
+          f"batch {args.batch}, round 0 = {args.first}, seeds {args.seeds}, duplicates x{args.dup}, head {args.head}", flush=True)
 
     curves = {}
     for s in args.strategies:
         per_seed = []
         for seed in args.seeds:
             t0 = time.perf_counter()
-            curve, t_sel = run(s, seed, Xp, ytr, Xt, yte, args.budget, args.batch, args.first)
+            curve, t_sel = run(s, seed, Xp, ytr, Xt, yte, args.budget, args.batch, args.first, args.head)
             per_seed.append(curve)
             print(f"  {s:17s} seed {seed}: acc@{curve[-1][0]} = {curve[-1][1]:.4f}  "
                   f"(select {t_sel:.1f} s, total {time.perf_counter() - t0:.1f} s)", flush=True)

@@ -161,7 +161,7 @@ def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: st
     sub = _subsample(n_total, max(max_fit, n), rng)
     Xs = np.asarray(X[sub], dtype=np.float32)
     km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(rng), max_iter=30)
-    labels = _fit_kmeans(km, Xs)
+    labels = _fit_kmeans(km, Xs.astype(np.float64))  # float32 k-means++ upcasts in slow chunks
     picked: list[int] = []
     sizes = np.bincount(labels, minlength=n)
     for c in np.argsort(-sizes, kind="stable"):
@@ -274,7 +274,7 @@ def _diverse(score_name: str) -> Callable[[_Ctx, int, str], Selection]:
 
             Xc = np.asarray(ctx.features(name)[cand], dtype=np.float32)
             km = KMeans(n_clusters=n, n_init=1, random_state=_seed_from(ctx.rng), max_iter=50)
-            labels = _fit_kmeans(km, Xc)
+            labels = _fit_kmeans(km, Xc.astype(np.float64))
             # cand is sorted best first, so the first member of each cluster is its most uncertain one
             _, first = np.unique(labels, return_index=True)
             chosen = cand[np.sort(first)]

@@ -397,6 +397,14 @@ class Workbench(anywidget.AnyWidget):
         with self._ui_lock, self.hold_sync():
             self._check_reports()
             self._push_progress()
+        # the session counts this fit as running until its listeners return: refresh "retraining..." just after
+        t = threading.Timer(0.25, self._refresh_progress_from_thread)
+        t.daemon = True
+        t.start()
+
+    def _refresh_progress_from_thread(self) -> None:
+        with self._ui_lock, self.hold_sync():
+            self._push_progress()
 
     def _check_reports(self) -> None:
         reports = self.session.reports

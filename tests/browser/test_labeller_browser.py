@@ -264,6 +264,34 @@ def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
     assert current(page) == (c, seq)
     press(page, "s")
     expected[c] = ("skip", None)
+    # the guideline changes on disk: the next answer is refused until the annotator acknowledges version 2
+    from alworkbench.project import Project
+
+    p = Project.open(proj)
+    p.config.guideline.version = "2"
+    p.config.guideline.text = "# Digits v2\n- a 4 with a closed top counts as **loop**"
+    p.config.save(p.config_path)
+    d, seq = current(page)
+    page.keyboard.press("1")
+    page.keyboard.press("Enter")
+    banner = page.locator(f"{ROOT} .alwb-guideline-banner")
+    banner.wait_for(state="visible")
+    assert "version 1 to 2" in banner.inner_text()
+    assert "closed top" in page.locator(f"{ROOT} .alwb-guideline-body").inner_text()   # opened for reading
+    assert "version 2" in page.locator(f"{ROOT} .alwb-message").inner_text()
+    assert current(page) == (d, seq)
+    page.locator(f"{ROOT} .alwb-guideline-ack").click()
+    banner.wait_for(state="hidden")
+    press(page, "Enter")               # the selection survived; now it is accepted
+    expected[d] = ("tags", ["even"])
+    # the annotator name can be changed in the widget; later answers carry it
+    page.locator(f"{ROOT} .alwb-annotator").fill("mia2")
+    page.locator(f"{ROOT} .alwb-annotator").press("Enter")
+    assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT}')")
+    e, _ = current(page)
+    page.keyboard.press("2")
+    press(page, "Enter")
+    expected[e] = ("tags", ["odd"])
     assert_clean(page)
     shot(page, artifacts, "labeller_multi.png")
     shutil_copy(artifacts / "labeller_multi.png", REPO / "docs" / "screenshots" / "labeller_multilabel.png")
@@ -271,3 +299,60 @@ def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
     got = {s: (ev["kind"], list(ev["value"]) if ev["kind"] == "tags" else None) for s, ev in active.items()}
     assert got == {s: (k, v) for s, (k, v) in expected.items()}
     assert all(ev["value"] for ev in active.values() if ev["kind"] == "tags"), "an empty tag set was stored"
+    assert active[e]["annotator"] == "mia2" and active[d]["annotator"] == "mia"
+
+
+def test_many_classes_type_to_search(lab, page):
+    """More than 10 classes: the first ten have number keys, '/' opens a filter box, Enter picks the match."""
+    import csv
+
+    from PIL import Image
+
+    from alworkbench.project import Project
+
+    names = ["airplane", "bicycle", "bird", "boat", "bus", "car", "cat", "cow", "dog", "horse", "motorbike",
+             "person", "sheep", "train"]
+    data = lab.root / "many_data"
+    (data / "img").mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    with open(data / "manifest.csv", "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "label"])
+        for i in range(42):
+            Image.fromarray(rng.integers(0, 255, (40, 60, 3), dtype=np.uint8)).save(data / "img" / f"{i:02d}.png")
+            out.writerow([f"img/{i:02d}.png", names[i % len(names)]])
+    proj = lab.root / "proj_many"
+    p = Project.init(proj, str(data / "manifest.csv"), classes=names, query={"batch_size": 5})
+    np.save(proj / "pixels.npy", np.stack([np.asarray(p.source.load(it).convert("L").resize((8, 8)),
+                                                      dtype=np.float32).ravel() / 255 for it in p.source.items]))
+    p.close()
+    write_notebook(lab.root / "many.ipynb", widget_cells(proj))
+    open_and_run(page, lab, "many.ipynb")
+    wait_widget(page)
+    keys = page.locator(f"{ROOT} .alwb-choice .alwb-key").all_inner_texts()
+    assert keys == list("1234567890") and page.locator(f"{ROOT} .alwb-choice").count() == 14
+    expected = {}
+    a, seq = current(page)
+    page.keyboard.press("/")
+    assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT} .alwb-search')")
+    page.keyboard.type("mot")          # letters go to the filter box, not to the action keys
+    assert page.locator(f"{ROOT} .alwb-choice").all_inner_texts() == ["motorbike"]
+    page.keyboard.press("Enter")
+    wait_shown_change(page, seq)
+    expected[a] = "motorbike"
+    b, seq = current(page)
+    assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT}')"), "focus not returned"
+    page.keyboard.press("/")
+    page.keyboard.type("s")            # bus, sheep (and any other name with an s): ArrowDown picks the second
+    matches = page.locator(f"{ROOT} .alwb-choice").all_inner_texts()
+    page.keyboard.press("ArrowDown")
+    page.keyboard.press("Enter")
+    wait_shown_change(page, seq)
+    expected[b] = [n for n in names if "s" in n][1]
+    assert len(matches) >= 2
+    c, _ = current(page)
+    press(page, "0")                   # the tenth class by its number key
+    expected[c] = "horse"
+    assert_clean(page)
+    _, active = store_events(proj)
+    assert {s: ev["value"] for s, ev in active.items()} == expected

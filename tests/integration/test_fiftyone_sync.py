@@ -282,10 +282,15 @@ def test_multilabel_answers_become_classifications_and_sample_tags(tmp_path):
 
 
 def test_mongod_failure_is_a_clear_error_and_labelling_keeps_working(tmp_path):
-    """In a fresh process whose database dir cannot be created, sync raises FiftyOneUnavailableError and the
-    label store still records answers."""
-    blocker = tmp_path / "not-a-dir"
-    blocker.write_text("a file where the database folder should be")
+    """In a fresh process whose MongoDB cannot be reached, sync raises FiftyOneUnavailableError naming the
+    database, and the label store still records answers. (A database dir that cannot be created is not a
+    reliable failure: FiftyOne reuses a database service that another process on the machine started.)"""
+    import socket
+
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    uri = f"mongodb://127.0.0.1:{port}/?serverSelectionTimeoutMS=1500&connectTimeoutMS=1500"
     code = textwrap.dedent(f"""
         import numpy as np
         from sklearn.linear_model import LogisticRegression
@@ -293,23 +298,23 @@ def test_mongod_failure_is_a_clear_error_and_labelling_keeps_working(tmp_path):
         from alworkbench.errors import FiftyOneUnavailableError
         from alworkbench.loop.session import Session
         from alworkbench.integrations import fiftyone_sync as fs
-        import os; print("ENV", {{k: v for k, v in os.environ.items() if "FIFTY" in k}})
         p = Project.init({str(tmp_path / 'p')!r}, "digits", backbone="pixels", source={{"limit": 30}})
         X = p.source.pixels.reshape(30, -1).astype(np.float32)
         s = Session(p, embeddings=X, warm_start=False, head_factory=LogisticRegression)
         try:
             fs.sync(p, s)
+            print("SYNCED")
         except FiftyOneUnavailableError as exc:
             print("ERROR:", exc)
         b = s.next_batch()
         s.submit(b.items[0].item.id, Answer.of_label(b.items[0].item.label))
         print("LABELS:", len(s.labels()))
     """)
-    env = {**os.environ, "FIFTYONE_DATABASE_DIR": str(blocker / "db")}
+    env = {**os.environ, "FIFTYONE_DATABASE_URI": uri}
     env.pop("FIFTYONE_PRIVATE_DATABASE_PORT", None)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=120)
-    Path("/tmp/fo_t/dbg.txt").write_text(out.stdout + "\n-----\n" + out.stderr)
     assert out.returncode == 0, out.stderr[-2000:]
-    err = next((line for line in out.stdout.splitlines() if line.startswith("ERROR:")), out.stdout + out.stderr[-3000:])
-    assert "MongoDB could not be started" in err and str(blocker / "db") in err and "labelling keeps working" in err
+    assert "SYNCED" not in out.stdout
+    err = next(line for line in out.stdout.splitlines() if line.startswith("ERROR:"))
+    assert "MongoDB could not be started or reached" in err and uri in err and "labelling keeps working" in err
     assert "LABELS: 1" in out.stdout

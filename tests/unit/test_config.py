@@ -61,3 +61,19 @@ def test_example_configs_are_valid():
 def test_multilabel_flag():
     cfg = config_from_dict({"source": {"kind": "csv", "path": "x.csv"}, "tags": "a, b ,c"})
     assert cfg.multilabel and cfg.tags == ["a", "b", "c"]
+
+
+def test_unknown_backbone_and_strategy_named(tmp_path):
+    from alworkbench.config import check_registries
+
+    cfg = config_from_dict({"source": "digits", "classes": ["a", "b"], "backbone": {"name": "resnet19"}})
+    with pytest.raises(ConfigError, match="'backbone.name' is 'resnet19'; allowed: randconv, pixels, resnet18"):
+        check_registries(cfg)
+    cfg = config_from_dict({"source": "digits", "classes": ["a", "b"], "query": {"strategy": "magic"}})
+    with pytest.raises(ConfigError, match="'query.strategy' is 'magic'; allowed: .*margin"):
+        check_registries(cfg)
+
+
+def test_single_class_refused():
+    with pytest.raises(ConfigError, match="at least 2 classes"):
+        config_from_dict({"source": "digits", "classes": ["only"]})
