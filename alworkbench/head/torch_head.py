@@ -10,15 +10,15 @@ Determinism: parameter init and minibatch order come from a private ``torch.Gene
 """
 from __future__ import annotations
 
-import contextlib
 import math
-import threading
 from typing import Optional
 
 import numpy as np
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
+
+from ..embed.threads import one_thread
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -31,41 +31,6 @@ _MIN_STEPS = 300  # at least this many optimiser steps, whatever ``epochs`` says
 # Below this many multiply-adds per training step, intra-op threads cost more than they give (and on a busy
 # machine OpenMP spin-waiting makes a 0.1 s fit take seconds), so training runs on one thread.
 _SMALL_STEP_MACS = 1 << 26
-_THREADS_LOCK = threading.Lock()
-_THREADS_STATE = {"users": 0, "saved": None}
-
-
-@contextlib.contextmanager
-def _one_thread(enabled: bool):
-    """Scoped ``torch.set_num_threads(1)``; nested/concurrent users share it, the last one restores."""
-    if not enabled:
-        yield
-        return
-    torch = _torch()
-    with _THREADS_LOCK:
-        if _THREADS_STATE["users"] == 0:
-            _THREADS_STATE["saved"] = torch.get_num_threads()
-            torch.set_num_threads(1)
-        _THREADS_STATE["users"] += 1
-    try:
-        yield
-    finally:
-        with _THREADS_LOCK:
-            _THREADS_STATE["users"] -= 1
-            if _THREADS_STATE["users"] == 0:
-                torch.set_num_threads(_THREADS_STATE["saved"])
-
-
-def _torch():
-    import torch
-    return torch
-
-
-def _resolve_device(device: str):
-    torch = _torch()
-    if device in (None, "auto"):
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    return torch.device(device)
 
 
 class TorchHead(ClassifierMixin, BaseEstimator):
@@ -157,7 +122,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             return self
         width = int(self.hidden) if self.kind == "mlp" else k
         small = _resolve_device(self.device).type == "cpu" and min(int(self.batch_size), n) * d * width < _SMALL_STEP_MACS
-        with _one_thread(small):
+        with one_thread(small):
             self.weights_ = self._train(((X - self.mean_) / self.scale_).astype(np.float32), target, k)
         return self
 

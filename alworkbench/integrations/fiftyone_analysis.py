@@ -109,8 +109,8 @@ def coverage(project, session=None, dataset=None) -> CoverageTable:
     if pred is not None and gaps:
         gap_view = pool.match(F(pred_path.rsplit(".", 1)[0] + ".label").is_in(gaps)) if not multilabel else \
             pool.filter_labels("predictions", F("label").is_in(gaps))
-        if "uncertainty" in schema:
-            gap_view = gap_view.sort_by("uncertainty", reverse=True)
+        if not multilabel:
+            gap_view = gap_view.sort_by(F("predictions.uncertainty"), reverse=True)
     else:
         gap_view = pool
     ds.save_view("coverage_gaps", gap_view, overwrite=True)

@@ -16,7 +16,8 @@ annotator, label_round, labelled_at, alwb_event   who answered, in which round, 
 query_score, query_strategy, query_round, query_batch   the score that chose the item and the batch it was in
 predictions_r<k>     the model of round k (one field per round, also a registered run of the same key)
 predictions          the latest model's predictions (a copy of the newest predictions_r<k>)
-uncertainty          1 - margin of the latest model (single-label) / closeness to 0.5 (multi-label)
+predictions.uncertainty  1 - margin of the latest model (single-label; also on each predictions_r<k>)
+uncertainty          multi-label only: mean closeness of the tag probabilities to 0.5
 embedding            the project's embedding vector (VectorField)
 =================  ===========================================================================================
 """
@@ -189,9 +190,9 @@ def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: b
                     logits: bool = True, threshold: float = 0.5) -> list:
     """FiftyOne label objects for a probability matrix (one per row), built in one pass.
 
-    Single-label: Classification(label=argmax, confidence=max p, logits=log p) so FiftyOne Brain's
-    mistakenness (use_logits) and hardness can use them. Multi-label: Classifications of every tag with
-    p >= threshold (each with its confidence).
+    Single-label: Classification(label=argmax, confidence=max p, logits=log p if ``logits``) so FiftyOne
+    Brain's mistakenness (use_logits) and hardness can use them. Multi-label: Classifications of every tag
+    with p >= threshold (each with its confidence).
     """
     proba = np.asarray(proba, dtype=np.float32)
     classes = [str(c) for c in classes]
@@ -209,6 +210,25 @@ def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: b
         lg = np.log(np.clip(proba, 1e-12, 1.0))
         return [Classification(label=classes[k], confidence=c, logits=l) for k, c, l in zip(top.tolist(), conf, lg)]
     return [Classification(label=classes[k], confidence=c) for k, c in zip(top.tolist(), conf)]
+
+
+def _raw_classification_docs(fo, proba: np.ndarray, classes: Sequence[str]) -> Optional[list]:
+    """The stored form of ``Classification(label, confidence, uncertainty=...)`` for every row, built as plain
+    dicts (what ``Classification.to_mongo()`` produces, without one mongoengine round trip per row: that is
+    most of the cost of a 60k-row ``set_values``). Returns None when this FiftyOne stores Classifications
+    differently, so the caller falls back to label objects."""
+    from bson import ObjectId
+
+    probe = dict(fo.Classification(label="x", confidence=0.5, uncertainty=0.25).to_mongo())
+    if set(probe) != {"_id", "_cls", "tags", "label", "confidence", "uncertainty"} or probe["_cls"] != "Classification":
+        return None
+    proba = np.asarray(proba, dtype=np.float32)
+    top = proba.argmax(axis=1)
+    conf = proba[np.arange(len(proba)), top].tolist()
+    unc = uncertainty_scores(proba, False).tolist()
+    names = [str(c) for c in classes]
+    return [{"_id": ObjectId(), "_cls": "Classification", "tags": [], "label": names[k], "confidence": c,
+             "uncertainty": u} for k, c, u in zip(top.tolist(), conf, unc)]
 
 
 def uncertainty_scores(proba: np.ndarray, multilabel: bool) -> np.ndarray:
@@ -353,9 +373,10 @@ def predictions_key(ds, round_: int, model_version: int) -> tuple[str, bool]:
 
 def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: Sequence[str], *,
                       round_: int, model_version: int, multilabel: bool = False, logits: bool = True,
-                      accuracy: Optional[float] = None, latest: bool = True) -> tuple[str, bool]:
+                      accuracy: Optional[float] = None, latest: bool = False) -> tuple[str, bool]:
     """Bulk-write one model's predictions into their own keyed field and registered run; returns
-    (field, written). Already-synced model versions are skipped (idempotent)."""
+    (field, written). Already-synced model versions are skipped (idempotent). Single-label predictions
+    carry ``uncertainty`` (1 - margin) on the label; ``latest`` also copies the field to ``predictions``."""
     fo = _import_fiftyone()
     key, done = predictions_key(ds, round_, model_version)
     if done:
@@ -371,7 +392,17 @@ def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: S
                         f"have none (first: {missing[0]!r}); sync the samples first")
     order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
     p = proba[order]
-    ds.set_values(key, prediction_docs(fo, p, classes, multilabel, logits=logits), progress=False)
+    docs = None if (multilabel or logits) else _raw_classification_docs(fo, p, classes)
+    if docs is not None:  # plain stored documents: declare the field, skip per-row validation
+        if key not in ds.get_field_schema():
+            ds.add_sample_field(key, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+        ds.set_values(key, docs, validate=False, progress=False)
+    else:
+        docs = prediction_docs(fo, p, classes, multilabel, logits=logits)
+        if not multilabel:
+            for d, u in zip(docs, uncertainty_scores(p, False).tolist()):
+                d["uncertainty"] = u
+        ds.set_values(key, docs, progress=False)
     config = ds.init_run(kind=RUN_KIND, field=key, round=int(round_), model_version=int(model_version),
                          classes=[str(c) for c in classes], multilabel=bool(multilabel), n_samples=len(ids),
                          accuracy=accuracy, synced_at=time.time())
@@ -380,7 +411,8 @@ def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: S
         if "predictions" in ds.get_field_schema():
             ds.delete_sample_field("predictions")
         ds.clone_sample_field(key, "predictions")
-        ds.set_values("uncertainty", uncertainty_scores(p, multilabel).tolist(), progress=False)
+        if multilabel:
+            ds.set_values("uncertainty", uncertainty_scores(p, True).tolist(), progress=False)
         ds.info["latest_predictions"] = key
         ds.save()
     return key, True
@@ -419,8 +451,9 @@ def ensure_views(ds) -> list[str]:
 
     schema = ds.get_field_schema()
     to_label = ds.match((F("label_status") == "unlabelled") & (F("holdout") == False))  # noqa: E712
-    if "uncertainty" in schema:
-        to_label = to_label.sort_by("uncertainty", reverse=True)
+    if "predictions" in schema:
+        unc = F("uncertainty") if ds.info.get("multilabel") else F("predictions.uncertainty")
+        to_label = to_label.sort_by(unc, reverse=True)
     views = {
         "to_label": to_label,
         "labelled": ds.match(F("label_status") == "labelled"),
@@ -432,11 +465,13 @@ def ensure_views(ds) -> list[str]:
     return list(views)
 
 
-def sync(project, session=None, *, embeddings: bool = True, logits: bool = True):
+def sync(project, session=None, *, embeddings: bool = True, logits: bool = False):
     """Bring the project's FiftyOne dataset up to date (bulk writes, only what changed); returns a SyncReport.
 
     ``session`` (optional) supplies the current model's predictions (``predict_proba_all``) and its
-    embedding matrix; without it, embeddings come from ``project.embeddings()``.
+    embedding matrix; without it, embeddings come from ``project.embeddings()``. ``logits=True`` also stores
+    log-probabilities on every pool prediction (slower; the suspicious-label analysis computes its own
+    out-of-fold logits for the labelled items).
     """
     t = {"start": time.perf_counter()}
     fo = connect(project)
@@ -458,7 +493,7 @@ def sync(project, session=None, *, embeddings: bool = True, logits: bool = True)
             acc = reports[-1].accuracy if reports else None
             rep.predictions_field, rep.predictions_written = write_predictions(
                 ds, item_ids, proba, classes, round_=round_, model_version=version, multilabel=multilabel,
-                logits=logits, accuracy=acc)
+                logits=logits, accuracy=acc, latest=True)
     t["predictions"] = time.perf_counter()
     if embeddings:
         X = getattr(session, "X", None) if session is not None else None

@@ -89,7 +89,7 @@ def accuracy_svg(reports: Sequence[RoundReport], width: int = 320, height: int =
                    f'{y:.3f}</title></circle>' for x, y in pts)
     grid = "".join(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{Y(g):.1f}" y2="{Y(g):.1f}" stroke="#ddd"/>'
                    f'<text x="{pad_l - 4}" y="{Y(g) + 3:.1f}" font-size="9" text-anchor="end" fill="#666">'
-                   f'{g:.1f}</text>' for g in (0.0, 0.25, 0.5, 0.75, 1.0))
+                   f'{g:g}</text>' for g in (0.0, 0.25, 0.5, 0.75, 1.0))
     axis = (f'<text x="{(pad_l + width - pad_r) / 2:.0f}" y="{height - 4}" font-size="10" text-anchor="middle" '
             f'fill="#444">labels ({x0 if x0 >= 0 else 0}\u2013{x1})</text>')
     return (f'<svg class="alwb-curve" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '

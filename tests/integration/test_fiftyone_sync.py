@@ -99,8 +99,11 @@ def test_predictions_land_under_one_keyed_field_and_run_per_round(world):
     np.testing.assert_allclose(conf, proba[order].max(1), rtol=1e-5)
     assert ds.values("predictions.label") == pred  # latest alias
     assert ds.values("predictions_r1.label") != pred  # round 1's model was kept, not overwritten
-    logits = ds.values("predictions_r2.logits")
-    np.testing.assert_allclose(np.exp(logits[0]), proba[order[0]], rtol=1e-4, atol=1e-6)
+    top2 = np.sort(proba[order], axis=1)[:, -2:]
+    np.testing.assert_allclose(ds.values("predictions_r2.uncertainty"), 1 - (top2[:, 1] - top2[:, 0]), atol=1e-5)
+    to_label = ds.load_saved_view("to_label")
+    unc = to_label.values("predictions.uncertainty")
+    assert unc == sorted(unc, reverse=True) and set(to_label.values("label_status")) == {"unlabelled"}
     # re-syncing the same model writes nothing and registers nothing new
     again = fs.sync(world["project"], session)
     assert again.predictions_field == "predictions_r2" and not again.predictions_written
@@ -198,6 +201,8 @@ def test_suspicious_labels_find_the_oracle_noise(world):
     assert hit > 2 * base, (hit, base)
     assert rep.mistakenness == sorted(rep.mistakenness, reverse=True)
     assert {"mistakenness", "hardness", "uniqueness"} <= set(ds.list_brain_runs())
+    oof = ds.load_saved_view("suspicious").first().oof_predictions
+    assert np.exp(oof.logits).sum() == pytest.approx(1.0, abs=1e-3)  # hardness needs the logits
     assert len(rep.least_unique_ids) == 15
     assert ds.load_saved_view("suspicious").values("alwb_id") == rep.ids
 
