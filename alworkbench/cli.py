@@ -167,7 +167,7 @@ def cmd_label(a) -> int:
 
 
 def cmd_simulate(a) -> int:
-    from .loop.simulate import format_table, simulate
+    from .loop.simulation import format_table, simulate
 
     res = simulate(a.dataset, strategies=_names(a.strategy), budget=a.budget, batch_size=a.batch_size,
                    initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=a.limit, workdir=a.workdir,

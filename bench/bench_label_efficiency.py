@@ -17,7 +17,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from alworkbench.loop.simulate import format_table, simulate  # noqa: E402
+from alworkbench.loop.simulation import format_table, simulate  # noqa: E402
 from alworkbench.plots import plot_learning_curves  # noqa: E402
 
 

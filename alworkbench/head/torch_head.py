@@ -33,6 +33,18 @@ _MIN_STEPS = 300  # at least this many optimiser steps, whatever ``epochs`` says
 _SMALL_STEP_MACS = 1 << 26
 
 
+def _torch():
+    import torch
+    return torch
+
+
+def _resolve_device(device: str):
+    torch = _torch()
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
 class TorchHead(ClassifierMixin, BaseEstimator):
     """Linear / MLP classifier head trained with PyTorch.
 

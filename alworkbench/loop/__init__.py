@@ -1,5 +1,6 @@
 """The round loop: session, simulated oracle, simulation of strategies. No UI imports here."""
 from .oracle import Oracle
+from .simulation import simulate
 
 __all__ = ["Oracle", "Session", "simulate"]
 
@@ -8,7 +9,4 @@ def __getattr__(name):
     if name == "Session":
         from .session import Session
         return Session
-    if name == "simulate":
-        from .simulate import simulate
-        return simulate
     raise AttributeError(name)

@@ -255,6 +255,9 @@ class Session:
         return f"guideline_ack:{self.annotator}"
 
     def guideline_acknowledged(self) -> bool:
+        """False when the guideline changed since this annotator last acknowledged it. A first-time annotator
+        (nothing acknowledged yet) may answer: their first answer records the current version as read, and the
+        UI shows them the guideline when it opens."""
         ack = self.store.get_meta(self._ack_key())
         return ack is None or str(ack) == self.guideline_version
 
@@ -358,17 +361,28 @@ class Session:
 
     def retrain(self) -> RoundReport:
         """Fit a fresh head on every current label, score the whole pool, evaluate; blocking."""
+        with self._lock:
+            round_ = self._current_round()
         self._training += 1
         try:
-            return self._retrain()
+            report = self._retrain(round_)
         finally:
             self._training -= 1
+        self._notify(report)
+        return report
 
-    def _retrain(self) -> RoundReport:
+    def _current_round(self) -> int:
+        """The round whose answers a retrain requested now is about (the open batch's, else the latest)."""
+        return self._batch.round if self._batch is not None else self.store.last_round()
+
+    def _notify(self, report: RoundReport) -> None:
+        for cb in list(self._listeners):
+            cb(report)
+
+    def _retrain(self, round_: int) -> RoundReport:
         t0 = time.perf_counter()
         with self._lock:
             idx, y = self._training_data()
-            round_ = self._batch.round if self._batch is not None else self.store.last_round()
             prev = self._model
         if len(idx) == 0:
             raise NotFittedError("no labels yet: answer some items before retraining")
@@ -413,8 +427,6 @@ class Session:
                              f"round(s)" if should_stop else ""))
             self.reports.append(report)
             self.store.set_meta("reports", [r.to_dict() for r in self.reports])
-        for cb in list(self._listeners):
-            cb(report)
         return report
 
     def retrain_async(self) -> cf.Future:
@@ -424,12 +436,15 @@ class Session:
             if self._queued is not None and not self._queued.done():
                 return self._queued
             self._training += 1  # counts as training from the moment it is requested
+            round_ = self._current_round()  # the batch just finished, not the one opened after this call
 
             def job():
                 try:
-                    return self._retrain()
+                    report = self._retrain(round_)
                 finally:
                     self._training -= 1
+                self._notify(report)  # listeners see is_training already False
+                return report
 
             fut = self._executor.submit(job)
             if self._future is not None and not self._future.done():

@@ -291,7 +291,10 @@ function render({ model, el }) {
       : "";
     guideAck.dataset.version = g.version || "";
     if (needAck) guide.open = true;
+    // a first-time annotator (nothing acknowledged yet) sees the guideline open once
+    if (g.html && g.previous === null && !guideShownOnce) { guide.open = true; guideShownOnce = true; }
   }
+  let guideShownOnce = false;
 
   function drawReport() { report.innerHTML = model.get("report_html") || ""; }
 

@@ -5,7 +5,7 @@ import sys
 HEAVY = ["torch", "torchvision", "ipywidgets", "IPython", "anywidget", "fiftyone", "timm", "playwright"]
 CORE = ["alworkbench", "alworkbench.config", "alworkbench.types", "alworkbench.errors", "alworkbench.data",
         "alworkbench.labels", "alworkbench.query", "alworkbench.loop", "alworkbench.loop.session",
-        "alworkbench.loop.simulate", "alworkbench.project", "alworkbench.cli", "alworkbench.export"]
+        "alworkbench.loop.simulation", "alworkbench.project", "alworkbench.cli", "alworkbench.export"]
 
 
 def test_core_imports_no_heavy_dependency():

@@ -212,3 +212,22 @@ def test_multilabel_session(tmp_path):
     assert len(pred.top) == 3 and all(0 <= pr <= 1 for _, pr in pred.top)
     assert set(s.coverage()) == {"red", "big", "any"} and s.coverage()["any"] == 24
     s.close()
+
+
+def test_report_round_is_the_finished_batch_and_listeners_see_idle(proj, X):
+    s = proj.session(embeddings=X)
+    seen = []
+    s.on_report(lambda r: seen.append((r.round, s.is_training)))
+    Oracle(s).label_batch(s.next_batch())
+    fut = s.retrain_async()
+    nxt = s.next_batch()  # opened while training: the report must still say round 1
+    rep = fut.result(timeout=60)
+    assert nxt.round == 2 and rep.round == 1
+    assert seen == [(1, False)]
+    s.close()
+
+
+def test_simulate_is_the_function():
+    from alworkbench.loop import simulate
+
+    assert callable(simulate) and simulate.__name__ == "simulate"
