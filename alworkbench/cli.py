@@ -187,11 +187,16 @@ def cmd_simulate(a) -> int:
 
 def cmd_lab(a) -> int:
     """Open JupyterLab on a notebook (127.0.0.1 only)."""
+    import os
     import subprocess
 
-    args = [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1", a.notebook]
+    if not Path(a.notebook).exists():
+        raise AlwbError(f"no notebook at {a.notebook} (run alwb lab from the repository root, or give a path)")
+    args = [sys.executable, "-m", "jupyter", "lab", "--ip=127.0.0.1", f"--port={a.port}", a.notebook]
     if a.no_browser:
         args.append("--no-browser")
+    if hasattr(os, "geteuid") and os.geteuid() == 0:
+        args.append("--allow-root")  # containers and CI machines often run as root
     return subprocess.call(args)
 
 
@@ -253,6 +258,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("lab", help="open JupyterLab on a notebook (bound to 127.0.0.1)")
     p.add_argument("notebook", nargs="?", default="notebooks/01_quickstart.ipynb")
     p.add_argument("--no-browser", action="store_true")
+    p.add_argument("--port", type=int, default=8888)
     p.set_defaults(fn=cmd_lab)
     return ap
 

@@ -199,11 +199,20 @@ class RandConv(nn.Module):
             # relu(-y-b) = (|s|-s)/2, and pooling is linear, so pool s and |s| (in place) and combine.
             shrunk = F.softshrink(y, self.bias)
             del y
-            p_s = F.adaptive_avg_pool2d(shrunk, self.grid).flatten(1)
-            p_a = F.adaptive_avg_pool2d(shrunk.abs_(), self.grid).flatten(1)
+            p_s = self._pool(shrunk)
+            p_a = self._pool(shrunk.abs_())
             feats.append((p_a + p_s) * 0.5)
             feats.append((p_a - p_s) * 0.5)
         return torch.cat(feats, dim=1)
+
+    def _pool(self, y: torch.Tensor) -> torch.Tensor:
+        h, w = y.shape[-2:]
+        g = self.grid
+        if h % g == 0 and w % g == 0:  # two contiguous-dim sums: ~2x faster than the pooling kernels on CPU
+            b, c = y.shape[:2]
+            rows = y.reshape(b, c, g, h // g, w).sum(dim=3)
+            return rows.reshape(b, c, g, g, w // g).sum(dim=4).flatten(1) * (1.0 / ((h // g) * (w // g)))
+        return F.adaptive_avg_pool2d(y, g).flatten(1)
 
     @staticmethod
     def _gray(x: torch.Tensor) -> bool:
