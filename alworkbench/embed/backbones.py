@@ -369,10 +369,10 @@ def _timm(model_name: str, weights: str, device: torch.device) -> Backbone:
         except (URLError, OSError, ConnectionError, TimeoutError, RuntimeError) as exc:
             hf_home = os.environ.get("HF_HOME", os.path.join(os.path.expanduser("~"), ".cache", "huggingface"))
             raise MissingWeightsError(
-                f"{name}: pretrained weights (Hugging Face repo {hub_id}, model.safetensors) are not in "
+                f"{name}: pretrained weights (Hugging Face repo {hub_id}: model.safetensors or pytorch_model.bin) are not in "
                 f"{os.path.join(hf_home, 'hub')} and cannot be downloaded ({type(exc).__name__}); on a machine "
-                f"with internet download that file and pass weights='/path/to/model.safetensors' or copy the "
-                f"Hugging Face cache folder here") from None
+                f"with internet download that file and pass weights='/path/to/model.safetensors', or copy the "
+                f"Hugging Face cache folder here (set HF_HUB_OFFLINE=1 to skip the download retries)") from None
         wid = f"pretrained:{hub_id}"
     else:
         path = os.path.abspath(os.path.expanduser(weights))

@@ -97,17 +97,40 @@ def dataset_name(project) -> str:
     return f"alwb-{slug[:40]}-{digest}"
 
 
+STAMP_KEY = "fiftyone_stamp"
+
+
+def _store_stamp(project) -> str:
+    """A random id kept in the label store's meta table: a dataset synced from another store (the folder was
+    re-initialised) is recognised and rebuilt instead of mixing two label histories."""
+    stamp = project.store.get_meta(STAMP_KEY)
+    if not stamp:
+        import uuid
+
+        stamp = uuid.uuid4().hex
+        project.store.set_meta(STAMP_KEY, stamp)
+    return stamp
+
+
 def get_dataset(project, create: bool = True):
-    """The project's persistent FiftyOne dataset (created empty when missing and ``create``)."""
+    """The project's persistent FiftyOne dataset (created empty when missing and ``create``). A dataset left
+    from an earlier label store in the same folder is deleted and rebuilt."""
     fo = connect(project)
     name = dataset_name(project)
+    stamp = _store_stamp(project)
     if fo.dataset_exists(name):
-        return fo.load_dataset(name)
+        ds = fo.load_dataset(name)
+        if ds.info.get("alwb_store_stamp") == stamp:
+            return ds
+        if not create:
+            raise AlwbError(f"FiftyOne dataset {name!r} was synced from another label store: run sync(project)")
+        ds.delete()
     if not create:
         raise AlwbError(f"no FiftyOne dataset {name!r} for project {project.config.name!r}: run sync(project) first")
     ds = fo.Dataset(name, persistent=True)
     ds.info = {"alwb_project_dir": str(Path(project.dir).resolve()), "alwb_project": project.config.name,
-               "multilabel": bool(project.config.multilabel), "classes": list(_names(project))}
+               "multilabel": bool(project.config.multilabel), "classes": list(_names(project)),
+               "alwb_store_stamp": stamp}
     ds.default_classes = list(_names(project))
     ds.save()
     multilabel = bool(project.config.multilabel)
@@ -280,6 +303,8 @@ def _add_missing(fo, ds, project, multilabel: bool) -> int:
     have = set(ds.values("alwb_id"))
     new = [(i, it) for i, it in enumerate(items) if it.id not in have]
     if not new:
+        if getattr(project.source, "pixels", None) is not None:
+            materialize_images(project)  # PNGs deleted since the last sync are written again (cheap check)
         return 0
     paths = materialize_images(project, [it for _, it in new])
     holdout = project.eval_mask()
@@ -296,7 +321,6 @@ def _add_missing(fo, ds, project, multilabel: bool) -> int:
             s["ground_truth"] = gt_doc
         samples.append(s)
     ds.add_samples(samples, progress=False)
-    # a moved item (same id, new row) would break alignment with the embedding rows: keep alwb_index current
     return len(samples)
 
 

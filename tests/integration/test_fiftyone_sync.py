@@ -323,3 +323,30 @@ def test_mongod_failure_is_a_clear_error_and_labelling_keeps_working(tmp_path):
     err = next(line for line in out.stdout.splitlines() if line.startswith("ERROR:"))
     assert "MongoDB could not be started or reached" in err and uri in err and "labelling keeps working" in err
     assert "LABELS: 1" in out.stdout
+
+
+def test_reinitialised_project_folder_rebuilds_its_dataset_and_images(tmp_path):
+    d = tmp_path / "again"
+    first = Project.init(d, "digits", backbone="pixels", source={"limit": 40}, query={"batch_size": 5})
+    s1 = _session(first, _pixels(first))
+    b = s1.next_batch()
+    s1.submit(b.items[0].item.id, Answer.flag("old history"))
+    fs.sync(first, s1, embeddings=False)
+    old_name = fs.get_dataset(first).name
+    s1.close()
+    first.close()
+    import shutil
+
+    shutil.rmtree(d)  # a fresh project in the same folder: new store, images gone
+    second = Project.init(d, "digits", backbone="pixels", source={"limit": 40}, query={"batch_size": 5})
+    s2 = _session(second, _pixels(second))
+    try:
+        rep = fs.sync(second, s2, embeddings=False)
+        ds = fs.get_dataset(second)
+        assert ds.name == old_name and rep.n_added == 40
+        assert ds.count_values("label_status") == {"unlabelled": 40}
+        assert all(Path(p).is_file() for p in ds.values("filepath"))
+    finally:
+        fs.delete_dataset(second)
+        s2.close()
+        second.close()

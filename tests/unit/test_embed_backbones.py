@@ -162,7 +162,6 @@ def test_timm_random_init():
         B.get_backbone("timm:not_a_model_xyz", weights="none", device="cpu")
 
 
-@pytest.mark.slow
 @pytest.mark.parametrize("name,dim", [("resnet50", 2048), ("efficientnet_b0", 1280), ("vit_b_16", 768),
                                       ("convnext_tiny", 768)])
 def test_other_torchvision_backbones_drop_their_classifier(name, dim):
