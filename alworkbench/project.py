@@ -38,7 +38,8 @@ class Project:
         self._store = None
         self._schema = None
         self._embeddings: Optional[np.ndarray] = None
-        self._embed_skipped: list = []
+        self.embed_report = None  # alworkbench.embed.EmbedReport of the last embeddings() call
+        self.embed_ok: Optional[np.ndarray] = None  # False for images that could not be read at embed time
         self._lock = threading.RLock()
 
     # ---------------------------------------------------------------- creation
@@ -180,9 +181,12 @@ class Project:
 
                 b = self.config.backbone
                 backbone = get_backbone(b.name, weights=b.weights, device=b.device)
-                X = embed_source(self.source, backbone, EmbeddingCache(self.dir / "cache"),
-                                 batch_size=b.batch_size, num_workers=b.num_workers, progress=progress)
-                self._embeddings = np.asarray(X)
+                X, rep = embed_source(self.source, backbone, EmbeddingCache(self.dir / "cache"),
+                                      batch_size=b.batch_size, num_workers=b.num_workers, progress=progress,
+                                      return_report=True)
+                self.embed_report = rep
+                self.embed_ok = np.ones(len(X), bool) if rep.ok is None else np.asarray(rep.ok, bool)
+                self._embeddings = X
             return self._embeddings
 
     def session(self, annotator: Optional[str] = None, **kw):

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import importlib.util
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any, Optional, Sequence
 
 import numpy as np
 
@@ -421,7 +421,7 @@ def embeddings_visualization(project, session=None, dataset=None, *, method: str
     key = brain_key or f"viz_{method}"
     if key in ds.list_brain_runs():
         ds.delete_brain_run(key)
-    kw = {"seed": seed} if method in ("tsne", "umap") else {}
+    kw = {"seed": seed, "verbose": False} if method in ("tsne", "umap") else {}
     results = fob.compute_visualization(ds, embeddings="embedding", brain_key=key, method=method, num_dims=2,
                                         progress=False, **kw)
     lab_path = "label.classifications.label" if project.config.multilabel else "label.label"

@@ -73,6 +73,10 @@ class Session:
         if len(self.X) != len(self.items):
             raise AlwbError(f"embeddings have {len(self.X)} rows but the project has {len(self.items)} items")
         self.eval_mask = project.eval_mask()
+        ok = getattr(project, "embed_ok", None) if embeddings is None else None
+        self.ok_mask = np.ones(len(self.items), bool) if ok is None else np.asarray(ok, bool)
+        # items whose image failed at embed time have zero rows: never query, train on or evaluate them
+        self.eval_mask &= self.ok_mask
         self._gt = project.source.ground_truth()
         if self.multilabel:  # a single-label source used with a tag vocabulary: its class is its one tag
             self._gt = [(g,) if isinstance(g, str) else g for g in self._gt]
@@ -137,7 +141,7 @@ class Session:
     def pool_indices(self) -> np.ndarray:
         """Indices of items that may still be queried (not held out, not answered)."""
         answered = self.store.answered_ids()
-        mask = ~self.eval_mask.copy()
+        mask = ~self.eval_mask & self.ok_mask
         for sid in answered:
             i = self._index.get(sid)
             if i is not None:
@@ -328,7 +332,7 @@ class Session:
 
     def _training_data(self):
         labelled = self.labels()
-        ids = [s for s in labelled if s in self._index]
+        ids = [s for s in labelled if s in self._index and self.ok_mask[self._index[s]]]
         idx = np.array([self._index[s] for s in ids], dtype=np.int64)
         if self.multilabel:
             y = np.zeros((len(ids), len(self.classes)), dtype=np.int64)
