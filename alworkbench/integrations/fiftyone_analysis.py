@@ -422,6 +422,10 @@ def embeddings_visualization(project, session=None, dataset=None, *, method: str
     if key in ds.list_brain_runs():
         ds.delete_brain_run(key)
     kw = {"seed": seed, "verbose": False} if method in ("tsne", "umap") else {}
+    if method == "tsne":  # t-SNE first reduces with PCA to 50 dims; fewer when the data is smaller
+        first = ds.first()["embedding"]
+        kw["pca_dims"] = int(min(50, len(first), len(ds)))
+        kw["perplexity"] = float(min(30.0, max(2.0, (len(ds) - 1) / 3)))
     results = fob.compute_visualization(ds, embeddings="embedding", brain_key=key, method=method, num_dims=2,
                                         progress=False, **kw)
     lab_path = "label.classifications.label" if project.config.multilabel else "label.label"

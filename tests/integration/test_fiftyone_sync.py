@@ -212,6 +212,8 @@ def test_embedding_map_with_pca(world):
     assert emap.points.shape == (len(world["ds"]), 2) and np.isfinite(emap.points).all()
     assert "viz_pca" in world["ds"].list_brain_runs()
     emap.plot()
+    tsne = fa.embeddings_visualization(world["project"], world["session"], method="tsne")
+    assert tsne.points.shape == emap.points.shape and tsne.brain_key == "viz_tsne"
     if __import__("importlib").util.find_spec("umap") is None:
         with pytest.raises(AlwbError, match="umap-learn"):
             fa.embeddings_visualization(world["project"], world["session"], method="umap")
