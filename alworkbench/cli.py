@@ -108,7 +108,8 @@ def cmd_export(a) -> int:
     if a.format in ("fiftyone", "fiftyone-folders"):
         from .integrations.fiftyone_sync import export as fo_export
 
-        res = fo_export(p, out, format=a.format)
+        # fiftyone: FiftyOneImageClassificationDataset; fiftyone-folders: FiftyOne's ImageClassificationDirectoryTree
+        res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders")
     else:
         res = export(p, out, a.format)
     print(json.dumps(res) if a.json else f"exported {res['n_exported']} labelled images to {res['path']}")

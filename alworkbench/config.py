@@ -143,8 +143,12 @@ def _section(name: str, cls, raw: Any):
     if raw is None:
         return cls()
     if isinstance(raw, str) and name in ("source", "backbone"):
-        raw = {"dataset": raw} if name == "source" and raw in BUILTIN_DATASETS else (
-            {"kind": "folder", "path": raw} if name == "source" else {"name": raw})
+        if name == "backbone":
+            raw = {"name": raw}
+        elif raw in BUILTIN_DATASETS:
+            raw = {"kind": "builtin", "dataset": raw}
+        else:
+            raw = {"kind": "csv" if raw.lower().endswith(".csv") else "folder", "path": raw}
     if not isinstance(raw, dict):
         raise ConfigError(f"config key '{name}' must be a mapping, got {type(raw).__name__}")
     fields = {f.name: f for f in dataclasses.fields(cls)}

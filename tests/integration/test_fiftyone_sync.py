@@ -352,3 +352,19 @@ def test_reinitialised_project_folder_rebuilds_its_dataset_and_images(tmp_path):
         fs.delete_dataset(second)
         s2.close()
         second.close()
+
+
+def test_one_call_review_after_a_round(world):
+    """Issue 5's 'one call': sync + coverage + errors + suspicious labels as saved views (App not launched here;
+    tests/browser/test_fiftyone_app.py opens it)."""
+    from alworkbench.integrations import review
+
+    project, session = world["project"], world["session"]
+    r = review(project, session, top=10)
+    assert r.coverage.n_labelled == len(project.store.labels()) == 50
+    assert r.errors is not None and r.errors.mode == "holdout" and 0 < r.errors.accuracy <= 1
+    assert r.suspicious is not None and 0 < len(r.suspicious.ids) <= 10
+    assert {"mistakes", "suspicious", "to_label", "flagged"} <= set(r.views)
+    assert r.app is None and "mistakes" in str(r)
+    ds = world["ds"]
+    assert len(ds.load_saved_view("mistakes")) == len(r.errors.mistake_ids)

@@ -77,3 +77,9 @@ def test_unknown_backbone_and_strategy_named(tmp_path):
 def test_single_class_refused():
     with pytest.raises(ConfigError, match="at least 2 classes"):
         config_from_dict({"source": "digits", "classes": ["only"]})
+
+
+def test_source_shorthand_strings():
+    assert config_from_dict({"source": "digits", "classes": ["a", "b"]}).source.dataset == "digits"
+    assert config_from_dict({"source": "m.CSV", "tags": ["a"]}).source.kind == "csv"
+    assert config_from_dict({"source": "imgs/", "classes": ["a", "b"]}).source.kind == "folder"

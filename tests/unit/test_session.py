@@ -231,3 +231,49 @@ def test_simulate_is_the_function():
     from alworkbench.loop import simulate
 
     assert callable(simulate) and simulate.__name__ == "simulate"
+
+
+class _GatedHead:
+    """A real scikit-learn head whose fit waits on an Event, so the test controls when training ends."""
+
+    def __init__(self, gate):
+        from sklearn.linear_model import LogisticRegression
+
+        self.gate, self.inner = gate, LogisticRegression(max_iter=300)
+
+    def fit(self, X, y):
+        if not self.gate.wait(timeout=60):
+            raise TimeoutError("gate never opened")
+        self.inner.fit(X, y)
+        self.classes_ = self.inner.classes_
+        return self
+
+    def predict_proba(self, X):
+        return self.inner.predict_proba(X)
+
+
+def test_answers_keep_arriving_while_a_fit_is_running(proj, X):
+    gate = threading.Event()
+    s = proj.session(embeddings=X, head_factory=lambda: _GatedHead(gate))
+    o = Oracle(s)
+    o.label_batch(s.next_batch())
+    fut = s.retrain_async()
+    assert s.is_training and not fut.done()
+    b = s.next_batch()  # the fit is blocked: selection and answers must not wait for it
+    for bi in b.items:
+        s.submit(bi.item.id, o.answer_for(bi.item))
+    assert len(proj.store.labels()) == 20 and s.is_training and not fut.done()
+    follow = s.retrain_async()  # requested during the fit: a follow-up that will include all 20 labels
+    assert follow is not fut and s.retrain_async() is follow  # coalesced
+    gate.set()
+    assert fut.result(timeout=60).n_labels == 10
+    assert follow.result(timeout=60).n_labels == 20
+    s.wait(timeout=60)
+    assert not s.is_training and s.model_version == 2
+    s.close()
+
+
+def test_head_is_seeded_per_session(proj, X):
+    a = proj.session(embeddings=X, seed=3, warm_start=False)._head_factory()
+    b = proj.session(embeddings=X, seed=4, warm_start=False)._head_factory()
+    assert a.random_state == 3 and b.random_state == 4
