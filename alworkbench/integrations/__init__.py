@@ -21,7 +21,7 @@ def __getattr__(name):
 
         return getattr(fiftyone_analysis, name)
     if name in ("review", "Review"):
-        from . import review as _review
+        from . import fiftyone_review as _review
 
         return getattr(_review, name)
     raise AttributeError(f"module 'alworkbench.integrations' has no attribute {name!r}")
