@@ -67,6 +67,15 @@ def _env() -> dict:
     return env
 
 
+def _reap(proc) -> None:
+    """Make sure the writer is dead and its pipes closed, whatever happened in the test."""
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=30)
+    proc.stdout.close()
+    proc.stderr.close()
+
+
 def test_sigkill_mid_stream_loses_no_acknowledged_answer(tmp_path):
     path = tmp_path / "labels.sqlite"
     proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
@@ -88,11 +97,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_answer(tmp_path):
                 i, eid = map(int, line.split())
                 acks[i] = eid
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
     assert proc.returncode == -signal.SIGKILL
 
     with LabelStore(path) as store:
@@ -188,11 +193,7 @@ def test_sigkill_during_record_and_undo_stream_keeps_every_acknowledged_step(tmp
         os.kill(proc.pid, signal.SIGKILL)
         lines += [ln for ln in proc.stdout.read().splitlines(keepends=True) if ln.endswith("\n")]
     finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait(timeout=30)
-        proc.stdout.close()
-        proc.stderr.close()
+        _reap(proc)
     recorded: dict[int, str] = {}  # event id -> sample
     undone: set[int] = set()
     for ln in lines:
