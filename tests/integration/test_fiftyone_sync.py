@@ -368,3 +368,19 @@ def test_one_call_review_after_a_round(world):
     assert r.app is None and "mistakes" in str(r)
     ds = world["ds"]
     assert len(ds.load_saved_view("mistakes")) == len(r.errors.mistake_ids)
+
+
+def test_similarity_query_view_goes_to_the_queue(world):
+    """A FiftyOne Brain similarity query (sklearn backend, offline) on the synced embeddings -> labelling queue."""
+    import fiftyone.brain as fob
+
+    project, session, ds = world["project"], world["session"], world["ds"]
+    key = "alwb_sim_test"
+    if key not in ds.list_brain_runs():
+        fob.compute_similarity(ds, embeddings="embedding", brain_key=key, backend="sklearn")
+    query = ds.first()
+    view = ds.sort_by_similarity(query.id, k=6, brain_key=key)
+    want = view.values("alwb_id")
+    assert len(want) == 6 and want[0] == query["alwb_id"]  # the query image is its own nearest neighbour
+    batch = fs.send_to_queue(session, view, reason="similar")
+    assert [bi.item.id for bi in batch.items] == want and batch.strategy == "queue:similar"
