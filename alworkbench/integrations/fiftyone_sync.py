@@ -255,14 +255,11 @@ def _raw_classification_docs(fo, proba: np.ndarray, classes: Sequence[str]) -> O
 
 
 def uncertainty_scores(proba: np.ndarray, multilabel: bool) -> np.ndarray:
-    """1 - (p1 - p2) per row (single-label) or 1 - mean |2p - 1| (multi-label); higher = less sure."""
-    p = np.asarray(proba, dtype=np.float64)
-    if multilabel:
-        return 1.0 - np.abs(2 * p - 1).mean(axis=1)
-    if p.shape[1] < 2:
-        return np.zeros(len(p))
-    part = -np.partition(-p, 1, axis=1)
-    return 1.0 - (part[:, 0] - part[:, 1])
+    """Higher = less sure: the query layer's own margin score 1 - (p1 - p2) for single-label, average
+    confidence 1 - mean |2p - 1| for multi-label (alworkbench.query.scores)."""
+    from ..query.scores import margin, ml_avg_confidence
+
+    return (ml_avg_confidence if multilabel else margin)(np.asarray(proba, dtype=np.float64))
 
 
 # ----------------------------------------------------------------------------------------------- sync

@@ -464,17 +464,17 @@ class Session:
             return fut
 
     def wait(self, timeout: Optional[float] = None) -> None:
-        """Block until background training has finished (for scripts and tests)."""
-        for f in (self._future, self._queued):
-            if f is not None:
-                f.result(timeout=timeout)
-        while self.is_training:  # a fit requested while we waited
+        """Block until background training has finished, including fits requested meanwhile (for scripts and
+        tests); re-raises the error of a failed fit."""
+        seen: set[int] = set()
+        while True:
             with self._lock:
-                futs = [f for f in (self._future, self._queued) if f is not None and not f.done()]
+                futs = [f for f in (self._future, self._queued) if f is not None and id(f) not in seen]
+            if not futs:
+                return
             for f in futs:
                 f.result(timeout=timeout)
-            if not futs:
-                break
+                seen.add(id(f))
 
     def close(self) -> None:
         self._executor.shutdown(wait=True)

@@ -396,15 +396,7 @@ class Workbench(anywidget.AnyWidget):
         # called from the training thread: trait updates go out on the comm (ipykernel's iopub is thread-safe)
         with self._ui_lock, self.hold_sync():
             self._check_reports()
-            self._push_progress()
-        # the session counts this fit as running until its listeners return: refresh "retraining..." just after
-        t = threading.Timer(0.25, self._refresh_progress_from_thread)
-        t.daemon = True
-        t.start()
-
-    def _refresh_progress_from_thread(self) -> None:
-        with self._ui_lock, self.hold_sync():
-            self._push_progress()
+            self._push_progress()  # the session calls listeners after the fit stopped counting as running
 
     def _check_reports(self) -> None:
         reports = self.session.reports
