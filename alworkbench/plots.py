@@ -7,23 +7,23 @@ from typing import Optional
 import numpy as np
 
 
-def _plt():
-    import matplotlib
+def _figure(figsize):
+    """A figure of its own (matplotlib's object API with the Agg canvas): pyplot's backend and its list of open
+    figures are never touched, so plotting from here changes nothing for other code in the kernel. In a notebook,
+    show it with ``display(ax.figure)`` (or pass ``ax=`` from your own ``plt.subplots()``)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    if matplotlib.get_backend().lower() not in ("module://matplotlib_inline.backend_inline", "agg") \
-            and "inline" not in matplotlib.get_backend():
-        matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
 
 
 def plot_learning_curves(result: dict, out: Optional[str | Path] = None, ax=None, title: Optional[str] = None):
     """Mean ± std held-out accuracy vs number of labels, one line per strategy (from simulate()'s result)."""
-    plt = _plt()
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
+        fig, ax = _figure((7, 4.5))
     for strat, by_seed in result["results"].items():
         curves = list(by_seed.values())
         n = min(len(c) for c in curves)
@@ -42,16 +42,14 @@ def plot_learning_curves(result: dict, out: Optional[str | Path] = None, ax=None
         fig.tight_layout()
         if out:
             fig.savefig(out, dpi=110)
-            plt.close(fig)
     return ax
 
 
 def plot_round_reports(reports, ax=None, out: Optional[str | Path] = None):
     """Learning curve of a labelling session from its RoundReports."""
-    plt = _plt()
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(5, 3))
+        fig, ax = _figure((5, 3))
     pts = [(r.n_labels, r.accuracy) for r in reports if r.accuracy is not None]
     if pts:
         x, y = zip(*pts)
@@ -63,15 +61,13 @@ def plot_round_reports(reports, ax=None, out: Optional[str | Path] = None):
         fig.tight_layout()
         if out:
             fig.savefig(out, dpi=100)
-            plt.close(fig)
     return ax
 
 
 def plot_coverage(counts: dict, ax=None, out: Optional[str | Path] = None):
-    plt = _plt()
     own = ax is None
     if own:
-        fig, ax = plt.subplots(figsize=(6, 0.3 * len(counts) + 1))
+        fig, ax = _figure((6, 0.3 * len(counts) + 1))
     names = list(counts)
     ax.barh(names, [counts[n] for n in names])
     ax.invert_yaxis()
@@ -80,5 +76,4 @@ def plot_coverage(counts: dict, ax=None, out: Optional[str | Path] = None):
         fig.tight_layout()
         if out:
             fig.savefig(out, dpi=100)
-            plt.close(fig)
     return ax

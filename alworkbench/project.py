@@ -122,7 +122,7 @@ class Project:
                 spec = {k: v for k, v in vars(self.config.source).items() if v is not None}
                 if spec.get("path") and not Path(spec["path"]).is_absolute():
                     spec["path"] = str((self.dir / spec["path"]).resolve())
-                self._source = open_source(spec)
+                self._source = open_source(spec, scan_index=self.dir / "cache" / "scan.sqlite")
             return self._source
 
     @property

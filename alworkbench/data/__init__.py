@@ -14,15 +14,17 @@ from .loading import (
 from .sources import (
     BUILTIN_NAMES,
     FASHION_MNIST_CLASSES,
+    display_path,
     ImageSource,
     fashion_mnist_dir,
     natural_key,
     natural_sorted,
     open_source,
+    safe_id,
 )
 
 __all__ = [
     "BUILTIN_NAMES", "DEFAULT_MAX_PIXELS", "FASHION_MNIST_CLASSES", "IMAGE_EXTENSIONS", "IMAGE_LIKE_EXTENSIONS",
     "ImageSource", "fashion_mnist_dir", "is_image_name", "load_image", "natural_key", "natural_sorted",
-    "open_source", "probe_file", "probe_image", "to_rgb",
+    "open_source", "probe_file", "probe_image", "safe_id", "display_path", "to_rgb",
 ]

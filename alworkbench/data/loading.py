@@ -13,7 +13,6 @@ import hashlib
 import io
 import os
 import struct
-import threading
 from pathlib import Path
 from typing import Optional, Union
 
@@ -43,47 +42,76 @@ IMAGE_LIKE_EXTENSIONS = frozenset({
 _DECODE_ERRORS = (OSError, SyntaxError, ValueError, EOFError, struct.error, IndexError)
 _EXIF_ERRORS = (OSError, SyntaxError, ValueError, TypeError, KeyError, IndexError, struct.error, ZeroDivisionError)
 
-# Pillow's own bomb check runs inside Image.open() and reads a module global. We apply our configurable limit
-# right after opening instead, so the global is lifted only while one of our opens is in flight (reference
-# counted, so concurrent loader threads never restore it early) and restored the moment the last one ends.
-_PIL_LIMIT_LOCK = threading.Lock()
-_PIL_LIMIT_USERS = 0
-_PIL_LIMIT_SAVED: Optional[int] = None
+# Pillow's own bomb check (``Image.MAX_IMAGE_PIXELS``) is a process-wide setting that belongs to the user: we never
+# change it. Instead we open lazily through Pillow's plugin registry (what ``Image.open`` does, minus its global
+# check: header only, no pixel decoded) and apply our configurable limit to the size before anything is decoded.
 
 
-def _lift_pil_limit() -> None:
-    global _PIL_LIMIT_USERS, _PIL_LIMIT_SAVED
-    with _PIL_LIMIT_LOCK:
-        if _PIL_LIMIT_USERS == 0:
-            _PIL_LIMIT_SAVED = Image.MAX_IMAGE_PIXELS
-            Image.MAX_IMAGE_PIXELS = None
-        _PIL_LIMIT_USERS += 1
-
-
-def _restore_pil_limit() -> None:
-    global _PIL_LIMIT_USERS
-    with _PIL_LIMIT_LOCK:
-        _PIL_LIMIT_USERS -= 1
-        if _PIL_LIMIT_USERS == 0:
-            Image.MAX_IMAGE_PIXELS = _PIL_LIMIT_SAVED
+def _open_lazily(fp) -> Image.Image:
+    """``Image.open`` without its process-wide decompression-bomb check (ours follows, with our limit)."""
+    registry = getattr(Image, "OPEN", None)
+    ids = getattr(Image, "ID", None)
+    if registry is None or ids is None:  # a Pillow without the plugin registry: fall back to the public call
+        return Image.open(fp)
+    exclusive = False
+    filename = ""
+    if isinstance(fp, (str, bytes, os.PathLike)):
+        filename = os.fspath(fp)
+        fp = open(filename, "rb")
+        exclusive = True
+    try:
+        fp.seek(0)
+        prefix = fp.read(16)
+        Image.preinit()
+        tried: set = set()
+        for loader in (None, Image.init):
+            if loader is not None:
+                loader()
+            for fmt in list(ids):
+                if fmt in tried:
+                    continue
+                tried.add(fmt)
+                factory, accept = registry[fmt]
+                try:
+                    ok = not accept or accept(prefix)
+                    if ok and not isinstance(ok, str):
+                        fp.seek(0)
+                        im = factory(fp, filename)
+                        im._exclusive_fp = exclusive
+                        return im
+                except (SyntaxError, IndexError, TypeError, struct.error):
+                    continue
+    except BaseException:
+        if exclusive:
+            fp.close()
+        raise
+    if exclusive:
+        fp.close()
+    raise UnidentifiedImageError(f"cannot identify image file {filename!r}")
 
 
 # --------------------------------------------------------------------------------------------- public API
 
 
 def load_image(path: PathLike, *, max_side: Optional[int] = None,
-               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Image.Image:
+               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, bound: Optional[int] = None) -> Image.Image:
     """Load ``path`` as an upright RGB image (raises ``ImageLoadError(path, reason)`` when it cannot).
 
     ``max_side``: when given, the result is downsized (aspect kept, Lanczos filter) so that neither side exceeds
     it; JPEGs are then decoded at reduced scale, which is several times faster for large photos.
     ``max_pixels``: images with more pixels are refused as decompression bombs (``None`` disables the check).
+    ``bound``: memory bound for huge images. An image whose long side exceeds ``2 * bound`` is shrunk by an
+    integer factor while it is decoded (JPEG draft scaling, else ``Image.reduce`` straight after decoding, before
+    any mode conversion or copy), keeping its long side >= ``bound``; smaller images are returned unchanged.
+    Embedding uses it so a 13000x13000 PNG costs one decoded frame, not several.
     """
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
+    if bound is not None and (not isinstance(bound, int) or bound < 1):
+        raise ValueError(f"bound must be a positive int or None, got {bound!r}")
     spath = os.fspath(path)
     _check_file(spath)
-    return _decode(spath, spath, max_side=max_side, max_pixels=max_pixels, convert=True)
+    return _decode(spath, spath, max_side=max_side, max_pixels=max_pixels, convert=True, bound=bound)
 
 
 def probe_image(path: PathLike, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Optional[str]:
@@ -275,10 +303,13 @@ def _is_text(head: bytes) -> bool:
 
 
 def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int], convert: bool,
-            probe: bool = False, raw: Optional[bytes] = None) -> Image.Image:
-    _lift_pil_limit()
+            probe: bool = False, raw: Optional[bytes] = None, bound: Optional[int] = None) -> Image.Image:
     try:
-        im = Image.open(fp)
+        im = _open_lazily(fp)  # reads the header only
+    except Image.DecompressionBombError as exc:  # only from the fallback to Image.open
+        raise ImageLoadError(path, f"decompression bomb: refused by Pillow when opening (over twice "
+                                   f"Image.MAX_IMAGE_PIXELS={Image.MAX_IMAGE_PIXELS}, this process's setting)"
+                             ) from exc
     except UnidentifiedImageError as exc:
         head, tail, size = _read_head_tail(path, raw)
         raise ImageLoadError(path, _unidentified_reason(head, tail, size)) from exc
@@ -290,8 +321,6 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
         reason = ("truncated image" if _looks_truncated(fmt, head, tail, size)
                   else f"corrupt image header ({fmt or 'unknown format'}: {exc})")
         raise ImageLoadError(path, reason) from exc
-    finally:
-        _restore_pil_limit()
     try:
         width, height = im.size
         n_pixels = width * height
@@ -300,11 +329,14 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
         if width < 1 or height < 1:
             raise ImageLoadError(path, f"invalid size {width}x{height}")
         fmt = im.format
+        target = max_side
+        if bound is not None and max(width, height) > 2 * bound:
+            target = bound if target is None else min(target, bound)
         if fmt in ("JPEG", "MPO"):
             if probe:  # decoding at 1/8 scale still reads the whole entropy-coded stream
                 im.draft(None, (max(1, width // 8), max(1, height // 8)))
-            elif max_side is not None:
-                im.draft("RGB" if im.mode == "RGB" else None, (max_side, max_side))
+            elif target is not None:
+                im.draft("RGB" if im.mode == "RGB" else None, (target, target))
         try:
             im.load()
         except Image.DecompressionBombError as exc:  # a plugin's own check on a frame or tile while decoding
@@ -317,6 +349,8 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
             raise ImageLoadError(path, f"corrupt image data ({fmt}: {exc})") from exc
         if not convert:
             return im
+        if bound is not None:
+            im = _reduce_early(im, bound)
         try:
             upright = ImageOps.exif_transpose(im)
         except _EXIF_ERRORS:  # malformed EXIF: keep the stored orientation rather than lose the image
@@ -335,6 +369,33 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
         return rgb
     finally:
         im.close()
+
+
+_REDUCIBLE = frozenset({"L", "LA", "RGB", "RGBA", "RGBX", "CMYK", "1"})
+
+
+def _reduce_early(im: Image.Image, bound: int) -> Image.Image:
+    """Shrink a huge decoded frame by an integer box factor (long side stays >= ``bound``) before any copy.
+
+    The full frame is released as soon as the reduced one exists, so peak memory is one frame plus 1/factor^2.
+    """
+    factor = max(im.size) // bound
+    if factor < 2:
+        return im
+    if im.mode not in _REDUCIBLE:  # palette, 16-bit ...: to RGB first (same mapping as load_image applies)
+        converted = to_rgb(im)
+        converted.info = dict(im.info)
+        converted.info.pop("transparency", None)
+        im.close()
+        im = converted
+    elif im.mode == "1":
+        converted = im.convert("L")
+        im.close()
+        im = converted
+    small = im.reduce(factor)
+    small.info = dict(im.info)  # keep EXIF orientation and transparency info
+    im.close()
+    return small
 
 
 def file_sha256(path: PathLike, chunk: int = 1 << 20) -> str:

@@ -2,7 +2,13 @@
 
 Every file source is probed at ingest (fully decoded, in a small thread pool) and de-duplicated by the sha256 of
 its bytes, so what reaches the pool is exactly what ``load()`` can open; the rest is in ``source.report`` with a
-short reason. Built-in datasets keep their pixels in one uint8 array (``source.pixels``), never as files.
+short reason. With a ``scan_index`` (a project passes ``DIR/cache/scan.sqlite``) only new or changed files are
+read again: the others are recognised by ``stat`` (size, mtime, inode). Built-in datasets keep their pixels in one
+uint8 array (``source.pixels``), never as files.
+
+Item ids (and class names taken from folder names) are always valid UTF-8 text: a file name whose bytes are not
+UTF-8 (Python sees them as surrogate escapes) gets the id :func:`safe_id` gives, e.g. ``caf\\xe9.png`` for the
+bytes ``caf\xe9.png``, while ``item.uri`` keeps the real path for loading.
 """
 from __future__ import annotations
 
@@ -26,8 +32,9 @@ from PIL import Image
 from ..errors import AlwbError, ConfigError, DatasetMissingError, ManifestError, UnknownItemError
 from ..types import DuplicateFile, IngestReport, Item, SkippedFile
 from .loading import DEFAULT_MAX_PIXELS, is_image_name, load_image, probe_file
+from .scan_index import ScanIndex, stat_key
 
-BUILTIN_NAMES = ("digits", "fashion-mnist")
+from ..config import BUILTIN_DATASETS as BUILTIN_NAMES  # noqa: E402  (one list of built-in datasets)
 FASHION_MNIST_DIR = "/usr/share/datasets/fashion-mnist"
 FASHION_MNIST_ENV = "ALWB_FASHION_MNIST_DIR"
 FASHION_MNIST_CLASSES = ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker",
@@ -39,6 +46,28 @@ FASHION_MNIST_FILES = {
 DIGITS_TEST_FRACTION = 0.2  # the last 20% of sklearn's digits are the "test" split
 _IGNORED_DIRS = frozenset({"__MACOSX", "__pycache__"})
 _TAG_SPLIT = re.compile(r"[|;]")
+
+
+def safe_id(text: str) -> str:
+    """``text`` as valid UTF-8 text: undecodable file-name bytes (surrogate escapes) become ``\\xNN``.
+
+    Deterministic, and the identity for any name that is already valid UTF-8.
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        pass
+    try:
+        raw = text.encode("utf-8", "surrogateescape")
+    except UnicodeEncodeError:  # a surrogate that no file system decoding produced
+        return text.encode("utf-8", "backslashreplace").decode("ascii")
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def display_path(path: str) -> str:
+    """A path for messages and text files (CSV, JSON): :func:`safe_id` of it."""
+    return safe_id(os.fspath(path))
 
 
 def natural_key(text: str) -> tuple:
@@ -102,8 +131,13 @@ class ImageSource:
         return [item.id for item in self.items]
 
     # ---------------------------------------------------------------- data
-    def load(self, item: Union[Item, str], *, max_side: Optional[int] = None) -> Image.Image:
-        """The item's image as RGB (built-ins from memory, files through ``load_image``)."""
+    def load(self, item: Union[Item, str], *, max_side: Optional[int] = None,
+             bound: Optional[int] = None) -> Image.Image:
+        """The item's image as RGB (built-ins from memory, files through ``load_image``).
+
+        ``bound``: huge files are shrunk by an integer factor while decoding, keeping the long side >= ``bound``
+        (see ``load_image``); built-in images are small and returned as they are.
+        """
         item_id = item if isinstance(item, str) else item.id
         if self.pixels is not None:
             im = Image.fromarray(self.pixels[self.index_of(item_id)], "L").convert("RGB")
@@ -111,7 +145,7 @@ class ImageSource:
                 im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return im
         uri = item.uri if isinstance(item, Item) else self.item(item_id).uri
-        return load_image(uri, max_side=max_side, max_pixels=self.max_pixels)
+        return load_image(uri, max_side=max_side, max_pixels=self.max_pixels, bound=bound)
 
     def ground_truth(self) -> list[Union[str, tuple[str, ...], None]]:
         """Per item (aligned with ``items``): the tag tuple for tag sources, else the label, else None."""
@@ -125,8 +159,8 @@ class ImageSource:
     # ---------------------------------------------------------------- constructors
     @classmethod
     def from_folder(cls, path: Union[str, os.PathLike], *, progress: Optional[bool] = None,
-                    workers: Optional[int] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS
-                    ) -> "ImageSource":
+                    workers: Optional[int] = None, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                    scan_index: Union[str, os.PathLike, None] = None) -> "ImageSource":
         """Scan a folder: ``root/<class>/**/image`` (labelled) or ``root/image`` (flat, unlabelled)."""
         root = Path(os.path.abspath(os.fspath(path)))
         if not root.exists():
@@ -138,23 +172,26 @@ class ImageSource:
             dirnames[:] = sorted(d for d in dirnames if not d.startswith(".") and d not in _IGNORED_DIRS)
             rel_dir = os.path.relpath(dirpath, root)
             parts = [] if rel_dir == "." else rel_dir.split(os.sep)
-            label = unicodedata.normalize("NFC", parts[0]) if parts else None
+            label = unicodedata.normalize("NFC", safe_id(parts[0])) if parts else None
             for fname in sorted(filenames):
                 if fname.startswith(".") or not is_image_name(fname):
                     continue
                 rel = "/".join(parts + [fname])
-                candidates.append((rel, os.path.join(dirpath, fname), label))
+                candidates.append((safe_id(rel), os.path.join(dirpath, fname), label, None, rel))
         candidates.sort(key=lambda c: c[0])
+        candidates, clashes = _unique_ids(candidates)
         items, report = _ingest(candidates, progress=progress, workers=workers, max_pixels=max_pixels,
-                                desc=f"scanning {root.name}")
+                                desc=f"scanning {safe_id(root.name)}", scan_index=scan_index)
+        report.skipped[:0] = clashes
         labels = {item.label for item in items if item.label is not None}
-        return cls(root.name, str(root), items, kind="folder", report=report,
+        return cls(safe_id(root.name), str(root), items, kind="folder", report=report,
                    classes=natural_sorted(labels) if labels else None, max_pixels=max_pixels)
 
     @classmethod
     def from_csv(cls, path: Union[str, os.PathLike], root: Union[str, os.PathLike, None] = None, *,
                  progress: Optional[bool] = None, workers: Optional[int] = None,
-                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> "ImageSource":
+                 max_pixels: Optional[int] = DEFAULT_MAX_PIXELS,
+                 scan_index: Union[str, os.PathLike, None] = None) -> "ImageSource":
         """Read a manifest with a ``path`` column and optional ``label`` and ``tags`` (``a|b`` or ``a;b``)."""
         csv_path = Path(os.path.abspath(os.fspath(path)))
         if not csv_path.is_file():
@@ -194,6 +231,12 @@ class ImageSource:
             if not raw:
                 skipped.append(SkippedFile(f"{csv_path.name}:{rowno}", "empty path"))
                 continue
+            if "\x00" in raw:  # no file system allows it; os.path would raise ValueError
+                skipped.append(SkippedFile(f"{csv_path.name}:{rowno}", "path contains a NUL byte"))
+                continue
+            if "\x00" in cell("label") or "\x00" in cell("tags"):
+                skipped.append(SkippedFile(f"{csv_path.name}:{rowno}", "label or tags contain a NUL byte"))
+                continue
             target = Path(raw) if os.path.isabs(raw) else base / raw
             absolute = os.path.normpath(os.path.abspath(target))
             if not _inside(os.path.realpath(absolute), real_base):
@@ -214,10 +257,12 @@ class ImageSource:
                                 - {""})
                 tags = tuple(parsed) if parsed else None
                 tag_vocab.update(parsed)
-            candidates.append((rel, absolute, label, tags))
+            candidates.append((safe_id(rel), absolute, label, tags, rel))
 
+        candidates, clashes = _unique_ids(candidates)
+        skipped.extend(clashes)
         items, report = _ingest(candidates, progress=progress, workers=workers, max_pixels=max_pixels,
-                                desc=f"scanning {csv_path.name}")
+                                desc=f"scanning {csv_path.name}", scan_index=scan_index)
         report.skipped[:0] = skipped
         labels = {item.label for item in items if item.label is not None}
         return cls(csv_path.stem, str(base), items, kind="csv", report=report,
@@ -259,11 +304,12 @@ class ImageSource:
 
 
 def open_source(spec: Any, *, base_dir: Union[str, os.PathLike, None] = None, progress: Optional[bool] = None,
-                limit: Optional[int] = None) -> ImageSource:
+                limit: Optional[int] = None, scan_index: Union[str, os.PathLike, None] = None) -> ImageSource:
     """Open a source from ``"digits"``, ``"fashion-mnist"``, a folder path, a ``.csv`` path, a dict
     ``{kind: builtin|folder|csv, dataset|path: ..., limit: ..., root: ...}`` or a config ``SourceConfig``.
 
     Relative paths resolve against ``base_dir`` (the project folder) when given, else the working directory.
+    ``scan_index``: where to keep the incremental-scan index of a folder / CSV source (see ``scan_index.py``).
     """
     if dataclasses.is_dataclass(spec) and not isinstance(spec, type):
         spec = dataclasses.asdict(spec)
@@ -279,9 +325,9 @@ def open_source(spec: Any, *, base_dir: Union[str, os.PathLike, None] = None, pr
         if limit is not None:
             raise ConfigError("source.limit applies to built-in datasets only")
         if path.is_file() and path.suffix.lower() == ".csv":
-            return ImageSource.from_csv(path, progress=progress)
+            return ImageSource.from_csv(path, progress=progress, scan_index=scan_index)
         if path.is_dir():
-            return ImageSource.from_folder(path, progress=progress)
+            return ImageSource.from_folder(path, progress=progress, scan_index=scan_index)
         raise ConfigError(f"source: {path} is neither a folder nor a .csv manifest")
     if not isinstance(spec, Mapping):
         raise ConfigError(f"source must be a dataset name, a path or a mapping, got {type(spec).__name__}")
@@ -305,9 +351,9 @@ def open_source(spec: Any, *, base_dir: Union[str, os.PathLike, None] = None, pr
         if kind == "folder":
             if not path.is_dir():
                 raise ConfigError(f"source.path is not a folder: {path}")
-            return ImageSource.from_folder(path, progress=progress)
+            return ImageSource.from_folder(path, progress=progress, scan_index=scan_index)
         root = _resolve(str(spec["root"]), base_dir) if "root" in spec else None
-        return ImageSource.from_csv(path, root=root, progress=progress)
+        return ImageSource.from_csv(path, root=root, progress=progress, scan_index=scan_index)
     raise ConfigError(f"source.kind must be one of builtin, folder, csv; got {kind!r}")
 
 
@@ -335,25 +381,71 @@ def _show_progress(progress: Optional[bool]) -> bool:
     return bool(getattr(stream, "isatty", None) and stream.isatty())
 
 
+def _unique_ids(candidates: Sequence[tuple]) -> tuple[list[tuple], list[SkippedFile]]:
+    """Keep one candidate per id. Two names can only share an id when one of them was escaped (not UTF-8):
+    the name that is its own id wins, the escaped one is skipped with a reason."""
+    by_id: dict[str, list[tuple]] = {}
+    for cand in candidates:
+        by_id.setdefault(cand[0], []).append(cand)
+    if all(len(v) == 1 for v in by_id.values()):
+        return list(candidates), []
+    keep: list[tuple] = []
+    skipped: list[SkippedFile] = []
+    for cand in candidates:
+        group = by_id[cand[0]]
+        if len(group) == 1:
+            keep.append(cand)
+            continue
+        winner = next((c for c in group if c[4] == c[0]), group[0])
+        if cand is winner:
+            keep.append(cand)
+        else:
+            skipped.append(SkippedFile(cand[0], "file name is not valid UTF-8 and its escaped form names another "
+                                                "file"))
+    return keep, skipped
+
+
 def _ingest(candidates: Sequence[tuple], *, progress: Optional[bool], workers: Optional[int],
-            max_pixels: Optional[int], desc: str) -> tuple[list[Item], IngestReport]:
-    """Probe and hash every candidate ``(id, abspath, label[, tags])`` (in id order); drop bad files and copies."""
+            max_pixels: Optional[int], desc: str, scan_index: Union[str, os.PathLike, None] = None
+            ) -> tuple[list[Item], IngestReport]:
+    """Probe and hash every candidate ``(id, abspath, label, tags, raw name)`` (in id order); drop bad files and
+    copies. With ``scan_index``, files whose ``stat`` matches the index are not read again."""
     from tqdm.auto import tqdm
 
     n_workers = workers if workers is not None else max(2, min(4, os.cpu_count() or 2))
     probe = functools.partial(probe_file, max_pixels=max_pixels)
-    results: list[tuple[Optional[str], Optional[str]]] = []
-    with tqdm(total=len(candidates), desc=desc, unit="img", disable=not _show_progress(progress),
+    index = ScanIndex(scan_index, max_pixels=max_pixels) if scan_index is not None else None
+    results: list[Optional[tuple[Optional[str], Optional[str]]]] = [None] * len(candidates)
+    stats: list[Optional[tuple]] = [None] * len(candidates)
+    todo: list[int] = []
+    for k, cand in enumerate(candidates):
+        if index is not None:
+            try:
+                stats[k] = stat_key(os.stat(cand[1]))
+            except OSError:
+                stats[k] = None
+            if stats[k] is not None:
+                hit = index.lookup(cand[1], stats[k])
+                if hit is not None:
+                    results[k] = hit
+                    continue
+        todo.append(k)
+    with tqdm(total=len(todo), desc=desc, unit="img", disable=not _show_progress(progress) or not todo,
               leave=False) as bar:
-        if len(candidates) <= 1 or n_workers <= 1:
-            for cand in candidates:
-                results.append(probe(cand[1]))
+        if len(todo) <= 1 or n_workers <= 1:
+            for k in todo:
+                results[k] = probe(candidates[k][1])
                 bar.update(1)
         else:
             with ThreadPoolExecutor(max_workers=n_workers, thread_name_prefix="alwb-ingest") as pool:
-                for res in pool.map(probe, [c[1] for c in candidates]):
-                    results.append(res)
+                for k, res in zip(todo, pool.map(probe, [candidates[k][1] for k in todo])):
+                    results[k] = res
                     bar.update(1)
+    if index is not None:
+        for k in todo:
+            if stats[k] is not None:
+                index.record(candidates[k][1], stats[k], results[k])
+        index.save()
     report = IngestReport()
     items: list[Item] = []
     first_by_hash: dict[str, str] = {}

@@ -87,8 +87,7 @@ class Backbone:
         for p in self.module.parameters():
             p.requires_grad_(False)
         self._cuda = device.type == "cuda"
-        # many small ops (randconv, pixels): run on one CPU thread (see embed/threads.py for the measurement)
-        self._one_thread = small_ops and not self._cuda
+        self.small_ops = bool(small_ops)  # many small ops (randconv, pixels); torch's thread count is left alone
         if self._cuda:
             self.module = self.module.to(memory_format=torch.channels_last)
 
@@ -120,7 +119,7 @@ class Backbone:
     # -- inference -------------------------------------------------------------------------------
     def forward(self, batch: torch.Tensor) -> np.ndarray:
         """Embed a preprocessed batch ``(B, 3, H, W)``; returns float32 ``(B, dim)`` on the CPU."""
-        with torch.inference_mode(), one_thread(self._one_thread):
+        with torch.inference_mode():
             x = batch.to(self.device, non_blocking=True)
             if self._cuda:
                 x = x.contiguous(memory_format=torch.channels_last)

@@ -27,7 +27,6 @@ from typing import Callable, Optional, Sequence, Union
 import numpy as np
 
 from ..errors import AlwbError, ImageLoadError
-from .threads import one_thread
 
 try:
     import fcntl
@@ -385,10 +384,6 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
 
         bar = tqdm(total=len(todo), disable=not progress, unit="img", desc=f"embed {backbone.name}",
                    leave=False)
-        # small-op backbones run on one thread; hold that setting for the whole loop (preprocessing included)
-        # instead of toggling the OpenMP pool around every forward call
-        threads = one_thread(bool(getattr(backbone, "_one_thread", False)))
-        threads.__enter__()
         try:
             for rows, batch, bad in batches:
                 for r, why in bad:
@@ -411,7 +406,6 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
                 flush()  # keep what was computed, even when interrupted
             finally:
                 bar.close()
-                threads.__exit__(None, None, None)
         if cache is not None:
             cache.consolidate(key)
         # duplicates (same sha) get the row computed for their first occurrence
