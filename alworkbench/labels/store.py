@@ -1,9 +1,20 @@
-"""The durable label store: an append-only event log in SQLite (WAL, synchronous=FULL).
+"""The durable label store: an append-only log in SQLite (WAL, synchronous=FULL).
 
-Every answer, undo and enqueue is one row of ``events``; rows are never updated or deleted (triggers refuse
-it). Current labels, tag sets, skips, flags, coverage and "answered" sets are derived from the log on each
-call, never stored as truth. ``record`` returns only after the transaction is committed, so an answer whose
-event id was handed back survives a crash of the process (and, with synchronous=FULL, of the machine).
+Every answer, undo and enqueue is one row of ``events``; every round report, model version and guideline
+acknowledgement is one row of ``records``. Rows of both are never updated or deleted (triggers refuse it).
+Current labels, tag sets, skips, flags, coverage, "answered" sets, the latest model version and each
+annotator's acknowledged guideline are derived from the logs on each call, never stored as truth.
+``record`` returns only after the transaction is committed, so an answer whose event id was handed back
+survives a crash of the process (and, with synchronous=FULL, of the machine).
+
+Several annotators (threads or processes) may share one file: ``create_batch`` hands out items inside one
+``BEGIN IMMEDIATE`` transaction, skipping items that are already answered or that sit unanswered in another
+annotator's open batch, so no item is handed to two annotators at once and rounds are never shared.
+
+Errors: every SQLite failure (read-only file, full disk, damaged file, lock held too long) surfaces as a
+one-line ``StoreError`` that names the file and what to do. ``record`` carries an idempotency key (``uid``):
+when COMMIT itself fails, the store re-reads the key on a fresh connection and returns the event id if the
+answer is durable after all, so a caller is never told "failed" for an answer that was saved.
 
 Thread and process safety: each thread gets its own SQLite connection; writes run in ``BEGIN IMMEDIATE``
 transactions, so the "one active answer per item and round" rule holds across threads and processes.
@@ -11,12 +22,14 @@ A background thread can read (``labels()``, ``events()``) while another thread w
 """
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
 import sqlite3
 import threading
 import time
+import uuid
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
@@ -24,19 +37,27 @@ from ..errors import AnswerError, DuplicateAnswerError, NothingToUndoError, Stor
 from ..types import Answer, Prediction
 from .schema import with_ancestors
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 ANSWER_KINDS = ("label", "tags", "skip", "flag")
 EVENT_KINDS = ANSWER_KINDS + ("undo", "enqueue")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
 BUSY_TIMEOUT_MS = 30_000
+# record kinds written by the convenience wrappers
+REPORT, MODEL, GUIDELINE_ACK = "report", "model", "guideline_ack"
+# meta keys that schema version 1 overwrote in place; now appended records (read-only views through get_meta)
+_LEGACY_KEYS = ("reports", "model_version")
+_LEGACY_ACK_PREFIX = "guideline_ack:"
+_RESERVED_RECORD_KEYS = ("id", "created_at")
 
 _KINDS_SQL = ", ".join(f"'{k}'" for k in EVENT_KINDS)
 _ANSWER_KINDS_SQL = ", ".join(f"'{k}'" for k in ANSWER_KINDS)
 # an answer event is active while no undo event points at it
 _ACTIVE = f"e.kind IN ({_ANSWER_KINDS_SQL}) AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)"
 
-_DDL = f"""
-CREATE TABLE IF NOT EXISTS events (
+# tables first (a version-1 file already has events/meta/batches: their new columns are added by the migration),
+# then what depends on the new columns
+_DDL_TABLES = [
+    f"""CREATE TABLE IF NOT EXISTS events (
     id              INTEGER PRIMARY KEY AUTOINCREMENT,
     kind            TEXT    NOT NULL CHECK (kind IN ({_KINDS_SQL})),
     sample_id       TEXT    NOT NULL,
@@ -53,20 +74,14 @@ CREATE TABLE IF NOT EXISTS events (
     score           REAL,
     prediction_json TEXT,
     undoes          INTEGER REFERENCES events(id),
+    uid             TEXT,
     CHECK ((kind = 'undo') = (undoes IS NOT NULL))
-);
-CREATE INDEX IF NOT EXISTS events_sample_round ON events(sample_id, round);
-CREATE INDEX IF NOT EXISTS events_batch ON events(batch_id);
-CREATE UNIQUE INDEX IF NOT EXISTS events_undoes ON events(undoes) WHERE undoes IS NOT NULL;
-CREATE TRIGGER IF NOT EXISTS events_no_update BEFORE UPDATE ON events
-    BEGIN SELECT RAISE(ABORT, 'events are append-only: UPDATE refused'); END;
-CREATE TRIGGER IF NOT EXISTS events_no_delete BEFORE DELETE ON events
-    BEGIN SELECT RAISE(ABORT, 'events are append-only: DELETE refused'); END;
-CREATE TABLE IF NOT EXISTS meta (
+)""",
+    """CREATE TABLE IF NOT EXISTS meta (
     key        TEXT PRIMARY KEY,
     value_json TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS batches (
+)""",
+    """CREATE TABLE IF NOT EXISTS batches (
     batch_id         TEXT    PRIMARY KEY,
     round            INTEGER NOT NULL,
     strategy         TEXT    NOT NULL,
@@ -74,15 +89,107 @@ CREATE TABLE IF NOT EXISTS batches (
     created_at       REAL    NOT NULL,
     item_ids_json    TEXT    NOT NULL,
     scores_json      TEXT    NOT NULL,
-    predictions_json TEXT    NOT NULL
-);
-"""
+    predictions_json TEXT    NOT NULL,
+    annotator        TEXT    NOT NULL DEFAULT '',
+    supersedes       TEXT
+)""",
+    """CREATE TABLE IF NOT EXISTS records (
+    id         INTEGER PRIMARY KEY AUTOINCREMENT,
+    kind       TEXT    NOT NULL,
+    value_json TEXT    NOT NULL,
+    created_at REAL    NOT NULL
+)""",
+]
+# columns added to version-1 tables: (table, column, declaration)
+_ADDED_COLUMNS = [("events", "uid", "TEXT"), ("batches", "annotator", "TEXT NOT NULL DEFAULT ''"),
+                  ("batches", "supersedes", "TEXT")]
+_DDL_AFTER = [
+    "CREATE INDEX IF NOT EXISTS events_sample_round ON events(sample_id, round)",
+    "CREATE INDEX IF NOT EXISTS events_round ON events(round)",
+    "CREATE INDEX IF NOT EXISTS events_batch ON events(batch_id)",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_undoes ON events(undoes) WHERE undoes IS NOT NULL",
+    "CREATE UNIQUE INDEX IF NOT EXISTS events_uid ON events(uid) WHERE uid IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS batches_annotator ON batches(annotator)",
+    "CREATE INDEX IF NOT EXISTS batches_supersedes ON batches(supersedes) WHERE supersedes IS NOT NULL",
+    "CREATE INDEX IF NOT EXISTS records_kind ON records(kind, id)",
+] + [
+    f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t}"
+    f" BEGIN SELECT RAISE(ABORT, '{t} are append-only: {op} refused'); END"
+    for t in ("events", "records") for op in ("UPDATE", "DELETE")
+]
 
 _EVENT_COLUMNS = ("id", "kind", "sample_id", "value_json", "note", "round", "batch_id", "annotator",
                   "created_at", "shown_at", "time_spent_s", "model_version", "strategy", "score",
-                  "prediction_json", "undoes")
+                  "prediction_json", "undoes", "uid")
 _SAMPLE_COL = _EVENT_COLUMNS.index("sample_id")
 _SELECT_EVENTS = "SELECT " + ", ".join("e." + c for c in _EVENT_COLUMNS) + " FROM events e"
+
+
+# -- errors ---------------------------------------------------------------------------------------------
+class _CommitFailed(Exception):
+    """COMMIT raised: whether the transaction is durable is unknown until it is re-read."""
+
+    def __init__(self, exc: sqlite3.Error):
+        super().__init__(str(exc))
+        self.exc = exc
+
+
+def _one_line(text: Any) -> str:
+    return " ".join(str(text).split())
+
+
+def _not_writable(path: Path) -> bool:
+    """True when the file (or, for a new file, its folder) cannot be written: a read-only mount or mode."""
+    try:
+        target = path if path.exists() else path.parent
+        return target.exists() and not (os.access(target, os.W_OK) and os.access(path.parent, os.W_OK))
+    except OSError:
+        return False
+
+
+def _store_error(path: Path, exc: BaseException, what: str = "", *, opening: bool = False) -> StoreError:
+    """One line naming the file and what to do, for any SQLite error."""
+    if isinstance(exc, _CommitFailed):
+        exc = exc.exc
+    msg = _one_line(exc)
+    low = msg.lower()
+    code = getattr(exc, "sqlite_errorcode", None)
+    primary = code & 0xFF if isinstance(code, int) else None
+    subject = f"cannot open label store {path}" if opening else f"label store {path}"
+    cantopen = primary == 14 or "unable to open" in low
+    if primary == 8 or "readonly" in low or "read-only" in low or (cantopen and _not_writable(path)):
+        text = (f"{subject}: it is read-only ({msg}); make the file, its folder and any -wal/-shm files "
+                "writable (or mount the disk read-write), or work on a writable copy of the project")
+    elif primary == 13 or "disk is full" in low:
+        text = (f"{subject}: the disk is full ({msg}); free space on that disk and retry "
+                "(answers acknowledged before are safe)")
+    elif primary in (11, 26) or "malformed" in low or "not a database" in low:
+        text = (f"{subject}: the file is damaged or not a label store ({msg}); restore it from a backup, or "
+                f"salvage it with `sqlite3 {path} .recover | sqlite3 recovered.sqlite` and put the result in "
+                "its place")
+    elif primary in (5, 6) or "locked" in low or "busy" in low:
+        text = (f"{subject}: it is locked by another program ({msg}); close the other program "
+                "(or wait for it to finish) and retry")
+    elif cantopen:
+        text = f"{subject} ({msg}): check that its folder exists and that you may read and write there"
+    elif primary == 10 or "disk i/o error" in low:
+        text = f"{subject}: I/O error ({msg}); check the disk (free space, kernel log) and retry"
+    else:
+        text = f"{subject}: {msg}"
+    return StoreError(f"{what}: {text}" if what else text)
+
+
+def _translated(fn):
+    """Public store methods raise StoreError (one line, naming the file) instead of raw sqlite3 errors."""
+
+    @functools.wraps(fn)
+    def wrapper(self, *args, **kwargs):
+        try:
+            return fn(self, *args, **kwargs)
+        except (sqlite3.Error, _CommitFailed) as exc:
+            raise _store_error(self.path, exc) from exc
+
+    return wrapper
 
 
 # -- encoding helpers ----------------------------------------------------------------------------------
@@ -157,35 +264,47 @@ def _check_round(value: Any) -> int:
 
 
 class _Write:
-    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception (including a failed COMMIT)."""
+    """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception. A failed COMMIT raises ``_CommitFailed``:
+    the caller decides how to find out whether it was durable after all."""
 
-    def __init__(self, conn: sqlite3.Connection, timeout_s: float):
+    def __init__(self, conn: sqlite3.Connection, timeout_s: float, path: Path):
         self.conn = conn
         self.timeout_s = timeout_s
+        self.path = path
 
     def __enter__(self):
         try:
             self.conn.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as exc:
-            raise StoreError(f"label store busy: could not start a write within {self.timeout_s:g} s"
-                             f" ({exc}); is another program holding it open for writing?") from exc
+            code = getattr(exc, "sqlite_errorcode", None)
+            if (isinstance(code, int) and code & 0xFF in (5, 6)) or "locked" in str(exc).lower():
+                raise StoreError(f"label store busy: could not start a write within {self.timeout_s:g} s on "
+                                 f"{self.path} ({_one_line(exc)}); is another program holding it open for "
+                                 "writing? Close it and retry") from exc
+            raise
         return self.conn
 
     def __exit__(self, exc_type, exc, tb):
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")
-            except BaseException:
-                if self.conn.in_transaction:
-                    self.conn.execute("ROLLBACK")
-                raise
-        elif self.conn.in_transaction:
-            self.conn.execute("ROLLBACK")
+            except sqlite3.Error as cexc:
+                self._rollback()
+                raise _CommitFailed(cexc) from cexc
+        else:
+            self._rollback()
         return False
+
+    def _rollback(self) -> None:
+        try:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+        except sqlite3.Error:  # the original error is the one to report
+            pass
 
 
 class LabelStore:
-    """Append-only label events in one SQLite file. See the module docstring for the guarantees."""
+    """Append-only label events and records in one SQLite file. See the module docstring for the guarantees."""
 
     def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000):
         sync = str(synchronous).upper()
@@ -205,24 +324,87 @@ class LabelStore:
         self._closed = False
         if self.path.is_dir():
             raise StoreError(f"label store path {self.path} is a directory; expected a .sqlite file")
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        conn = self._conn()
         try:
-            try:
-                conn.executescript("BEGIN IMMEDIATE;" + _DDL + "COMMIT;")
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot prepare label store {self.path}: {exc}") from exc
-            with self._write(conn):
-                row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
-                if row is None:
-                    conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)",
-                                 (json.dumps(SCHEMA_VERSION),))
-                elif json.loads(row[0]) > SCHEMA_VERSION:
-                    raise StoreError(f"{self.path} has label-store schema version {json.loads(row[0])}; this "
-                                     f"alworkbench reads up to version {SCHEMA_VERSION}: upgrade alworkbench")
-        except BaseException:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(f"cannot create the folder of label store {self.path} ({_one_line(exc)}): "
+                             "create it or pick a writable location") from exc
+        try:
+            conn = self._conn()
+            self._prepare(conn)
+            # a damaged page is found now (about 0.2 s per 200,000 answers), not halfway through a labelling run
+            problems = [str(r[0]) for r in conn.execute("PRAGMA quick_check(3)")]
+            if problems != ["ok"]:
+                raise sqlite3.DatabaseError("database disk image is malformed: " + "; ".join(problems))
+        except BaseException as exc:
             self.close()
+            if isinstance(exc, (sqlite3.Error, _CommitFailed)):
+                raise _store_error(self.path, exc, opening=True) from exc
             raise
+
+    # -- schema and migration ----------------------------------------------------------------------------
+    @staticmethod
+    def _schema_version(conn: sqlite3.Connection) -> Optional[int]:
+        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+            return None
+        row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
+        return None if row is None else int(json.loads(row[0]))
+
+    def _check_newer(self, version: Optional[int]) -> None:
+        if version is not None and version > SCHEMA_VERSION:
+            raise StoreError(f"{self.path} has label-store schema version {version}; this "
+                             f"alworkbench reads up to version {SCHEMA_VERSION}: upgrade alworkbench")
+
+    def _prepare(self, conn: sqlite3.Connection) -> None:
+        version = self._schema_version(conn)
+        self._check_newer(version)
+        if version == SCHEMA_VERSION:
+            return  # nothing to write: a current store also opens (for reading) on a read-only disk
+        with self._write(conn):
+            version = self._schema_version(conn)  # another process may have prepared it meanwhile
+            self._check_newer(version)
+            if version == SCHEMA_VERSION:
+                return
+            for stmt in _DDL_TABLES:
+                conn.execute(stmt)
+            for table, column, decl in _ADDED_COLUMNS:
+                have = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+                if column not in have:
+                    conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
+            for stmt in _DDL_AFTER:
+                conn.execute(stmt)
+            if version is not None:
+                self._migrate_v1(conn)
+            conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)"
+                         " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json",
+                         (json.dumps(SCHEMA_VERSION),))
+
+    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
+        """Version 1 kept round reports, the model version and guideline acknowledgements in overwritten meta
+        keys. Turn them into appended records (once: this runs inside the transaction that bumps the schema
+        version). The old keys stay untouched for the record and are never written again."""
+        now = time.time()
+        meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value_json FROM meta")}
+        n = {"reports": 0, "models": 0, "acks": 0}
+        for rep in meta.get("reports") or []:
+            if isinstance(rep, dict):
+                self._insert_record(conn, REPORT, rep, now)
+                n["reports"] += 1
+        version = meta.get("model_version")
+        if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+            self._insert_record(conn, MODEL, {"version": version, "migrated_from": "meta:model_version"}, now)
+            n["models"] += 1
+        for key, value in sorted(meta.items()):
+            if key.startswith(_LEGACY_ACK_PREFIX) and value is not None:
+                self._insert_record(conn, GUIDELINE_ACK, {"annotator": key[len(_LEGACY_ACK_PREFIX):],
+                                                          "version": str(value)}, now)
+                n["acks"] += 1
+        # batches saved before annotators were recorded belong to whoever answered in them
+        conn.execute("UPDATE batches SET annotator = COALESCE((SELECT e.annotator FROM events e"
+                     " WHERE e.batch_id = batches.batch_id AND e.kind != 'undo' ORDER BY e.id LIMIT 1), '')"
+                     " WHERE annotator = ''")
+        conn.execute("INSERT OR REPLACE INTO meta(key, value_json) VALUES ('migrated_v1_to_v2', ?)",
+                     (json.dumps({"at": now, **n}),))
 
     # -- connections and transactions -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -241,19 +423,19 @@ class LabelStore:
             conn = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s, isolation_level=None,
                                    check_same_thread=False)
         except sqlite3.Error as exc:
-            raise StoreError(f"cannot open label store {self.path}: {exc}") from exc
+            raise _store_error(self.path, exc, opening=True) from exc
         try:
             conn.execute(f"PRAGMA busy_timeout = {int(self.busy_timeout_s * 1000)}")
             mode = conn.execute("PRAGMA journal_mode = WAL").fetchone()[0]
             if str(mode).lower() != "wal":
                 raise StoreError(f"{self.path}: SQLite refused WAL journal mode (got {mode!r}); "
-                                 "is the file on a network file system?")
+                                 "is the file on a network file system? Move the project to a local disk")
             conn.execute(f"PRAGMA synchronous = {self.synchronous}")
             conn.execute("PRAGMA foreign_keys = ON")
         except BaseException as exc:
             conn.close()
             if isinstance(exc, sqlite3.Error):
-                raise StoreError(f"cannot open label store {self.path}: {exc}") from exc
+                raise _store_error(self.path, exc, opening=True) from exc
             raise
         self._local.conn = conn
         with self._conns_lock:
@@ -264,8 +446,22 @@ class LabelStore:
             c.close()
         return conn
 
+    def _discard_conn(self) -> None:
+        """Close this thread's connection (after a failed COMMIT its state is unknown); the next call opens
+        a fresh one."""
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            return
+        self._local.conn = None
+        with self._conns_lock:
+            self._conns = [(t, c) for t, c in self._conns if c is not conn]
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
     def _write(self, conn: sqlite3.Connection) -> "_Write":
-        return _Write(conn, self.busy_timeout_s)
+        return _Write(conn, self.busy_timeout_s, self.path)
 
     def _read(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         return self._conn().execute(sql, params).fetchall()
@@ -281,7 +477,7 @@ class LabelStore:
         for _, c in conns:
             try:
                 c.close()
-            except sqlite3.ProgrammingError:  # closing from another thread mid-use: nothing more to do
+            except sqlite3.Error:  # closing from another thread mid-use, or a failed checkpoint: nothing to do
                 pass
 
     def __enter__(self) -> "LabelStore":
@@ -295,17 +491,22 @@ class LabelStore:
         return f"LabelStore({str(self.path)!r}, {state})"
 
     # -- writing ------------------------------------------------------------------------------------------
+    @_translated
     def record(self, sample_id: str, answer: Answer, *, round: int, annotator: str, batch_id: str = "",
                model_version: int = 0, strategy: str = "", score: Optional[float] = None,
-               prediction: Any = None, shown_at: Optional[float] = None) -> int:
+               prediction: Any = None, shown_at: Optional[float] = None, uid: Optional[str] = None) -> int:
         """Append one answer event; return its id once committed.
 
         Raises DuplicateAnswerError when ``sample_id`` already has an active (not undone) answer in ``round``.
         ``time_spent_s`` comes from the answer, or from ``shown_at`` (epoch seconds) when the answer has none.
+        ``uid`` is the call's idempotency key (a fresh uuid4 by default): recording the same uid again returns
+        the first call's event id; if COMMIT fails, the key is re-read on a fresh connection, so the id is
+        returned when the answer is durable after all and StoreError is raised only when it is not stored.
         """
         _check_id(sample_id, "sample_id")
         _check_id(annotator, "annotator")
         _check_round(round)
+        uid = uuid.uuid4().hex if uid is None else _check_id(uid, "uid")
         value = _answer_value(answer)
         now = time.time()
         spent = answer.time_spent_s
@@ -313,19 +514,47 @@ class LabelStore:
             spent = max(0.0, now - float(shown_at))
         row = (answer.kind, sample_id, value, answer.note or "", round, batch_id or "", annotator, now,
                None if shown_at is None else float(shown_at), None if spent is None else float(spent),
-               int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction))
+               int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction), uid)
         conn = self._conn()
-        with self._write(conn):
-            dup = conn.execute(f"SELECT e.id FROM events e WHERE e.sample_id = ? AND e.round = ? AND {_ACTIVE}"
-                               " LIMIT 1", (sample_id, round)).fetchone()
-            if dup is not None:
-                raise DuplicateAnswerError(sample_id, round)
-            cur = conn.execute(
-                "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
-                " shown_at, time_spent_s, model_version, strategy, score, prediction_json)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
-            return int(cur.lastrowid)
+        try:
+            with self._write(conn):
+                same = conn.execute("SELECT id, sample_id FROM events WHERE uid = ?", (uid,)).fetchone()
+                if same is not None:  # a retried call: the first one was stored
+                    if same[1] != sample_id:
+                        raise StoreError(f"uid {uid!r} was already used for item {same[1]!r} in {self.path}; "
+                                         "use a fresh uid per answer")
+                    return int(same[0])
+                dup = conn.execute(f"SELECT e.id FROM events e WHERE e.sample_id = ? AND e.round = ? AND {_ACTIVE}"
+                                   " LIMIT 1", (sample_id, round)).fetchone()
+                if dup is not None:
+                    raise DuplicateAnswerError(sample_id, round)
+                cur = conn.execute(
+                    "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
+                    " shown_at, time_spent_s, model_version, strategy, score, prediction_json, uid)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                eid = int(cur.lastrowid)
+        except _CommitFailed as exc:
+            return self._confirm_event(uid, sample_id, exc)
+        return eid
 
+    def _confirm_event(self, uid: str, sample_id: str, failure: _CommitFailed) -> int:
+        """COMMIT of ``uid``'s answer raised: look for it on a fresh connection. Durable -> its id."""
+        self._discard_conn()
+        try:
+            fresh = sqlite3.connect(str(self.path), timeout=self.busy_timeout_s)
+            try:
+                row = fresh.execute("SELECT id FROM events WHERE uid = ?", (uid,)).fetchone()
+            finally:
+                fresh.close()
+        except sqlite3.Error as exc:
+            raise StoreError(f"saving the answer for {sample_id!r} failed ({_one_line(failure)}) and {self.path} "
+                             f"cannot be re-read to check it ({_one_line(exc)}): fix the disk, reopen the project "
+                             f"and look for uid {uid}") from exc
+        if row is not None:
+            return int(row[0])
+        raise _store_error(self.path, failure, f"the answer for {sample_id!r} was not saved") from failure.exc
+
+    @_translated
     def undo(self, annotator: Optional[str] = None) -> dict:
         """Undo the latest still-active answer (of ``annotator`` when given); return that answer's event.
 
@@ -350,6 +579,7 @@ class LabelStore:
                  ev["model_version"], ev["strategy"], ev["id"]))
         return ev
 
+    @_translated
     def record_enqueue(self, sample_ids: Iterable[str], round: int, reason: str, annotator: str) -> list[int]:
         """Append one 'enqueue' event per id (e.g. items pushed into a review queue); return the event ids."""
         ids = [_check_id(s, "sample_id") for s in sample_ids]
@@ -368,6 +598,7 @@ class LabelStore:
         return out
 
     # -- derived state (computed from events on every call) -----------------------------------------------
+    @_translated
     def active_answers(self) -> dict[str, dict]:
         """The latest active (not undone) answer event per sample, of any answer kind."""
         latest: dict[str, tuple] = {}
@@ -375,6 +606,7 @@ class LabelStore:
             latest[row[_SAMPLE_COL]] = row  # decode only the rows that win
         return {sid: _row_to_event(row) for sid, row in latest.items()}
 
+    @_translated
     def _current(self) -> dict[str, tuple[str, Optional[str], str]]:
         """Sample id -> (kind, value_json, note) of its latest active answer; a light version of
         ``active_answers`` for the hot paths (UI refresh, retrain)."""
@@ -400,8 +632,13 @@ class LabelStore:
         """Sample id -> note, for samples whose latest active answer is a flag."""
         return {s: note for s, (kind, _, note) in self._current().items() if kind == "flag"}
 
+    @_translated
     def answered_ids(self, round: Optional[int] = None, batch_id: Optional[str] = None) -> set[str]:
         """Samples with an active answer (any kind), optionally only in ``round`` and/or ``batch_id``."""
+        return self._answered(self._conn(), round, batch_id)
+
+    @staticmethod
+    def _answered(conn: sqlite3.Connection, round: Optional[int] = None, batch_id: Optional[str] = None) -> set[str]:
         sql = f"SELECT DISTINCT e.sample_id FROM events e WHERE {_ACTIVE}"
         params: list[Any] = []
         if round is not None:
@@ -410,7 +647,7 @@ class LabelStore:
         if batch_id is not None:
             sql += " AND e.batch_id = ?"
             params.append(batch_id)
-        return {r[0] for r in self._read(sql, params)}
+        return {r[0] for r in conn.execute(sql, params)}
 
     def counts(self, names: Sequence[str], multilabel: bool) -> dict[str, int]:
         """Coverage: how many samples currently carry each name (in the order of ``names``).
@@ -429,31 +666,56 @@ class LabelStore:
                     out[lab] += 1
         return out
 
+    @_translated
     def events(self, since_id: int = 0) -> list[dict]:
         """All events with id > ``since_id``, oldest first; ``value`` and ``prediction`` decoded from JSON."""
         return [_row_to_event(r) for r in self._read(_SELECT_EVENTS + " WHERE e.id > ? ORDER BY e.id",
                                                        (int(since_id),))]
 
+    @_translated
     def n_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 
+    @_translated
     def last_round(self) -> int:
         """The highest round seen in events or saved batches (0 for an empty store)."""
-        row = self._read("SELECT MAX(r) FROM (SELECT MAX(round) AS r FROM events"
-                         " UNION ALL SELECT MAX(round) FROM batches)")
-        return int(row[0][0] or 0)
+        return self._last_round(self._conn())
+
+    @staticmethod
+    def _last_round(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT MAX(r) FROM (SELECT MAX(round) AS r FROM events"
+                           " UNION ALL SELECT MAX(round) FROM batches)").fetchone()
+        return int(row[0] or 0)
 
     # -- batches ------------------------------------------------------------------------------------------
+    @_translated
     def save_batch(self, batch_id: str, round: int, strategy: str, model_version: int,
                    item_ids: Sequence[str], scores: Optional[Sequence[Optional[float]]] = None,
-                   predictions: Optional[Sequence[Any]] = None) -> None:
-        """Store a batch so a session can resume it after a restart.
+                   predictions: Optional[Sequence[Any]] = None, *, annotator: str = "") -> None:
+        """Store a batch under a caller-chosen id and round (sessions use ``create_batch``, which assigns
+        items and round inside one transaction).
 
         Saving the same batch again with identical content is a no-op; a different batch under an existing
         id is refused (StoreError), so a batch is never silently replaced.
         """
         _check_id(batch_id, "batch_id")
         _check_round(round)
+        row = self._batch_values(batch_id, round, strategy, model_version, item_ids, scores, predictions,
+                                 annotator, None)
+        conn = self._conn()
+        with self._write(conn):
+            old = conn.execute("SELECT round, strategy, model_version, item_ids_json, scores_json,"
+                               " predictions_json, annotator FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+            if old is not None:
+                if tuple(old) == row[1:4] + row[5:9]:
+                    return
+                raise StoreError(f"batch {batch_id!r} already exists with different content; "
+                                 "batches are never replaced, use a new batch id")
+            self._insert_batch(conn, row)
+
+    @staticmethod
+    def _batch_values(batch_id, round, strategy, model_version, item_ids, scores, predictions, annotator,
+                      supersedes) -> tuple:
         ids = [_check_id(s, "item id") for s in item_ids]
         if len(set(ids)) != len(ids):
             raise StoreError(f"batch {batch_id!r} lists {len(ids) - len(set(ids))} item id(s) more than once")
@@ -462,31 +724,89 @@ class LabelStore:
         if len(scores) != len(ids) or len(predictions) != len(ids):
             raise StoreError(f"batch {batch_id!r}: {len(ids)} item ids but {len(scores)} scores and "
                              f"{len(predictions)} predictions")
-        row = (batch_id, round, strategy or "", int(model_version), time.time(), json.dumps(ids),
-               json.dumps([_encode_score(s) for s in scores]),
-               "[" + ", ".join(_encode_prediction(p) or "null" for p in predictions) + "]")
+        return (batch_id, round, strategy or "", int(model_version), time.time(), json.dumps(ids),
+                json.dumps([_encode_score(s) for s in scores]),
+                "[" + ", ".join(_encode_prediction(p) or "null" for p in predictions) + "]",
+                annotator or "", supersedes)
+
+    @staticmethod
+    def _insert_batch(conn: sqlite3.Connection, row: tuple) -> None:
+        conn.execute("INSERT INTO batches(batch_id, round, strategy, model_version, created_at, item_ids_json,"
+                     " scores_json, predictions_json, annotator, supersedes) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                     row)
+
+    @_translated
+    def create_batch(self, annotator: str, strategy: str, model_version: int,
+                     candidates: Sequence[tuple[str, Optional[float], Any]], n: int, *,
+                     round: Optional[int] = None, supersedes: Optional[str] = None, keep: Sequence[str] = (),
+                     allow_answered: bool = False) -> Optional[dict]:
+        """Hand ``annotator`` a new batch, atomically with respect to every other writer of the file.
+
+        ``candidates`` is an ordered list of ``(item_id, score, prediction)``. Inside one BEGIN IMMEDIATE
+        transaction: drop candidates that already have an active answer (unless ``allow_answered``: review
+        queues and undo) or that sit unanswered in another annotator's open batch, take the first ``n``,
+        assign ``round = last_round() + 1`` when ``round`` is None, and insert the batch. ``keep`` lists item
+        ids (the answered items of the batch named by ``supersedes``) placed first, unchanged. Returns the
+        batch as ``load_batch`` does, or None (and writes nothing) when no candidate is left.
+        """
+        _check_id(annotator, "annotator")
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+            raise StoreError(f"n must be an integer >= 0, got {n!r}")
+        if round is not None:
+            _check_round(round)
+        keep = [_check_id(k, "kept item id") for k in dict.fromkeys(keep)]
+        cands = []
+        seen = set(keep)
+        for c in candidates:
+            sid, score, pred = c
+            if _check_id(sid, "candidate item id") not in seen:
+                seen.add(sid)
+                cands.append((sid, score, pred))
         conn = self._conn()
         with self._write(conn):
-            old = conn.execute("SELECT round, strategy, model_version, item_ids_json, scores_json,"
-                               " predictions_json FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
-            if old is not None:
-                if tuple(old) == row[1:4] + row[5:]:
-                    return
-                raise StoreError(f"batch {batch_id!r} already exists with different content; "
-                                 "batches are never replaced, use a new batch id")
-            conn.execute("INSERT INTO batches(batch_id, round, strategy, model_version, created_at,"
-                         " item_ids_json, scores_json, predictions_json) VALUES (?, ?, ?, ?, ?, ?, ?, ?)", row)
+            old = None
+            if supersedes is not None:
+                rows = conn.execute(self._SELECT_BATCH + " WHERE batch_id = ?", (supersedes,)).fetchall()
+                if not rows:
+                    raise StoreError(f"batch {supersedes!r} to supersede is not in {self.path}")
+                if conn.execute("SELECT batch_id FROM batches WHERE supersedes = ?", (supersedes,)).fetchone():
+                    raise StoreError(f"batch {supersedes!r} was already superseded in {self.path}; "
+                                     "reload the open batch and retry")
+                old = self._batch_row(rows[0])
+            blocked = self._reserved(conn, annotator)
+            if not allow_answered:
+                blocked |= self._answered(conn)
+            chosen = [c for c in cands if c[0] not in blocked][:n]
+            if not chosen:
+                return None
+            round_ = self._last_round(conn) + 1 if round is None else round
+            batch_id = f"r{round_}-{uuid.uuid4().hex[:12]}"
+            kept = []
+            if keep:
+                prev = {} if old is None else {sid: (sc, pr) for sid, sc, pr in
+                                               zip(old["item_ids"], old["scores"], old["predictions"])}
+                kept = [(sid, *prev.get(sid, (None, None))) for sid in keep]
+            items = kept + chosen
+            row = self._batch_values(batch_id, round_, strategy, model_version, [c[0] for c in items],
+                                     [c[1] for c in items], [c[2] for c in items], annotator, supersedes)
+            self._insert_batch(conn, row)
+            out = self._batch_row(conn.execute(self._SELECT_BATCH + " WHERE batch_id = ?", (batch_id,)).fetchone())
+        return out
 
     _SELECT_BATCH = ("SELECT batch_id, round, strategy, model_version, created_at, item_ids_json, scores_json,"
-                     " predictions_json FROM batches")
+                     " predictions_json, annotator, supersedes FROM batches")
+    # the latest batch of an annotator that no other batch replaced
+    _NOT_SUPERSEDED = "NOT EXISTS (SELECT 1 FROM batches s WHERE s.supersedes = batches.batch_id)"
 
     @staticmethod
     def _batch_row(row: Sequence[Any]) -> dict:
         preds = json.loads(row[7])
         return {"batch_id": row[0], "round": row[1], "strategy": row[2], "model_version": row[3],
                 "created_at": row[4], "item_ids": json.loads(row[5]), "scores": json.loads(row[6]),
-                "predictions": [None if p is None else _decode_prediction_obj(json.dumps(p)) for p in preds]}
+                "predictions": [None if p is None else _decode_prediction_obj(json.dumps(p)) for p in preds],
+                "annotator": row[8], "supersedes": row[9]}
 
+    @_translated
     def load_batch(self, batch_id: str) -> dict:
         """The saved batch as a dict (item_ids, scores, predictions as Prediction objects); StoreError if absent."""
         rows = self._read(self._SELECT_BATCH + " WHERE batch_id = ?", (batch_id,))
@@ -495,24 +815,152 @@ class LabelStore:
             raise StoreError(f"no batch {batch_id!r} in {self.path.name} ({n} batch(es) saved)")
         return self._batch_row(rows[0])
 
-    def open_batch(self) -> Optional[dict]:
-        """The most recently saved batch (None if none); the caller decides whether it is still open."""
-        rows = self._read(self._SELECT_BATCH + " ORDER BY rowid DESC LIMIT 1")
+    @_translated
+    def open_batch(self, annotator: Optional[str] = None) -> Optional[dict]:
+        """The most recently saved batch of ``annotator`` (of anyone when None) that no later batch
+        supersedes; None if none. The caller decides whether it still has unanswered items."""
+        sql = self._SELECT_BATCH + " WHERE " + self._NOT_SUPERSEDED
+        params: tuple = ()
+        if annotator is not None:
+            sql += " AND annotator = ?"
+            params = (annotator,)
+        rows = self._read(sql + " ORDER BY rowid DESC LIMIT 1", params)
         return self._batch_row(rows[0]) if rows else None
 
+    @_translated
+    def reserved_ids(self, exclude_annotator: Optional[str] = None) -> set[str]:
+        """Items waiting unanswered in another annotator's latest open batch: not to be handed to anyone else."""
+        return self._reserved(self._conn(), exclude_annotator)
+
+    def _reserved(self, conn: sqlite3.Connection, exclude: Optional[str]) -> set[str]:
+        # batches from before annotators were recorded ('') reserve nothing: their items return to the pool
+        rows = conn.execute(
+            "SELECT round, item_ids_json FROM batches WHERE rowid IN (SELECT MAX(rowid) FROM batches WHERE "
+            + self._NOT_SUPERSEDED + " AND annotator != '' AND annotator != ? GROUP BY annotator)",
+            ("" if exclude is None else exclude,)).fetchall()
+        out: set[str] = set()
+        for round_, raw in rows:
+            ids = json.loads(raw)
+            out |= set(ids) - self._answered(conn, round_)
+        return out
+
+    @_translated
     def batches(self) -> list[dict]:
         """All saved batches, oldest first."""
         return [self._batch_row(r) for r in self._read(self._SELECT_BATCH + " ORDER BY rowid")]
 
+    # -- records: reports, model versions, guideline acknowledgements (append-only) -----------------------
+    @staticmethod
+    def _encode_record(kind: str, value: Any) -> str:
+        _check_id(kind, "record kind")
+        if not isinstance(value, dict):
+            raise StoreError(f"a {kind!r} record must be a dict, got {type(value).__name__}")
+        clash = [k for k in _RESERVED_RECORD_KEYS if k in value]
+        if clash:
+            raise StoreError(f"a {kind!r} record may not carry key(s) {', '.join(map(repr, clash))}: the store "
+                             "sets them")
+        try:
+            return json.dumps(value, allow_nan=False)
+        except (TypeError, ValueError) as exc:
+            raise StoreError(f"{kind!r} record is not JSON-serialisable: {exc}") from exc
+
+    def _insert_record(self, conn: sqlite3.Connection, kind: str, value: dict, now: Optional[float] = None) -> int:
+        raw = self._encode_record(kind, value)
+        cur = conn.execute("INSERT INTO records(kind, value_json, created_at) VALUES (?, ?, ?)",
+                           (kind, raw, time.time() if now is None else now))
+        return int(cur.lastrowid)
+
+    @_translated
+    def append_record(self, kind: str, value: dict) -> int:
+        """Append one record (a JSON-serialisable dict) of ``kind``; return its id once committed."""
+        self._encode_record(kind, value)  # validate before taking the write lock
+        conn = self._conn()
+        with self._write(conn):
+            return self._insert_record(conn, kind, value)
+
+    @_translated
+    def records(self, kind: str) -> list[dict]:
+        """Every record of ``kind``, oldest first: the stored dict plus ``id`` and ``created_at``."""
+        return [{**json.loads(raw), "id": rid, "created_at": at} for rid, raw, at in self._read(
+            "SELECT id, value_json, created_at FROM records WHERE kind = ? ORDER BY id", (kind,))]
+
+    def append_report(self, d: dict) -> int:
+        """Keep one round report (every process's reports are kept, in the order they were written)."""
+        return self.append_record(REPORT, d)
+
+    def reports(self) -> list[dict]:
+        return self.records(REPORT)
+
+    @_translated
+    def append_model(self, info: dict) -> int:
+        """Record a newly trained model; its version (max existing + 1, assigned inside one transaction so two
+        processes never get the same number) is stored in the record and returned."""
+        self._encode_record(MODEL, {k: v for k, v in info.items() if k != "version"})
+        conn = self._conn()
+        with self._write(conn):
+            version = self._model_version(conn) + 1
+            self._insert_record(conn, MODEL, {**info, "version": version})
+        return version
+
+    def models(self) -> list[dict]:
+        return self.records(MODEL)
+
+    @_translated
+    def latest_model(self) -> Optional[dict]:
+        rows = self._read("SELECT id, value_json, created_at FROM records WHERE kind = ?"
+                          " ORDER BY json_extract(value_json, '$.version') DESC, id DESC LIMIT 1", (MODEL,))
+        return {**json.loads(rows[0][1]), "id": rows[0][0], "created_at": rows[0][2]} if rows else None
+
+    @_translated
+    def model_version(self) -> int:
+        """The highest model version recorded (0 before the first model)."""
+        return self._model_version(self._conn())
+
+    @staticmethod
+    def _model_version(conn: sqlite3.Connection) -> int:
+        row = conn.execute("SELECT MAX(CAST(json_extract(value_json, '$.version') AS INTEGER)) FROM records"
+                           " WHERE kind = ?", (MODEL,)).fetchone()
+        return int(row[0] or 0)
+
+    def acknowledge_guideline(self, annotator: str, version) -> int:
+        """Record that ``annotator`` read guideline ``version`` (appended; earlier acknowledgements stay)."""
+        _check_id(annotator, "annotator")
+        return self.append_record(GUIDELINE_ACK, {"annotator": annotator, "version": str(version)})
+
+    @_translated
+    def acknowledged_guideline(self, annotator: str) -> Optional[str]:
+        """The guideline version ``annotator`` acknowledged last, or None."""
+        rows = self._read("SELECT json_extract(value_json, '$.version') FROM records WHERE kind = ?"
+                          " AND json_extract(value_json, '$.annotator') = ? ORDER BY id DESC LIMIT 1",
+                          (GUIDELINE_ACK, annotator))
+        return None if not rows or rows[0][0] is None else str(rows[0][0])
+
     # -- meta ---------------------------------------------------------------------------------------------
+    @_translated
     def get_meta(self, key: str, default: Any = None) -> Any:
+        """A meta value. The version-1 keys ``reports``, ``model_version`` and ``guideline_ack:<name>`` are
+        answered from the appended records (read-only views kept for older callers)."""
+        if key == "reports":
+            reps = self.reports()
+            return [{k: v for k, v in r.items() if k not in _RESERVED_RECORD_KEYS} for r in reps] if reps else default
+        if key == "model_version":
+            v = self.model_version()
+            return v if v else default
+        if isinstance(key, str) and key.startswith(_LEGACY_ACK_PREFIX):
+            ack = self.acknowledged_guideline(key[len(_LEGACY_ACK_PREFIX):])
+            return default if ack is None else ack
         rows = self._read("SELECT value_json FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else default
 
+    @_translated
     def set_meta(self, key: str, value: Any) -> None:
         _check_id(key, "meta key")
         if key == "schema_version":
             raise StoreError("meta key 'schema_version' is managed by the label store")
+        if key in _LEGACY_KEYS or key.startswith(_LEGACY_ACK_PREFIX):
+            raise StoreError(f"meta key {key!r} is no longer written: reports, model versions and guideline "
+                             "acknowledgements are appended records (append_report, append_model, "
+                             "acknowledge_guideline)")
         try:
             raw = json.dumps(value, allow_nan=False)
         except (TypeError, ValueError) as exc:
@@ -523,6 +971,7 @@ class LabelStore:
                          " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json", (key, raw))
 
     # -- maintenance --------------------------------------------------------------------------------------
+    @_translated
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result: ``"ok"`` for a healthy file."""
         return "; ".join(str(r[0]) for r in self._read("PRAGMA integrity_check"))
