@@ -8,11 +8,17 @@ from pathlib import Path
 from typing import Any, Optional
 
 from .errors import ConfigError
+from .head import DEFAULT_EPOCHS
 
 CONFIG_FILENAME = "alwb.yaml"
+#: the built-in datasets (the one list: alworkbench.data and the CLI read it from here)
 BUILTIN_DATASETS = ("digits", "fashion-mnist")
 HEAD_KINDS = ("linear", "mlp")
-COLD_STARTS = ("typical", "random")
+#: how round 0 is chosen (alworkbench.query.strategies.cold_start_indices reads this list)
+COLD_STARTS = ("typical", "centroid", "random")
+#: integer keys are bounded so a typo (10**20) is a config error rather than an overflow deep in numpy/torch
+MAX_INT = 2**31 - 1
+SEED_RANGE = (0, 2**32 - 1)  # what numpy and torch generators accept
 
 
 @dataclass
@@ -36,7 +42,7 @@ class BackboneConfig:
 class HeadConfig:
     kind: str = "linear"
     hidden: int = 256
-    epochs: int = 100
+    epochs: int = DEFAULT_EPOCHS  # alworkbench.head owns the default (TorchHead uses it too)
     lr: float = 0.01
     weight_decay: float = 1e-4
     class_weight: Optional[str] = "balanced"
@@ -127,11 +133,23 @@ def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
     if base == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
+        lo, hi = SEED_RANGE if key.endswith(".seed") else (-MAX_INT, MAX_INT)
+        if not lo <= value <= hi:
+            raise ConfigError(f"config key '{key}' must be an integer from {lo} to {hi}, got {value}")
     elif base == "float":
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"config key '{key}' must be a number, got {value!r}")
-        value = float(value)
+        try:
+            value = float(value)
+        except OverflowError:
+            raise ConfigError(f"config key '{key}' is too large: {value}") from None
+        if value != value or value in (float("inf"), float("-inf")):
+            raise ConfigError(f"config key '{key}' must be a finite number, got {value}")
     elif base == "str":
+        if isinstance(value, float) and getattr(value, "text", None) is not None and str(value) != value.text:
+            # YAML reads `version: 1.10` as the number 1.1: refuse rather than store "1.1"
+            raise ConfigError(f"config key '{key}' is the number {value.text}, which YAML reads as {value}: "
+                              f"write it in quotes, {key.rsplit('.', 1)[-1]}: \"{value.text}\"")
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             value = str(value)  # guideline version 2 -> "2"
         if not isinstance(value, str):
@@ -162,24 +180,24 @@ def _section(name: str, cls, raw: Any):
 
 
 def _name_list(key: str, raw: Any) -> list[str]:
+    from .names import check_names
+
     if isinstance(raw, str):
         raw = [s.strip() for s in raw.split(",") if s.strip()]
     if not isinstance(raw, list) or not raw:
         raise ConfigError(f"config key '{key}' must be a non-empty list of names")
-    names = [str(x).strip() for x in raw]
-    if any(not n for n in names):
-        raise ConfigError(f"config key '{key}' contains an empty name")
-    dup = sorted({n for n in names if names.count(n) > 1})
-    if dup:
-        raise ConfigError(f"config key '{key}' has duplicate names: {', '.join(dup)}")
-    return names
+    return check_names([x.strip() if isinstance(x, str) else x for x in raw], key)
 
 
 def config_from_dict(raw: Any) -> ProjectConfig:
-    if raw is None:
-        raw = {}
+    if raw is None or raw == {}:
+        raise ConfigError("the config is empty: it needs at least 'source' (e.g. source: digits, or "
+                          "source: {kind: folder, path: images/}); `alwb init DIR --images PATH --force` writes one")
     if not isinstance(raw, dict):
         raise ConfigError(f"the config must be a mapping of keys, got {type(raw).__name__}")
+    if raw.get("source") is None:
+        raise ConfigError("config key 'source' is missing: say where the images are, e.g. source: digits, or "
+                          "source: {kind: folder, path: images/}")
     top = {f.name for f in dataclasses.fields(ProjectConfig)}
     for k in raw:
         if k not in top:
@@ -254,6 +272,72 @@ def check_registries(cfg: ProjectConfig) -> None:
         raise ConfigError(f"config key 'backbone.name' is {cfg.backbone.name!r}; allowed: {', '.join(names)}, timm:<model>")
 
 
+class _YamlFloat(float):
+    """A float that remembers how it was written (``1.10``), so a text key can refuse to lose the ``0``."""
+
+    text: str
+
+
+def _yaml_loader():
+    """PyYAML's safe loader, refusing duplicate keys and keeping the written text of floats."""
+    import yaml
+
+    class Loader(yaml.SafeLoader):
+        pass
+
+    def construct_mapping(loader, node):
+        seen: dict = {}
+        for key_node, _ in node.value:
+            if key_node.tag == "tag:yaml.org,2002:merge":
+                continue
+            key = loader.construct_object(key_node, deep=True)
+            try:
+                hash(key)
+            except TypeError:
+                continue  # PyYAML reports unhashable keys itself
+            if key in seen:
+                raise ConfigError(f"line {key_node.start_mark.line + 1}: key '{key}' appears twice "
+                                  f"(first on line {seen[key]}): keep one")
+            seen[key] = key_node.start_mark.line + 1
+        loader.flatten_mapping(node)
+        return dict(loader.construct_pairs(node, deep=True))
+
+    def construct_float(loader, node):
+        f = _YamlFloat(yaml.SafeLoader.construct_yaml_float(loader, node))
+        f.text = str(node.value)
+        return f
+
+    Loader.add_constructor("tag:yaml.org,2002:map", construct_mapping)
+    Loader.add_constructor("tag:yaml.org,2002:float", construct_float)
+    return Loader
+
+
+_BOMS = ((b"\xff\xfe\x00\x00", "UTF-32"), (b"\x00\x00\xfe\xff", "UTF-32"), (b"\xff\xfe", "UTF-16"),
+         (b"\xfe\xff", "UTF-16"))
+
+
+def _read_text(path: Path) -> str:
+    """The config file as text; every way it can fail is a one-line ConfigError naming the file."""
+    try:
+        data = path.read_bytes()
+    except IsADirectoryError:
+        raise ConfigError(f"{path} is a folder, not a config file: remove it and run `alwb init`") from None
+    except OSError as e:
+        raise ConfigError(f"cannot read {path}: {e.strerror or e}; check its permissions") from None
+    for bom, enc in _BOMS:
+        if data.startswith(bom):
+            raise ConfigError(f"{path} is saved as {enc}: save it as UTF-8 (e.g. iconv -f {enc} -t UTF-8)")
+    if b"\x00" in data:
+        raise ConfigError(f"{path} contains NUL bytes (saved as UTF-16 without a byte-order mark?): "
+                          "save it as UTF-8 text")
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise ConfigError(f"{path}: line {line} is not UTF-8 (byte 0x{data[e.start]:02x}): save the file as "
+                          "UTF-8") from None
+
+
 def load_config(path: str | Path) -> ProjectConfig:
     import yaml
 
@@ -262,10 +346,21 @@ def load_config(path: str | Path) -> ProjectConfig:
         path = path / CONFIG_FILENAME
     if not path.exists():
         raise ConfigError(f"no project config at {path}: create one with `alwb init DIR --images PATH`")
+    text = _read_text(path)
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8"))
+        raw = yaml.load(text, Loader=_yaml_loader())
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None
     except yaml.YAMLError as e:
         mark = getattr(e, "problem_mark", None)
         where = f" line {mark.line + 1}" if mark is not None else ""
         raise ConfigError(f"{path}:{where} is not valid YAML: {getattr(e, 'problem', e)}") from None
-    return config_from_dict(raw)
+    except RecursionError:
+        raise ConfigError(f"{path} is nested too deeply to be a config") from None
+    if raw is None:
+        raise ConfigError(f"{path} is empty: write its settings (see configs/ for examples) or recreate it with "
+                          "`alwb init DIR --images PATH --force`")
+    try:
+        return config_from_dict(raw)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: {e}") from None

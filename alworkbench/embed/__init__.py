@@ -19,9 +19,13 @@ def get_backbone(name: str = DEFAULT_BACKBONE, weights="default", device: str = 
     return _get(name, weights=weights, device=device)
 
 
+#: the backbone names (the one list: alworkbench.embed.backbones and the config check read them from here)
+OFFLINE_BACKBONES = ("randconv", "pixels")
+TORCHVISION_BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny")
+
+
 def available_backbones() -> list[str]:
-    return ["randconv", "pixels", "resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny",
-            "timm:<model>"]
+    return list(OFFLINE_BACKBONES) + list(TORCHVISION_BACKBONES) + ["timm:<model>"]
 
 
 __all__ = ["DEFAULT_BACKBONE", "EmbeddingCache", "EmbedReport", "embed_source", "get_backbone",

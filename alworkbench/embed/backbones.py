@@ -39,8 +39,7 @@ from .threads import one_thread
 
 from . import DEFAULT_BACKBONE  # noqa: F401  (defined torch-free in alworkbench/embed/__init__.py)
 
-OFFLINE_BACKBONES = ("randconv", "pixels")
-TORCHVISION_BACKBONES = ("resnet18", "resnet50", "efficientnet_b0", "vit_b_16", "convnext_tiny")
+from . import OFFLINE_BACKBONES, TORCHVISION_BACKBONES, available_backbones  # noqa: F401  (the one list)
 
 _IMAGENET_MEAN = (0.485, 0.456, 0.406)
 _IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -400,10 +399,6 @@ def _timm(model_name: str, weights: str, device: torch.device) -> Backbone:
 
 
 _OFFLINE: dict[str, Callable[..., Backbone]] = {"randconv": _randconv, "pixels": _pixels}
-
-
-def available_backbones() -> list[str]:
-    return list(OFFLINE_BACKBONES) + list(TORCHVISION_BACKBONES) + ["timm:<model>"]
 
 
 def get_backbone(name: str = DEFAULT_BACKBONE, weights: Optional[str] = "default",

@@ -19,6 +19,7 @@ from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
 from ..embed.threads import one_thread
+from . import DEFAULT_EPOCHS
 
 try:  # scikit-learn >= 1.6
     from sklearn.utils.validation import validate_data as _validate_data
@@ -64,7 +65,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     standardize : standardise features with the training mean/std before the layer
     """
 
-    def __init__(self, kind: str = "linear", hidden: int = 256, multilabel: bool = False, epochs: int = 60,
+    def __init__(self, kind: str = "linear", hidden: int = 256, multilabel: bool = False, epochs: int = DEFAULT_EPOCHS,
                  lr: float = 0.01, weight_decay: float = 1e-4, batch_size: int = 256,
                  class_weight: Optional[str] = "balanced", device: str = "auto", random_state: int = 0,
                  standardize: bool = True):

@@ -10,6 +10,7 @@ import dataclasses
 from typing import Optional, Sequence
 
 from ..errors import AnswerError, ConfigError
+from ..names import check_name
 from ..types import Answer
 
 SEP = "/"
@@ -46,10 +47,7 @@ def _check_names(names: Sequence[str], key: str) -> tuple[str, ...]:
     for n in out:
         if not isinstance(n, str) or not n.strip():
             raise ConfigError(f"{key}: every name must be a non-empty string, got {n!r}")
-        if n != n.strip():
-            raise ConfigError(f"{key}: name {n!r} has leading or trailing spaces")
-        if any(p == "" for p in n.split(SEP)):
-            raise ConfigError(f"{key}: name {n!r} has an empty part between '{SEP}' separators")
+        check_name(n, key)  # the one rule for what a class or tag name may be (alworkbench.names)
         if n in seen:
             raise ConfigError(f"{key}: name {n!r} is listed twice")
         seen.add(n)

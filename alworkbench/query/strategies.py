@@ -18,6 +18,7 @@ from typing import Any, Callable, Optional, Sequence
 
 import numpy as np
 
+from ..config import COLD_STARTS
 from ..errors import ConfigError, PoolExhaustedError
 from . import scores as S
 
@@ -158,8 +159,8 @@ def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: st
     n_total = X.shape[0]
     if mode == "random":
         return np.sort(rng.choice(n_total, size=n, replace=False)), {"mode": "random"}
-    if mode not in ("typical", "centroid"):
-        raise ConfigError(f"config key 'query.cold_start' is {mode!r}; allowed: typical, centroid, random")
+    if mode not in COLD_STARTS:
+        raise ConfigError(f"config key 'query.cold_start' is {mode!r}; allowed: {', '.join(COLD_STARTS)}")
     from sklearn.cluster import KMeans
 
     sub = _subsample(n_total, max(max_fit, n), rng)
