@@ -87,3 +87,8 @@ class StoreError(AlwbError):
 
 class FiftyOneUnavailableError(AlwbError, RuntimeError):
     """FiftyOne or the MongoDB it starts cannot be used. Labelling keeps working: the label store is independent."""
+
+
+class CacheError(AlwbError):
+    """An embedding-cache file or folder cannot be used or written. One line naming the file and what to do;
+    a damaged file is recomputed with a warning instead (only what cannot be worked around raises this)."""

@@ -100,9 +100,9 @@ def load_image(path: PathLike, *, max_side: Optional[int] = None,
     ``max_side``: when given, the result is downsized (aspect kept, Lanczos filter) so that neither side exceeds
     it; JPEGs are then decoded at reduced scale, which is several times faster for large photos.
     ``max_pixels``: images with more pixels are refused as decompression bombs (``None`` disables the check).
-    ``bound``: memory bound for huge images. An image whose long side exceeds ``2 * bound`` is shrunk by an
+    ``bound``: memory bound for huge images. An image whose short side exceeds ``2 * bound`` is shrunk by an
     integer factor while it is decoded (JPEG draft scaling, else ``Image.reduce`` straight after decoding, before
-    any mode conversion or copy), keeping its long side >= ``bound``; smaller images are returned unchanged.
+    any mode conversion or copy), keeping both sides >= ``bound``; smaller images are returned unchanged.
     Embedding uses it so a 13000x13000 PNG costs one decoded frame, not several.
     """
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
@@ -330,7 +330,7 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
             raise ImageLoadError(path, f"invalid size {width}x{height}")
         fmt = im.format
         target = max_side
-        if bound is not None and max(width, height) > 2 * bound:
+        if bound is not None and min(width, height) > 2 * bound:
             target = bound if target is None else min(target, bound)
         if fmt in ("JPEG", "MPO"):
             if probe:  # decoding at 1/8 scale still reads the whole entropy-coded stream
@@ -379,7 +379,7 @@ def _reduce_early(im: Image.Image, bound: int) -> Image.Image:
 
     The full frame is released as soon as the reduced one exists, so peak memory is one frame plus 1/factor^2.
     """
-    factor = max(im.size) // bound
+    factor = min(im.size) // bound  # both sides stay >= bound
     if factor < 2:
         return im
     if im.mode not in _REDUCIBLE:  # palette, 16-bit ...: to RGB first (same mapping as load_image applies)

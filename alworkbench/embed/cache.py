@@ -4,20 +4,30 @@ Layout under ``root`` (one folder per backbone key)::
 
     <slug>-<hash of key>/meta.json                      {"key": ..., "dim": ...}
     <slug>-<hash of key>/emb-000003.npy + sha-000003.npy the consolidated store (read with mmap_mode="r")
+                         sum-000003.json                 its checksums (sha256 of each file's bytes, shapes)
     <slug>-<hash of key>/chunk-<uuid>.emb.npy + .sha.npy finished chunks not yet consolidated
+                         chunk-<uuid>.sum.json           their checksums, written last: the commit marker
 
-Every file is written to a temporary name and renamed into place; a chunk counts only once its ``.sha.npy``
-(written last) exists. An interrupted run therefore keeps every finished chunk, and a rerun computes only the
-images whose sha256 is in neither the consolidated store nor a chunk. ``consolidate`` folds chunks into a new
-generation of the store under a file lock, then removes what it folded.
+Every file is written to a temporary name (``.<name>.<pid>.<random>.tmp``, always removed, also when the write
+fails) and renamed into place. An interrupted run therefore keeps every finished chunk, and a rerun computes only
+the images whose sha256 is in neither the consolidated store nor a chunk. ``consolidate`` folds chunks into a new
+generation of the store under a file lock, then removes what it folded. Temporary files of runs that were killed
+are removed when the folder is next opened.
+
+Every data file is checked against its checksum when read: a damaged file (truncated, bit flip, unreadable) is
+removed with a one-line warning naming it, and its rows are computed again; it is never used. What cannot be
+worked around (``cache`` is a file, the disk is full, no permission) raises :class:`~alworkbench.errors.CacheError`,
+one line naming the file and what to do. Files written before checksums existed are checked for shape only.
 """
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import json
 import os
 import re
+import time
 import uuid
 import warnings
 from dataclasses import dataclass, field
@@ -26,7 +36,7 @@ from typing import Callable, Optional, Sequence, Union
 
 import numpy as np
 
-from ..errors import AlwbError, ImageLoadError
+from ..errors import AlwbError, CacheError, ImageLoadError
 
 try:
     import fcntl
@@ -34,6 +44,8 @@ except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
 _GEN_RE = re.compile(r"^emb-(\d{6})\.npy$")
+_TMP_RE = re.compile(r"^\..+\.(\d+)\.[0-9a-f]{32}\.tmp$")
+_LEGACY_TMP_AGE_S = 3600  # temporary files without a pid (older versions) are removed after an hour
 
 
 @dataclass
@@ -52,18 +64,77 @@ class EmbedReport:
                 "failed": [list(f) for f in self.failed], "seconds": round(self.seconds, 3)}
 
 
-def _atomic_save(path: Path, array: np.ndarray) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    with open(tmp, "wb") as fh:
-        np.save(fh, array, allow_pickle=False)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+def _tmp_name(path: Path) -> Path:
+    return path.with_name(f".{path.name}.{os.getpid()}.{uuid.uuid4().hex}.tmp")
+
+
+def _write_error(path: Path, exc: OSError) -> CacheError:
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        what = "the disk is full: free some space and rerun (finished chunks are kept)"
+    elif exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        what = "no permission to write there: fix the folder's permissions or move the project"
+    elif exc.errno in (errno.ENOTDIR, errno.EEXIST):
+        what = f"a file is in the way of the folder {path.parent}: move it away or delete it"
+    else:
+        what = "check the disk and rerun"
+    return CacheError(f"cannot write embedding cache file {path}: {exc.strerror or exc}; {what}")
+
+
+def _atomic_write(path: Path, write: Callable) -> str:
+    """Write through ``write(fh)`` to a temporary file, fsync, rename into place; returns the sha256 of the bytes.
+    The temporary file is removed whatever happens."""
+    tmp = _tmp_name(path)
+    try:
+        with open(tmp, "wb") as fh:
+            write(fh)
+            fh.flush()
+            os.fsync(fh.fileno())
+        digest = _file_sha256(tmp)
+        os.replace(tmp, path)
+        return digest
+    except OSError as exc:
+        raise _write_error(path, exc) from exc
+    finally:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+
+
+def _atomic_save(path: Path, array: np.ndarray) -> str:
+    return _atomic_write(path, lambda fh: np.save(fh, array, allow_pickle=False))
+
+
+def _atomic_json(path: Path, obj) -> str:
+    data = json.dumps(obj, indent=1).encode("utf-8")
+    return _atomic_write(path, lambda fh: fh.write(data))
+
+
+def _file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 22), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _slug(key: str) -> str:
     head = re.sub(r"[^A-Za-z0-9_.-]+", "_", key.split("|", 1)[0])[:40] or "backbone"
     return f"{head}-{hashlib.sha256(key.encode('utf-8')).hexdigest()[:16]}"
+
+
+class _Damaged(Exception):
+    def __init__(self, path: Path, why: str):
+        super().__init__(f"{path}: {why}")
+        self.path, self.why = path, why
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 class _KeyStore:
@@ -72,6 +143,41 @@ class _KeyStore:
     def __init__(self, folder: Path, key: str):
         self.folder = folder
         self.key = key
+        self._check_root()
+        self._clean_stale_tmp()
+
+    def _check_root(self) -> None:
+        root = self.folder.parent
+        for p in (root, self.folder):
+            if p.exists() and not p.is_dir():
+                raise CacheError(f"embedding cache {p} is a file, not a folder: move it away or delete it (the "
+                                 "cache is rebuilt by the next `alwb embed`)")
+
+    def _clean_stale_tmp(self) -> None:
+        """Remove temporary files left by runs that were killed (their process is gone)."""
+        if not self.folder.is_dir():
+            return
+        now = time.time()
+        for p in self.folder.glob(".*.tmp"):
+            m = _TMP_RE.match(p.name)
+            try:
+                if m is not None:
+                    pid = int(m.group(1))
+                    if pid != os.getpid() and _pid_alive(pid):
+                        continue
+                elif now - p.stat().st_mtime < _LEGACY_TMP_AGE_S:
+                    continue
+                p.unlink()
+            except OSError:
+                pass
+
+    def _warn_damaged(self, paths: Sequence[Path], why: str, n_rows: Optional[int]) -> None:
+        rows = f"its {n_rows} row(s) are computed again" if n_rows else "its rows are computed again"
+        warnings.warn(f"embedding cache file {paths[0]} is damaged ({why}): removed, {rows}", RuntimeWarning,
+                      stacklevel=4)
+        for p in paths:
+            with contextlib.suppress(OSError):
+                p.unlink()
 
     # -- meta ------------------------------------------------------------------------------------
     def _meta_path(self) -> Path:
@@ -79,23 +185,40 @@ class _KeyStore:
 
     def dim(self) -> Optional[int]:
         p = self._meta_path()
-        if not p.exists():
+        try:
+            text = p.read_text(encoding="utf-8")
+        except FileNotFoundError:
             return None
-        meta = json.loads(p.read_text(encoding="utf-8"))
-        if meta.get("key") != self.key:
-            raise AlwbError(f"embedding cache {self.folder} belongs to backbone key {meta.get('key')!r}, "
-                            f"not {self.key!r}")
-        return int(meta["dim"])
+        except OSError as exc:
+            raise CacheError(f"cannot read embedding cache file {p}: {exc.strerror or exc}; fix its permissions "
+                             "or delete it") from exc
+        try:
+            meta = json.loads(text)
+            key, dim = meta["key"], int(meta["dim"])
+            if not isinstance(key, str) or dim < 1:
+                raise ValueError("bad values")
+        except (ValueError, KeyError, TypeError) as exc:
+            warnings.warn(f"embedding cache file {p} is damaged ({type(exc).__name__}): removed, rewritten from "
+                          "the backbone", RuntimeWarning, stacklevel=3)
+            with contextlib.suppress(OSError):
+                p.unlink()
+            return None
+        if key != self.key:
+            raise CacheError(f"embedding cache {self.folder} belongs to backbone key {key!r}, not {self.key!r}: "
+                             "move the folder away or delete it")
+        return dim
 
     def _ensure_meta(self, dim: int) -> None:
         known = self.dim()
         if known is None:
-            self.folder.mkdir(parents=True, exist_ok=True)
-            tmp = self.folder / f".meta.{uuid.uuid4().hex}.tmp"
-            tmp.write_text(json.dumps({"key": self.key, "dim": int(dim)}), encoding="utf-8")
-            os.replace(tmp, self._meta_path())
+            try:
+                self.folder.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise _write_error(self.folder / "meta.json", exc) from exc
+            _atomic_json(self._meta_path(), {"key": self.key, "dim": int(dim)})
         elif known != dim:
-            raise AlwbError(f"embedding cache {self.folder}: rows have dim {dim}, the cache holds dim {known}")
+            raise CacheError(f"embedding cache {self.folder}: rows have dim {dim}, the cache holds dim {known}; "
+                             "move the folder away or delete it")
 
     # -- reading ---------------------------------------------------------------------------------
     def _generation(self) -> tuple[int, Optional[Path], Optional[Path]]:
@@ -121,22 +244,69 @@ class _KeyStore:
                 out.append((emb, sha))
         return out
 
-    def sources(self) -> list[tuple[np.ndarray, np.ndarray]]:
-        """``(shas, embeddings)`` pairs: the consolidated store (memory-mapped) and every finished chunk."""
+    @staticmethod
+    def _sum_path(emb: Path) -> Path:
+        m = _GEN_RE.match(emb.name)
+        if m:
+            return emb.with_name(f"sum-{m.group(1)}.json")
+        return emb.with_name(emb.name[:-len(".emb.npy")] + ".sum.json")
+
+    def _load_pair(self, emb_p: Path, sha_p: Path, dim: Optional[int]) -> tuple[np.ndarray, np.ndarray]:
+        """``(shas, embeddings)`` of one generation or chunk, verified; raises ``_Damaged``."""
+        sum_p = self._sum_path(emb_p)
+        sums = None
+        if sum_p.exists():
+            try:
+                sums = json.loads(sum_p.read_text(encoding="utf-8"))
+                want_emb, want_sha = str(sums["emb"]), str(sums["sha"])
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                raise _Damaged(sum_p, f"unreadable checksum file: {type(exc).__name__}") from exc
+            for p, want in ((emb_p, want_emb), (sha_p, want_sha)):
+                try:
+                    got = _file_sha256(p)
+                except OSError as exc:
+                    raise _Damaged(p, f"unreadable: {exc.strerror or exc}") from exc
+                if got != want:
+                    raise _Damaged(p, "checksum mismatch")
+        try:
+            shas = np.load(sha_p, allow_pickle=False)
+            emb = np.load(emb_p, mmap_mode="r", allow_pickle=False)
+        except (OSError, ValueError, EOFError) as exc:
+            raise _Damaged(emb_p, f"unreadable: {str(exc).splitlines()[0][:80] or type(exc).__name__}") from exc
+        if emb.ndim != 2 or shas.ndim != 1 or len(shas) != len(emb) or (dim is not None and emb.shape[1] != dim):
+            raise _Damaged(emb_p, f"shape {emb.shape} does not match {len(shas)} sha(s) of dim {dim}")
+        if emb.dtype != np.float32 or shas.dtype.kind != "U":
+            raise _Damaged(emb_p, f"unexpected dtypes {emb.dtype}/{shas.dtype}")
+        return shas, emb
+
+    def sources(self, dim: Optional[int] = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        """``(shas, embeddings)`` pairs: the consolidated store (memory-mapped) and every finished chunk, each
+        verified against its checksum; damaged ones are removed with a warning (their rows are recomputed)."""
+        if dim is None:
+            dim = self.dim()
         out = []
         _gen, emb, sha = self._generation()
-        if emb is not None:
-            out.append((np.load(sha, allow_pickle=False), np.load(emb, mmap_mode="r")))
-        for emb_p, sha_p in self._chunks():
-            shas = np.load(sha_p, allow_pickle=False)
-            arr = np.load(emb_p, mmap_mode="r")
-            if len(shas) == len(arr):
-                out.append((shas, arr))
+        pairs = ([(emb, sha)] if emb is not None else []) + self._chunks()
+        for emb_p, sha_p in pairs:
+            try:
+                out.append(self._load_pair(emb_p, sha_p, dim))
+            except _Damaged as exc:
+                n = None
+                with contextlib.suppress(Exception):
+                    n = len(np.load(sha_p, allow_pickle=False))
+                self._warn_damaged([exc.path, emb_p, sha_p, self._sum_path(emb_p)], exc.why, n)
         return out
 
-    def lookup(self, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
-        """Rows for ``shas`` (zeros where missing) and the found mask."""
-        dim = self.dim()
+    def lookup(self, shas: Sequence[str], dim: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
+        """Rows for ``shas`` (zeros where missing) and the found mask. ``dim``: the backbone's, used when
+        ``meta.json`` is missing or was damaged."""
+        known = self.dim()
+        if known is not None and dim is not None and known != dim:
+            raise CacheError(f"embedding cache {self.folder}: the backbone gives dim {dim}, the cache holds dim "
+                             f"{known}; move the folder away or delete it")
+        if known is None and dim is not None and (self._generation()[1] is not None or self._chunks()):
+            self._ensure_meta(dim)  # meta.json was missing or damaged: rewrite it (the rows are verified below)
+        dim = known if known is not None else dim
         n = len(shas)
         found = np.zeros(n, dtype=bool)
         if dim is None:
@@ -145,7 +315,7 @@ class _KeyStore:
         want: dict[str, list[int]] = {}
         for i, s in enumerate(shas):
             want.setdefault(s, []).append(i)
-        for src_shas, src_emb in self.sources():
+        for src_shas, src_emb in self.sources(dim):
             dst, rows = [], []
             for r, s in enumerate(src_shas.tolist()):
                 pos = want.get(s)
@@ -163,6 +333,12 @@ class _KeyStore:
         return out, found
 
     # -- writing ---------------------------------------------------------------------------------
+    def _write_pair(self, emb_p: Path, sha_p: Path, emb: np.ndarray, shas: np.ndarray) -> None:
+        d_emb = _atomic_save(emb_p, emb)
+        d_sha = _atomic_save(sha_p, shas)
+        _atomic_json(self._sum_path(emb_p), {"emb": d_emb, "sha": d_sha, "rows": int(len(emb)),
+                                             "dim": int(emb.shape[1])})  # commit marker
+
     def add_chunk(self, shas: Sequence[str], emb: np.ndarray) -> None:
         emb = np.ascontiguousarray(emb, dtype=np.float32)
         if emb.ndim != 2 or len(emb) != len(shas):
@@ -171,13 +347,23 @@ class _KeyStore:
             return
         self._ensure_meta(emb.shape[1])
         stem = f"chunk-{uuid.uuid4().hex}"
-        _atomic_save(self.folder / f"{stem}.emb.npy", emb)
-        _atomic_save(self.folder / f"{stem}.sha.npy", np.asarray(list(shas), dtype=str))  # commit marker
+        emb_p, sha_p = self.folder / f"{stem}.emb.npy", self.folder / f"{stem}.sha.npy"
+        try:
+            self._write_pair(emb_p, sha_p, emb, np.asarray(list(shas), dtype=str))
+        except CacheError:
+            for p in (emb_p, sha_p):  # an incomplete chunk is not kept
+                with contextlib.suppress(OSError):
+                    p.unlink()
+            raise
 
     @contextlib.contextmanager
     def _lock(self):
-        self.folder.mkdir(parents=True, exist_ok=True)
-        with open(self.folder / ".lock", "a+") as fh:
+        try:
+            self.folder.mkdir(parents=True, exist_ok=True)
+            fh = open(self.folder / ".lock", "a+")
+        except OSError as exc:
+            raise _write_error(self.folder / ".lock", exc) from exc
+        with fh:
             if fcntl is not None:
                 fcntl.flock(fh.fileno(), fcntl.LOCK_EX)
             try:
@@ -189,17 +375,23 @@ class _KeyStore:
     def consolidate(self) -> int:
         """Fold finished chunks into a new generation of the store; returns the number of rows stored."""
         with self._lock():
-            chunks = self._chunks()
+            dim = self.dim()
             gen, emb_p, sha_p = self._generation()
-            if not chunks:
-                return 0 if emb_p is None else len(np.load(sha_p, allow_pickle=False))
-            parts_sha, parts_emb = [], []
-            if emb_p is not None:
-                parts_sha.append(np.load(sha_p, allow_pickle=False))
-                parts_emb.append(np.load(emb_p, mmap_mode="r"))
-            for e, s in chunks:
-                parts_sha.append(np.load(s, allow_pickle=False))
-                parts_emb.append(np.load(e, mmap_mode="r"))
+            pairs = ([(emb_p, sha_p)] if emb_p is not None else []) + self._chunks()
+            parts_sha, parts_emb, folded = [], [], []
+            for e, s in pairs:
+                try:
+                    sh, em = self._load_pair(e, s, dim)
+                except _Damaged as exc:
+                    self._warn_damaged([exc.path, e, s, self._sum_path(e)], exc.why, None)
+                    continue
+                parts_sha.append(sh)
+                parts_emb.append(em)
+                folded.append((e, s))
+            if not parts_sha:
+                return 0
+            if len(folded) == 1 and emb_p is not None and folded[0][0] == emb_p and self._sum_path(emb_p).exists():
+                return len(parts_sha[0])  # nothing to fold
             all_sha = np.concatenate(parts_sha).astype(str)
             _uniq, first = np.unique(all_sha, return_index=True)
             first.sort()
@@ -211,15 +403,17 @@ class _KeyStore:
                 if len(sel):
                     merged[np.searchsorted(first, sel)] = part[sel - offsets[j]]
             new = gen + 1
-            _atomic_save(self.folder / f"emb-{new:06d}.npy", merged)
-            _atomic_save(self.folder / f"sha-{new:06d}.npy", all_sha[first])
-            del parts_emb
-            for e, s in chunks:
-                for p in (s, e):
-                    with contextlib.suppress(FileNotFoundError):
+            new_emb, new_sha = self.folder / f"emb-{new:06d}.npy", self.folder / f"sha-{new:06d}.npy"
+            try:
+                self._write_pair(new_emb, new_sha, merged, all_sha[first])
+            except CacheError:
+                for p in (new_emb, new_sha):  # the chunks stay: nothing is lost
+                    with contextlib.suppress(OSError):
                         p.unlink()
-            if emb_p is not None:
-                for p in (sha_p, emb_p):
+                raise
+            del parts_emb
+            for e, s in folded:
+                for p in (self._sum_path(e), s, e):
                     with contextlib.suppress(FileNotFoundError):
                         p.unlink()
             return len(first)
@@ -240,9 +434,9 @@ class EmbeddingCache:
     def folder(self, key: str) -> Path:
         return self.root / _slug(key)
 
-    def lookup(self, key: str, shas: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    def lookup(self, key: str, shas: Sequence[str], dim: Optional[int] = None) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, found)``: rows ``(n, dim)`` float32 (zeros where not cached) and a bool mask."""
-        return self.store(key).lookup(list(shas))
+        return self.store(key).lookup(list(shas), dim)
 
     def put(self, key: str, shas: Sequence[str], embeddings: np.ndarray) -> None:
         """Store one finished chunk (durable when this returns)."""
@@ -262,7 +456,7 @@ class EmbeddingCache:
         out = []
         if self.root.is_dir():
             for meta in sorted(self.root.glob("*/meta.json")):
-                with contextlib.suppress(OSError, ValueError, KeyError):
+                with contextlib.suppress(OSError, ValueError, KeyError, TypeError):
                     out.append(json.loads(meta.read_text(encoding="utf-8"))["key"])
         return out
 
@@ -273,13 +467,30 @@ class EmbeddingCache:
 _LOAD_ERRORS = (ImageLoadError, OSError, ValueError, SyntaxError)
 
 
+def load_bound(backbone) -> Optional[int]:
+    """The ``bound`` images are decoded with for ``backbone`` (see ``load_image``): 4x the largest size its
+    preprocessing resizes or crops to, so the integer pre-shrink of a huge image never reaches the final size.
+    A backbone can set ``load_bound`` itself."""
+    if hasattr(backbone, "load_bound"):
+        return backbone.load_bound
+    sizes = []
+    for step in getattr(getattr(backbone, "transform", None), "transforms", ()) or ():
+        size = getattr(step, "size", None)
+        if isinstance(size, int):
+            sizes.append(size)
+        elif isinstance(size, (list, tuple)) and size and all(isinstance(v, int) for v in size):
+            sizes.append(max(size))
+    return 4 * max(sizes) if sizes else None
+
+
 class _ItemDataset:
     """torch Dataset over selected source rows: ``(row, tensor, "")`` or ``(row, None, reason)``."""
 
-    def __init__(self, source, rows: Sequence[int], transform):
+    def __init__(self, source, rows: Sequence[int], transform, bound: Optional[int] = None):
         self.source = source
         self.rows = list(rows)
         self.transform = transform
+        self.bound = bound
 
     def __len__(self) -> int:
         return len(self.rows)
@@ -288,8 +499,10 @@ class _ItemDataset:
         row = self.rows[i]
         item = self.source.items[row]
         try:
-            im = self.source.load(item)
-            return row, self.transform(im.convert("RGB")), ""
+            im = self.source.load(item, bound=self.bound) if self.bound else self.source.load(item)
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            return row, self.transform(im), ""
         except _LOAD_ERRORS as exc:
             reason = exc.reason if isinstance(exc, ImageLoadError) else f"{type(exc).__name__}: {exc}"
             return row, None, reason
@@ -315,7 +528,7 @@ def _pixel_batches(source, backbone, rows: Sequence[int], batch_size: int):
 def _loader_batches(source, backbone, rows: Sequence[int], batch_size: int, num_workers: int):
     from torch.utils.data import DataLoader
 
-    ds = _ItemDataset(source, rows, backbone.transform)
+    ds = _ItemDataset(source, rows, backbone.transform, load_bound(backbone))
     loader = DataLoader(ds, batch_size=batch_size, shuffle=False, num_workers=int(num_workers),
                         collate_fn=_collate, pin_memory=backbone.device.type == "cuda",
                         persistent_workers=False)
@@ -347,7 +560,7 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
     key = backbone.key
     report = EmbedReport(n_items=n)
     if cache is not None:
-        X, found = cache.lookup(key, shas)
+        X, found = cache.lookup(key, shas, backbone.dim)
         if X.shape[1] != backbone.dim:
             X = np.zeros((n, backbone.dim), dtype=np.float32)
             found = np.zeros(n, dtype=bool)

@@ -186,6 +186,6 @@ def test_consolidate_merges_generations(tmp_path):
     assert found.tolist() == [True, True, False, True]
     np.testing.assert_array_equal(rows, [[2, 2, 2], [1, 1, 1], [0, 0, 0], [1, 1, 1]])
     files = sorted(p.name for p in cache.folder(key).iterdir() if not p.name.startswith("."))
-    assert files == ["emb-000001.npy", "meta.json", "sha-000001.npy"]
+    assert files == ["emb-000001.npy", "meta.json", "sha-000001.npy", "sum-000001.json"]
     with pytest.raises(Exception, match="dim 4"):
         cache.put(key, ["d"], np.ones((1, 4)))
