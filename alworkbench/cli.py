@@ -35,6 +35,12 @@ def cmd_init(a) -> int:
                      name=a.name, overwrite=a.force, **kw)
     kind = f"tags: {', '.join(p.config.tags)}" if p.config.multilabel else f"classes: {', '.join(p.config.classes)}"
     print(f"created {p.config_path} ({kind}; backbone {p.config.backbone.name})")
+    if (p.dir / "labels.sqlite").exists():  # init --force over a labelled project
+        from .classes import mismatch_message, unknown_labels
+
+        unknown = unknown_labels(p)
+        if unknown:
+            print(f"note: {mismatch_message(p, unknown)}")
     print(f"next: alwb embed {a.dir}")
     return 0
 
@@ -72,7 +78,14 @@ def status_dict(p) -> dict:
         "rounds": store.last_round(), "model_version": store.get_meta("model_version", 0),
         "last_accuracy": reports[-1]["accuracy"] if reports else None,
         "guideline_version": p.config.guideline.version,
+        "unknown_labels": _unknown_labels(p),
     }
+
+
+def _unknown_labels(p) -> dict:
+    from .classes import unknown_labels
+
+    return unknown_labels(p)
 
 
 def cmd_status(a) -> int:
@@ -96,6 +109,10 @@ def cmd_status(a) -> int:
     top = max(counts.values(), default=0) or 1
     for k, v in counts.items():
         print(f"    {k:>{width}s} {v:5d} {'#' * int(30 * v / top)}")
+    if st["unknown_labels"]:
+        from .classes import mismatch_message
+
+        print(f"  note: {mismatch_message(p, st['unknown_labels'])}")
     return 0
 
 
@@ -104,25 +121,175 @@ def cmd_export(a) -> int:
     from .project import Project
 
     p = Project.open(a.dir)
-    out = Path(a.out) if a.out else p.dir / "exports" / ("labels.csv" if a.format == "csv" else "folders")
+    default = a.out is None
+    out = Path(a.out) if a.out else p.dir / "exports" / ("labels.csv" if a.format == "csv" else a.format)
+    overwrite = a.overwrite or default  # the default folder under DIR/exports/ holds only earlier exports
     if a.format in ("fiftyone", "fiftyone-folders"):
         from .integrations.fiftyone_sync import export as fo_export
 
         # fiftyone: FiftyOneImageClassificationDataset; fiftyone-folders: FiftyOne's ImageClassificationDirectoryTree
-        res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders")
+        res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders", overwrite=overwrite)
     else:
-        res = export(p, out, a.format)
+        res = export(p, out, a.format, overwrite=overwrite)
     print(json.dumps(res) if a.json else f"exported {res['n_exported']} labelled images to {res['path']}")
     return 0
 
 
-def cmd_label(a) -> int:
-    """Label rounds from the terminal (or let the simulated oracle answer with --oracle)."""
-    from .loop.oracle import Oracle
-    from .project import Project
+LABEL_HELP = ("answer with a class name or its number from the list{hash}; "
+              ":skip, :flag NOTE, :undo, :quit, :help (Ctrl-D also quits; answers are saved as you go)")
+TAGS_HELP = ("answer with tag names or numbers separated by commas (e.g. 1,3 or red,round){hash}; "
+             ":skip, :flag NOTE, :undo, :quit, :help (Ctrl-D also quits; answers are saved as you go)")
+COMMANDS = {":skip": "skip", ":s": "skip", ":flag": "flag", ":f": "flag", ":undo": "undo", ":u": "undo",
+            ":quit": "quit", ":q": "quit", ":exit": "quit", ":help": "help", ":h": "help", "?": "help",
+            ":ack": "ack"}
+
+
+class _Reply:
+    """What one line typed at the `alwb label` prompt means: a command, an answer, or a message to show."""
+
+    def __init__(self, kind: str, value=None, message: str = ""):
+        self.kind = kind  # skip | flag | undo | quit | help | ack | answer | error | empty
+        self.value = value
+        self.message = message
+
+
+def _numbers_allowed(names: Sequence[str]) -> bool:
+    """Bare numbers pick by position unless a name is itself a number (then only `#N` does)."""
+    return not any(n.strip().lstrip("+-").isdigit() for n in names)
+
+
+def _resolve_name(token: str, names: Sequence[str], accepted: Sequence[str], kind: str):
+    """One typed token -> a name (str) or an error message (_Reply). ``names``: the numbered list;
+    ``accepted``: every name an answer may use (tags: with their ancestors)."""
+    import difflib
+
+    t = token.strip()
+    if t in accepted:
+        return t
+    positional = t[1:] if t.startswith("#") else (t if _numbers_allowed(names) else None)
+    if positional is not None and positional.strip().lstrip("+-").isdigit():
+        k = int(positional)
+        if 1 <= k <= len(names):
+            return names[k - 1]
+        return _Reply("error", message=f"{t} is not in the list: numbers go from 1 to {len(names)}")
+    folded = [n for n in accepted if n.casefold() == t.casefold()]
+    if len(folded) == 1:
+        return folded[0]
+    close = difflib.get_close_matches(t, list(accepted), n=3)
+    hint = f" (did you mean {', '.join(map(repr, close))}?)" if close else ""
+    word = t.split(" ", 1)[0].lower()
+    if t.lstrip("+-").isdigit() and not _numbers_allowed(names):
+        hint += f"; the {kind} names here are numbers: #N picks the N-th of the list"
+    if ":" + word in COMMANDS:
+        hint += f"; commands start with ':', e.g. :{COMMANDS[':' + word]}"
+    return _Reply("error", message=f"unknown {kind} {t!r}{hint}; type :help for the choices")
+
+
+def parse_label_line(line: str, names: Sequence[str], multilabel: bool,
+                     accepted: Optional[Sequence[str]] = None) -> _Reply:
+    """Parse one line typed at the `alwb label` prompt. Names and numbers answer; commands start with ':'."""
+    line = line.strip()
+    accepted = list(accepted if accepted is not None else names)
+    if not line:
+        return _Reply("empty")
+    if line in accepted:  # an exact name always wins
+        return _Reply("answer", [line] if multilabel else line)
+    head, _, rest = line.partition(" ")
+    if head.lower() in COMMANDS:
+        cmd = COMMANDS[head.lower()]
+        if cmd == "flag":
+            return _Reply("flag", rest.strip())
+        if rest.strip():
+            return _Reply("error", message=f"{head} takes no argument (got {rest.strip()!r})")
+        return _Reply(cmd)
+    if line.startswith(":"):
+        return _Reply("error", message=f"unknown command {head!r}; commands: :skip, :flag NOTE, :undo, :quit, :help")
+    kind = "tag" if multilabel else "class"
+    if not multilabel:
+        got = _resolve_name(line, names, accepted, kind)
+        return got if isinstance(got, _Reply) else _Reply("answer", got)
+    picked = []
+    for token in [x for x in line.split(",") if x.strip()] or [line]:
+        got = _resolve_name(token, names, accepted, kind)
+        if isinstance(got, _Reply):
+            return got
+        picked.append(got)
+    return _Reply("answer", picked)
+
+
+def _print_choices(names: Sequence[str], multilabel: bool) -> None:
+    numbered = _numbers_allowed(names)
+    hash_note = "" if numbered else " (names are numbers here: #N picks the N-th)"
+    print((TAGS_HELP if multilabel else LABEL_HELP).format(hash=hash_note))
+    for i, n in enumerate(names, 1):
+        print(f"  {i if numbered else '#' + str(i)}: {n}")
+
+
+def _label_interactively(s) -> bool:
+    """Answer the open batch from stdin; returns False when the person quit (or input ended)."""
+    from .errors import NothingToUndoError
+    from .loop.session import GuidelineChangedError
+    from .names import text
     from .types import Answer
 
+    names = list(s.classes)
+    accepted = list(getattr(s.schema, "allowed_tags", ()) or names) if s.multilabel else names
+    _print_choices(names, s.multilabel)
+    while s.pending():
+        bi = s.pending()[0]
+        hint = f" (model: {bi.prediction.top[0][0]} {bi.prediction.top[0][1]:.0%})" if bi.prediction else ""
+        where = "" if bi.item.uri.startswith("builtin://") else f" [{text(bi.item.uri)}]"
+        try:
+            line = input(f"{text(bi.item.id)}{where}{hint}> ")
+        except EOFError:
+            print("\nend of input: stopping here (every answer so far is saved; rerun to continue)")
+            return False
+        r = parse_label_line(line, names, s.multilabel, accepted)
+        if r.kind == "empty":
+            continue
+        if r.kind == "error":
+            print(f"  {r.message}")
+            continue
+        if r.kind == "help":
+            _print_choices(names, s.multilabel)
+            continue
+        if r.kind == "quit":
+            print("stopped (every answer so far is saved; rerun to continue)")
+            return False
+        if r.kind == "ack":
+            s.acknowledge_guideline()
+            print(f"  guideline version {s.guideline_version} acknowledged")
+            continue
+        if r.kind == "undo":
+            try:
+                print(f"  undone: {text(s.undo()['sample_id'])}")
+            except NothingToUndoError:
+                print("  nothing to undo yet")
+            continue
+        ans = {"skip": Answer.skip, "flag": lambda: Answer.flag(note=r.value or "")}.get(r.kind)
+        if ans is not None:
+            ans = ans()
+        elif s.multilabel:
+            ans = Answer.of_tags(r.value)
+        else:
+            ans = Answer.of_label(r.value)
+        try:
+            s.submit(bi.item.id, ans)
+        except GuidelineChangedError as e:
+            print(f"  {e}\n  --- guideline ---\n{s.guideline_text}\n  ---\n  type :ack once you have read it")
+        except AlwbError as e:
+            print(f"  {e}")
+    return True
+
+
+def cmd_label(a) -> int:
+    """Label rounds from the terminal (or let the simulated oracle answer with --oracle)."""
+    from .classes import check_labels_match
+    from .loop.oracle import Oracle
+    from .project import Project
+
     p = Project.open(a.dir)
+    check_labels_match(p)  # labels of a renamed class: one line naming `alwb classes rename`, not a crash
     s = p.session(annotator=a.annotator)
     try:
         s.wait()
@@ -130,33 +297,12 @@ def cmd_label(a) -> int:
             batch = s.next_batch()
             print(f"round {batch.round}: {len(s.pending())} image(s) chosen by {batch.strategy}")
             if a.oracle:
-                Oracle(s).label_batch(batch)
-            else:
-                names = s.classes
-                print("answer with a number or name; s = skip, f = flag, u = undo, q = quit")
-                for i, n in enumerate(names, 1):
-                    print(f"  {i}: {n}")
-                while s.pending():
-                    bi = s.pending()[0]
-                    hint = f" (model: {bi.prediction.top[0][0]} {bi.prediction.top[0][1]:.0%})" if bi.prediction else ""
-                    line = input(f"{bi.item.id} [{bi.item.uri}]{hint}> ").strip()
-                    if line == "q":
-                        return 0
-                    if line == "u":
-                        print(f"undone: {s.undo()['sample_id']}")
-                        continue
-                    try:
-                        if line == "s":
-                            ans = Answer.skip()
-                        elif line.startswith("f"):
-                            ans = Answer.flag(note=line[1:].strip())
-                        elif s.multilabel:
-                            ans = Answer.of_tags([names[int(x) - 1] if x.isdigit() else x for x in line.split(",")])
-                        else:
-                            ans = Answer.of_label(names[int(line) - 1] if line.isdigit() else line)
-                        s.submit(bi.item.id, ans)
-                    except (AlwbError, IndexError) as e:
-                        print(f"  {e}")
+                oracle = Oracle(s)
+                oracle.label_batch(batch)
+                if oracle.summary():
+                    print(f"  {oracle.summary()}")
+            elif not _label_interactively(s):
+                return 0
             rep = s.retrain()
             acc = f", held-out {rep.metric} {rep.accuracy:.3f}" if rep.accuracy is not None else ""
             print(f"  model v{rep.model_version}: {rep.n_labels} labels{acc} (fit {rep.timings['fit']:.2f} s)")
@@ -164,6 +310,27 @@ def cmd_label(a) -> int:
                 print(f"  stopping signal: {rep.stop_reason}")
     finally:
         s.close()
+    return 0
+
+
+def cmd_classes(a) -> int:
+    """`alwb classes list DIR` / `alwb classes rename DIR OLD NEW`."""
+    from .classes import rename_class, unknown_labels
+    from .project import Project
+
+    p = Project.open(a.dir)
+    if a.action == "rename":
+        res = rename_class(p, a.old, a.new)
+        what = "config updated" if res["config_changed"] else "config unchanged"
+        print(f"renamed {res['old']!r} -> {res['new']!r}: {res['n_items']} label(s) mapped"
+              + (f" in round {res['round']}" if res["round"] else "") + f"; {what} ({p.config_path})")
+        return 0
+    names = p.config.tags if p.config.multilabel else p.config.classes
+    counts = p.store.counts(names, p.config.multilabel)
+    for n in names:
+        print(f"  {n}: {counts.get(n, 0)}")
+    for n, c in unknown_labels(p).items():
+        print(f"  {n}: {c}  (not in {p.config_path.name}: map with `alwb classes rename {a.dir} {n} NEW`)")
     return 0
 
 
@@ -230,7 +397,10 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("export", help="export the labelled set")
     p.add_argument("dir")
     p.add_argument("--format", choices=["csv", "folders", "fiftyone", "fiftyone-folders"], default="csv")
-    p.add_argument("--out")
+    p.add_argument("--out", help="a new or empty folder (csv: or a .csv file); never the project or image folder "
+                   "(default: DIR/exports/)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="allow a non-empty --out: replace a previous export's files there, keep other files")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
 
@@ -240,6 +410,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotator")
     p.add_argument("--oracle", action="store_true", help="answer from ground truth (simulated annotator)")
     p.set_defaults(fn=cmd_label)
+
+    p = sub.add_parser("classes", help="list classes with label counts, or rename a class in config and labels")
+    csub = p.add_subparsers(dest="action", required=True)
+    q = csub.add_parser("list", help="classes (or tags) with label counts, and labels that use unknown names")
+    q.add_argument("dir")
+    q.set_defaults(fn=cmd_classes)
+    q = csub.add_parser("rename", help="map labels OLD -> NEW (appended events; the config is updated too)")
+    q.add_argument("dir")
+    q.add_argument("old")
+    q.add_argument("new")
+    q.set_defaults(fn=cmd_classes)
 
     p = sub.add_parser("simulate", help="compare query strategies with a simulated oracle")
     p.add_argument("--dataset", required=True, help="digits, fashion-mnist or a folder tree (class = sub-folder)")

@@ -1,68 +1,233 @@
 """Export the labelled set without FiftyOne: a CSV manifest or a class-folder tree.
-(FiftyOne's own exporters live in alworkbench.integrations.)"""
+(FiftyOne's own exporters live in alworkbench.integrations; they use the same output rules from here.)
+
+Output rules (every exporter):
+
+* Nothing outside ``out`` is written, and nothing is deleted that an alworkbench export did not write there.
+* ``out`` may not be the project folder, a folder containing it, its ``cache/`` or ``fiftyone/`` folders, or the
+  image source's folder (or one containing it): an export there could destroy the labels or the images.
+* A non-empty ``out`` is refused unless ``overwrite=True`` (``--overwrite``); then the files a previous
+  alworkbench export listed in ``out/.alwb-export.json`` are replaced and every other file is kept.
+* The export is built in a temporary folder next to ``out`` and moved into place at the end, so a failed
+  export leaves ``out`` as it was.
+* Class names and item ids become folder and file names only through :mod:`alworkbench.names`; CSV cells go
+  through :func:`alworkbench.names.csv_cell` (no spreadsheet formulas).
+"""
 from __future__ import annotations
 
 import csv
+import json
 import os
 import shutil
+import tempfile
 from pathlib import Path
+from typing import Callable, Optional
 
+from .data.sources import display_path
 from .errors import AlwbError
+from .names import csv_row, inside, safe_join, unique_components
 
 FORMATS = ("csv", "folders")
+MANIFEST = ".alwb-export.json"
 
 
-def _safe_name(name: str) -> str:
-    bad = '<>:"/\\|?*\0'
-    out = "".join("_" if c in bad else c for c in name).strip(" .")
-    return out or "_"
+def _real(p) -> Path:
+    return Path(os.path.realpath(os.fspath(p)))
 
 
-def export(project, out: str | Path, fmt: str = "csv") -> dict:
-    """Write the current labels; returns {"format", "path", "n_exported", "n_flagged", "n_skipped"}."""
-    if fmt not in FORMATS:
-        raise AlwbError(f"export format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
-    store = project.store
-    src = project.source
-    out = Path(out)
-    answers = store.active_answers()
-    multilabel = project.config.multilabel
+def _source_root(project) -> Optional[Path]:
+    """The folder holding the project's images (None for built-in datasets)."""
+    s = project.config.source
+    if s.kind == "builtin" or not s.path:
+        return None
+    p = Path(s.path).expanduser()
+    if not p.is_absolute():
+        p = project.dir / p
+    return _real(p.parent if s.kind == "csv" else p)  # a manifest's paths resolve against its folder
+
+
+def check_out(project, out, overwrite: bool = False) -> Path:
+    """Validate an export destination (see the module docstring); returns it as an absolute path."""
+    out = Path(os.path.abspath(Path(out).expanduser()))
+    real = _real(out)
+    pdir = _real(project.dir)
+    hint = f"choose another folder, e.g. {pdir / 'exports' / 'NAME'}"
+    if real == pdir:
+        raise AlwbError(f"--out {out} is the project folder (alwb.yaml, labels.sqlite, cache/): {hint}")
+    if inside(pdir, real):
+        raise AlwbError(f"--out {out} contains the project folder {pdir}: {hint}")
+    for sub in ("cache", "fiftyone", "labels.sqlite", "alwb.yaml"):
+        if inside(real, pdir / sub):
+            raise AlwbError(f"--out {out} is inside the project's {sub}: {hint}")
+    root = _source_root(project)
+    if root is not None and (real == root or inside(root, real)):
+        raise AlwbError(f"--out {out} is or contains the image folder {root}: {hint}")
+    if root is not None and inside(real, root) and not inside(real, pdir):
+        raise AlwbError(f"--out {out} is inside the image folder {root} (the next scan would pick the exported "
+                        f"copies up as new images): {hint}")
+    if out.exists() and not overwrite:
+        if out.is_dir():
+            entries = sorted(e.name for e in os.scandir(out))
+            if entries:
+                raise AlwbError(f"--out {out} is not empty ({len(entries)} entries, e.g. {entries[0]!r}): choose an "
+                                "empty or new folder, or pass --overwrite to replace a previous export there "
+                                "(other files are kept)")
+        else:
+            raise AlwbError(f"--out {out} already exists: pass --overwrite to replace it, or choose another name")
+    if out.exists() and not out.is_dir() and out.suffix.lower() != ".csv":
+        raise AlwbError(f"--out {out} is a file, not a folder: choose a folder")
+    return out
+
+
+def _files_under(d: Path) -> list[str]:
+    out = []
+    for base, dirs, files in os.walk(d):
+        for f in files:
+            out.append(os.path.relpath(os.path.join(base, f), d))
+    return sorted(out)
+
+
+def staged_export(project, out, overwrite: bool, write: Callable[[Path], dict], fmt: str) -> dict:
+    """Run ``write(tmpdir)`` into a fresh folder next to ``out``, then move its files into ``out`` under the
+    rules above. ``write`` returns the result dict (its "path" is rewritten to ``out``)."""
+    out = check_out(project, out, overwrite)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.alwb-export-", dir=out.parent))
+    try:
+        res = write(tmp)
+        files = _files_under(tmp)
+        (tmp / MANIFEST).write_text(json.dumps({"tool": "alworkbench", "format": fmt, "project": str(project.dir),
+                                                "files": files}, indent=1, ensure_ascii=False), encoding="utf-8")
+        _commit(tmp, out)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
+    res["path"] = str(out)
+    return res
+
+
+def _previous_files(out: Path) -> list[str]:
+    try:
+        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
+        return [str(f) for f in data.get("files", []) if isinstance(f, str)]
+    except (OSError, ValueError, AttributeError):
+        return []
+
+
+def _commit(tmp: Path, out: Path) -> None:
+    if out.is_dir() and not any(os.scandir(out)):
+        out.rmdir()
+    if not out.exists():
+        os.rename(tmp, out)
+        return
+    # --overwrite into a non-empty folder: drop what the previous export wrote, keep everything else
+    emptied: set[Path] = set()
+    for rel in _previous_files(out):
+        p = out / rel
+        if inside(p.parent, out) and (p.is_file() or p.is_symlink()) and p.name != MANIFEST:
+            p.unlink()
+            emptied.update(q for q in p.parents if q != out and inside(q, out))
+    for d in sorted(emptied, key=lambda q: len(q.parts), reverse=True):
+        try:
+            d.rmdir()  # only if now empty
+        except OSError:
+            pass
+    for rel in _files_under(tmp):
+        dest = out / rel
+        if not inside(dest.parent, out):  # cannot happen: names are sanitised; never write outside out
+            raise AlwbError(f"refusing to write {dest}: it is outside {out}")
+        dest.parent.mkdir(parents=True, exist_ok=True)
+        if dest.is_dir() and not dest.is_symlink():
+            raise AlwbError(f"cannot write {dest}: a folder of that name is in the way; move it or choose "
+                            "another --out")
+        os.replace(tmp / rel, dest)
+
+
+def _labelled_rows(project):
+    from .classes import check_labels_match
+
+    check_labels_match(project)  # labels whose class was renamed: one line naming `alwb classes rename`
+    answers = project.store.active_answers()
     rows = []
-    for it in src.items:
+    for it in project.source.items:
         ev = answers.get(it.id)
         if ev is None or ev["kind"] not in ("label", "tags"):
             continue
         rows.append((it, ev))
     flagged = sum(1 for e in answers.values() if e["kind"] == "flag")
     skipped = sum(1 for e in answers.values() if e["kind"] == "skip")
-    if fmt == "csv":
-        out.parent.mkdir(parents=True, exist_ok=True)
-        if out.suffix.lower() != ".csv":
-            out.mkdir(parents=True, exist_ok=True)
-            out = out / "labels.csv"
-        with open(out, "w", newline="", encoding="utf-8") as f:
-            w = csv.writer(f)
-            w.writerow(["id", "path", "tags" if multilabel else "label", "annotator", "round", "answered_at"])
-            for it, ev in rows:
-                value = "|".join(ev["value"]) if multilabel else ev["value"]
-                path = it.uri if not it.uri.startswith("builtin://") else ""
-                w.writerow([it.id, path, value, ev["annotator"], ev["round"], ev["created_at"]])
-    else:
-        if multilabel:
-            raise AlwbError("a class-folder tree needs one class per image; this project uses tags: export csv")
-        out.mkdir(parents=True, exist_ok=True)
-        for it, ev in rows:
-            d = out / _safe_name(ev["value"])
-            d.mkdir(exist_ok=True)
-            stem = _safe_name(it.id.replace("/", "__"))
+    return rows, flagged, skipped
+
+
+def _write_csv(f, rows, multilabel: bool) -> None:
+    w = csv.writer(f)
+    w.writerow(["id", "path", "tags" if multilabel else "label", "annotator", "round", "answered_at"])
+    for it, ev in rows:
+        value = "|".join(ev["value"]) if multilabel else ev["value"]
+        path = display_path(it.uri) if not it.uri.startswith("builtin://") else ""  # valid UTF-8 (issue 9 #4)
+        w.writerow(csv_row([it.id, path, value, ev["annotator"], ev["round"], ev["created_at"]]))
+
+
+def _write_folders(project, rows, d: Path) -> None:
+    src = project.source
+    folder = unique_components([*project.config.classes, *(ev["value"] for _, ev in rows)])
+    by_class: dict[str, list] = {}
+    for it, ev in rows:
+        by_class.setdefault(ev["value"], []).append(it)
+    for label, items in by_class.items():
+        cdir = safe_join(d, folder[label])
+        cdir.mkdir(exist_ok=True)
+        stems = [it.id.replace("/", "__") + (".png" if it.uri.startswith("builtin://") else "") for it in items]
+        files = unique_components(stems)
+        for it, stem in zip(items, stems):
+            target = cdir / files[stem]
+            if not inside(target.parent, d):
+                raise AlwbError(f"refusing to write {target}: it is outside the export folder")
             if it.uri.startswith("builtin://"):
-                src.load(it).save(d / f"{Path(stem).stem}.png")
+                src.load(it).save(target, format="PNG")
             else:
-                target = d / stem
-                if target.exists():
-                    target.unlink()
                 try:
                     os.link(it.uri, target)
                 except OSError:  # other file system, or links not allowed
                     shutil.copy2(it.uri, target)
-    return {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": flagged, "n_skipped": skipped}
+
+
+def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = False) -> dict:
+    """Write the current labels; returns {"format", "path", "n_exported", "n_flagged", "n_skipped"}.
+
+    ``out``: for ``csv`` a ``.csv`` file or a folder (gets ``labels.csv``); for ``folders`` a folder with one
+    sub-folder per class. See the module docstring for what ``out`` may be and what ``overwrite`` does."""
+    if fmt not in FORMATS:
+        raise AlwbError(f"export format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
+    multilabel = project.config.multilabel
+    if fmt == "folders" and multilabel:
+        raise AlwbError("a class-folder tree needs one class per image; this project uses tags: export csv")
+    out = Path(out)
+    rows, flagged, skipped = _labelled_rows(project)
+    res = {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": flagged, "n_skipped": skipped}
+    if fmt == "csv" and out.suffix.lower() == ".csv":
+        out = check_out(project, out, overwrite)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+        try:
+            with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
+                _write_csv(f, rows, multilabel)
+            os.replace(tmp, out)
+        finally:
+            if os.path.exists(tmp):
+                os.unlink(tmp)
+        res["path"] = str(out)
+        return res
+
+    def write(d: Path) -> dict:
+        if fmt == "csv":
+            with open(d / "labels.csv", "w", newline="", encoding="utf-8") as f:
+                _write_csv(f, rows, multilabel)
+        else:
+            _write_folders(project, rows, d)
+        return res
+
+    res = staged_export(project, out, overwrite, write, fmt)
+    if fmt == "csv":
+        res["path"] = str(Path(res["path"]) / "labels.csv")
+    return res

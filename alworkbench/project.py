@@ -74,10 +74,13 @@ class Project:
         proj = cls(d, cfg)
         if cfg.classes is None and cfg.tags is None:
             src = proj.source  # ingest once to learn the classes / tags
+            from .names import check_names
+
+            # names from folder names or a manifest's label column pass the same rule as the config's
             if src.classes:
-                cfg.classes = list(src.classes)
+                cfg.classes = check_names(src.classes, "classes", where=str(images))
             elif getattr(src, "tags", None):
-                cfg.tags = list(src.tags)
+                cfg.tags = check_names(src.tags, "tags", where=str(images))
             else:
                 raise ConfigError(f"no classes found in {images!r}: pass --classes a,b,c or --tags x,y,z")
         d.mkdir(parents=True, exist_ok=True)

@@ -120,6 +120,16 @@ class RoundReport:
     stability: Optional[float] = None  # fraction of pool predictions unchanged since the previous model
     should_stop: bool = False
     stop_reason: str = ""
+    cv_accuracy: Optional[float] = None  # out-of-fold accuracy (micro-F1) on the human labels
+    temperature: float = 1.0  # calibration temperature applied to every shown / used probability
+    annotator: str = ""
+    snapshot: int = 0  # label-store events the model saw (a newer model always has a larger snapshot)
+    reselected: int = 0  # unanswered items of the open batch chosen again with this model
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "RoundReport":
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{k: v for k, v in d.items() if k in names})
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

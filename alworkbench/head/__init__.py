@@ -8,7 +8,8 @@ from ..errors import ConfigError
 #: AdamW passes over the data when a head config does not say (the one default: HeadConfig and TorchHead use it)
 DEFAULT_EPOCHS = 100
 
-HEAD_PARAMS = ("kind", "hidden", "epochs", "lr", "weight_decay", "batch_size", "class_weight", "device",
+HEAD_PARAMS = ("kind", "hidden", "epochs", "lr", "weight_decay", "batch_size", "class_weight", "device", "solver", "C",
+               "max_iter", "tol",
                "random_state", "standardize")
 
 

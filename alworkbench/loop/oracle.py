@@ -10,27 +10,61 @@ from ..types import Answer
 
 class Oracle:
     """Answers every item from the source's ground truth; ``noise`` flips a fraction of labels at random
-    (to rehearse review and suspicious-label workflows); items without ground truth are skipped."""
+    (to rehearse review and suspicious-label workflows); items without ground truth are skipped.
+
+    A ground-truth class (or tag) that the project does not declare (the classes were renamed, or ``--classes``
+    named a subset) is never submitted as a label: the item is answered with a flag whose note says which
+    name, so the batch completes and later runs are not blocked. ``unknown_truth`` counts those names."""
 
     def __init__(self, session, noise: float = 0.0, seed: int = 0):
         self.session = session
         self.noise = float(noise)
         self._rng = np.random.default_rng(seed)
         self._gt = session.project.source.ground_truth()
+        self.unknown_truth: dict[str, int] = {}
+
+    def _allowed(self) -> set:
+        schema = getattr(self.session, "schema", None)
+        if self.session.multilabel and schema is not None and getattr(schema, "allowed_tags", None):
+            return set(schema.allowed_tags)
+        return set(self.session.classes)
+
+    def _flag_unknown(self, names) -> Answer:
+        for n in names:
+            self.unknown_truth[n] = self.unknown_truth.get(n, 0) + 1
+        kind = "tag" if self.session.multilabel else "class"
+        shown = ", ".join(repr(n) for n in names)
+        return Answer.flag(note=f"oracle: ground-truth {kind} {shown} is not in the project's "
+                                f"{'tags' if self.session.multilabel else 'classes'}")
 
     def answer_for(self, item) -> Answer:
         truth = self._gt[self.session.index_of(item.id)]
         if truth is None:
             return Answer.skip()
+        allowed = self._allowed()
         if self.session.multilabel:
             if isinstance(truth, str):
                 truth = (truth,)
-            truth = [t for t in truth if t in self.session.classes]
-            return Answer.of_tags(truth) if truth else Answer.skip()
+            known = [t for t in truth if t in allowed]
+            if known:
+                return Answer.of_tags(known)
+            return self._flag_unknown([str(t) for t in truth]) if truth else Answer.skip()
+        if str(truth) not in allowed:
+            return self._flag_unknown([str(truth)])
         if self.noise and self._rng.random() < self.noise:
             others = [c for c in self.session.classes if c != truth]
             truth = str(self._rng.choice(others))
         return Answer.of_label(str(truth))
+
+    def summary(self) -> str:
+        """One line about ground truth the project could not take (empty when there was none)."""
+        if not self.unknown_truth:
+            return ""
+        n = sum(self.unknown_truth.values())
+        names = ", ".join(f"{k!r} ({v})" for k, v in sorted(self.unknown_truth.items(), key=lambda kv: -kv[1])[:5])
+        return (f"{n} item(s) flagged, not labelled: their ground truth {names} is not a project "
+                f"{'tag' if self.session.multilabel else 'class'}: add it to "
+                f"{'tags' if self.session.multilabel else 'classes'}: in alwb.yaml, or rename it in the source)")
 
     def label_batch(self, batch=None) -> int:
         """Answer every pending item of the current (or next) batch; returns how many were answered."""

@@ -1,12 +1,21 @@
 """The round loop. Owns no UI: the notebook widget, the CLI and the simulated oracle all drive this class.
 
-Thread model: one lock guards the session's small mutable state (current batch, model snapshot). Training runs
-outside the lock on a snapshot of the labelled data, in a single background worker thread; the finished model is
-swapped in atomically, so ``next_batch``/``submit``/``predict`` never wait for a fit.
+Thread model: one lock guards the session's small mutable state (current batch, model snapshot). Every fit runs on
+the session's single worker thread (``retrain()`` submits to it and waits), outside the lock, on a snapshot of the
+labelled data; the finished model is swapped in atomically only if it was trained on a newer snapshot of the store
+than the current model, so ``next_batch``/``submit``/``predict`` never wait for a fit and versions grow with the
+labelled set. When a model lands, the unanswered rest of the open batch is selected again with it (answered and
+on-screen items stay), recorded as a new batch record that supersedes the old one.
+
+Shown probabilities are calibrated (temperature scaling on out-of-fold predictions, :mod:`.calibration`); the
+out-of-fold accuracy is reported with every model and drives the ``adaptive`` default strategy. Every model is
+saved under ``models/`` with an appended store record, so reopening a project with no new answer restores it
+instead of refitting.
 """
 from __future__ import annotations
 
 import concurrent.futures as cf
+import json
 import threading
 import time
 import uuid
@@ -17,6 +26,7 @@ import numpy as np
 
 from ..errors import AlwbError, AnswerError, DuplicateAnswerError, NotFittedError, UnknownItemError
 from ..types import Answer, Batch, BatchItem, Prediction, RoundReport
+from .calibration import Calibration, apply_temperature, calibrate
 
 TOP_K = 3
 
@@ -28,13 +38,32 @@ class GuidelineChangedError(AnswerError):
 class _Model:
     """A fitted head plus everything derived from it (immutable once built)."""
 
-    def __init__(self, head, version: int, proba: np.ndarray, classes: list[str], multilabel: bool):
+    def __init__(self, head, version: int, proba: np.ndarray, classes: list[str], multilabel: bool, *,
+                 n_labels: int = 0, snapshot: int = 0, calibration: Optional[Calibration] = None):
         self.head = head
         self.version = version
-        self.proba = proba  # (n_items, n_classes) for every item of the project
+        self.proba = proba  # (n_items, n_classes) for every item of the project, calibrated
         self.classes = classes
         self.multilabel = multilabel
         self.pred = (proba >= 0.5) if multilabel else proba.argmax(axis=1)
+        self.n_labels = int(n_labels)
+        self.snapshot = int(snapshot)  # store events seen when the training data was read
+        self.calibration = calibration or Calibration()
+
+    @property
+    def cv_accuracy(self) -> Optional[float]:
+        return self.calibration.cv_accuracy
+
+    @property
+    def skill(self) -> Optional[float]:
+        """Chance-corrected out-of-fold accuracy (single-label) or micro-F1 (multi-label); None when unmeasured."""
+        acc = self.calibration.cv_accuracy
+        if acc is None:
+            return None
+        if self.multilabel:
+            return float(acc)
+        chance = 1.0 / max(len(self.classes), 2)
+        return float((acc - chance) / (1.0 - chance))
 
 
 class Session:
@@ -86,15 +115,21 @@ class Session:
         self._model: Optional[_Model] = None
         self._batch: Optional[Batch] = None
         self._shown_at: dict[str, float] = {}
-        self.reports: list[RoundReport] = [RoundReport(**r) for r in self.store.get_meta("reports", [])]
+        self.show_suggestions = bool(getattr(getattr(self.config, "ui", None), "show_suggestions", True))
+        self.reports: list[RoundReport] = [RoundReport.from_dict(r) for r in self._stored_reports()]
         self._executor = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alwb-train")
         self._training = 0
         self._future: Optional[cf.Future] = None
         self._queued: Optional[cf.Future] = None
         self._listeners: list[Callable[[RoundReport], None]] = []
         self._stable_rounds = 0
+        self._reselected_away: dict[tuple[int, str], BatchItem] = {}
+        self.restored = False
         if warm_start and self._n_labelled() > 0:
-            self.retrain_async()  # rebuild the model after a restart without blocking the caller
+            # the last model, if nothing was answered since it was trained; else rebuild it without blocking
+            self.restored = self._restore_model()
+            if not self.restored:
+                self.retrain_async()
 
     # ------------------------------------------------------------------ helpers
     def _default_head_factory(self) -> Callable:
@@ -115,7 +150,31 @@ class Session:
     @property
     def model_version(self) -> int:
         m = self._model
-        return m.version if m is not None else int(self.store.get_meta("model_version", 0) or 0)
+        if m is not None:
+            return m.version
+        if hasattr(self.store, "model_version"):
+            return int(self.store.model_version())
+        return int(self.store.get_meta("model_version", 0) or 0)
+
+    @property
+    def model_info(self) -> Optional[dict]:
+        """What the current model is: version, labels it was trained on, cross-validated accuracy, temperature."""
+        m = self._model
+        if m is None:
+            return None
+        return {"version": m.version, "n_labels": m.n_labels, "cv_accuracy": m.cv_accuracy,
+                "temperature": m.calibration.temperature, "n_folds": m.calibration.n_folds}
+
+    def _stored_reports(self) -> list[dict]:
+        if hasattr(self.store, "reports"):
+            return list(self.store.reports())
+        return list(self.store.get_meta("reports", []) or [])
+
+    def _append_report(self, report: RoundReport) -> None:
+        if hasattr(self.store, "append_report"):
+            self.store.append_report(report.to_dict())
+        else:  # pragma: no cover - older store
+            self.store.set_meta("reports", [r.to_dict() for r in self.reports])
 
     @property
     def model(self):
@@ -140,8 +199,9 @@ class Session:
         return self.store.counts(self.classes, self.multilabel)
 
     def pool_indices(self) -> np.ndarray:
-        """Indices of items that may still be queried (not held out, not answered)."""
-        answered = self.store.answered_ids()
+        """Indices of items that may still be queried (not held out, not answered, not waiting unanswered in
+        another annotator's open batch)."""
+        answered = self.store.answered_ids() | self.store.reserved_ids(self.annotator)
         mask = ~self.eval_mask & self.ok_mask
         for sid in answered:
             i = self._index.get(sid)
@@ -155,30 +215,43 @@ class Session:
         return self._batch
 
     def _batch_from_record(self, rec: dict) -> Batch:
-        items = []
+        """A stored batch as a Batch. Items no longer in the project (an image deleted or renamed since the batch
+        was chosen) are dropped with a one-line warning and labelling carries on; a batch with nothing left has
+        no pending item, so it counts as closed."""
+        items, missing = [], []
         preds = rec.get("predictions") or [None] * len(rec["item_ids"])
         scores = rec.get("scores") or [None] * len(rec["item_ids"])
         for sid, sc, pr in zip(rec["item_ids"], scores, preds):
+            i = self._index.get(sid)
+            if i is None:
+                missing.append(sid)
+                continue
             pred = pr
             if isinstance(pr, dict):
                 pred = Prediction(top=tuple((str(c), float(p)) for c, p in pr["top"]), model_version=pr["model_version"])
-            items.append(BatchItem(item=self.items[self.index_of(sid)], score=sc, prediction=pred))
+            items.append(BatchItem(item=self.items[i], score=sc, prediction=pred))
+        if missing:
+            import warnings
+
+            shown = ", ".join(repr(m) for m in missing[:3]) + (f" and {len(missing) - 3} more" if len(missing) > 3 else "")
+            warnings.warn(f"batch {rec['batch_id']}: {len(missing)} item(s) no longer in this project were dropped "
+                          f"({shown}); {len(items)} item(s) remain", UserWarning, stacklevel=3)
         return Batch(round=rec["round"], strategy=rec["strategy"], model_version=rec["model_version"],
                      items=items, batch_id=rec["batch_id"])
 
     def pending(self) -> list[BatchItem]:
-        """Unanswered items of the current batch, in batch order."""
+        """Items of the current batch without an active answer in the batch's round, in batch order."""
         b = self._batch
         if b is None:
             return []
-        done = self.store.answered_ids(batch_id=b.batch_id)
+        done = self.store.answered_ids(round=b.round)  # also answers given under a batch this one superseded
         return [bi for bi in b.items if bi.item.id not in done]
 
     def next_batch(self, n: Optional[int] = None) -> Batch:
         """The open batch if it still has unanswered items (also after a restart), else a newly selected one."""
         with self._lock:
             if self._batch is None:
-                rec = self.store.open_batch()
+                rec = self.store.open_batch(annotator=self.annotator)
                 if rec is not None:
                     self._batch = self._batch_from_record(rec)
             if self._batch is not None and self.pending():
@@ -186,51 +259,81 @@ class Session:
             return self._new_batch(n or self.batch_size)
 
     def _new_batch(self, n: int) -> Batch:
-        from ..query import select
-
         pool = self.pool_indices()
         if len(pool) == 0:
             from ..errors import PoolExhaustedError
 
             raise PoolExhaustedError(0, n)
-        n = min(n, len(pool))
         model = self._model
+        chosen, scores, strategy = self._select(pool, min(n, len(pool)), model)
+        return self._save_batch(chosen, scores, strategy, model)
+
+    def _select(self, pool: np.ndarray, n: int, model: Optional[_Model]) -> tuple[np.ndarray, list, str]:
+        """Run the query strategy on ``pool`` (indices into items) with ``model``; (chosen indices, scores, name).
+
+        Cold start and every diversity step see the labelled items, so a second cold start (the batch opened
+        while the first model trains) spreads into what the first did not cover."""
+        from ..query import select
+
         labelled = self.labels()
-        lab_idx = np.array([self._index[s] for s in labelled if s in self._index], dtype=np.int64)
+        lab_idx = np.array([self._index[s] for s in labelled if s in self._index and (
+            self.multilabel or labelled[s] in self.classes)], dtype=np.int64)
         strategy = self.strategy
         if model is None:
-            # round 0: no model yet -> cold start (representative images) or random, as configured
+            # no model yet -> cold start (representative images) or random, as configured
             strategy = "random" if (self.strategy == "random" or self.config.query.cold_start == "random") else "cold_start"
-        kwargs = dict(X_pool=self.X[pool], multilabel=self.multilabel, classes=self.classes, rng=self._rng)
+        kwargs = dict(X_pool=self.X[pool], multilabel=self.multilabel, classes=self.classes, rng=self._rng,
+                      cold_start=self.config.query.cold_start)
         if model is not None:
             kwargs["proba"] = model.proba[pool]
             kwargs["model"] = model.head
+            kwargs["model_skill"] = model.skill
         if len(lab_idx):
             kwargs["X_labelled"] = self.X[lab_idx]
             if not self.multilabel:
-                y = np.array([self.classes.index(labelled[self.items[i].id]) for i in lab_idx])
-                kwargs["y_labelled"] = y
+                kwargs["y_labelled"] = np.array([self.classes.index(labelled[self.items[i].id]) for i in lab_idx])
         sel = select(strategy, n, **kwargs)
         chosen = pool[np.asarray(sel.indices, dtype=np.int64)]
         scores = [None if s is None or not np.isfinite(s) else float(s) for s in np.asarray(sel.scores, dtype=float)] \
             if sel.scores is not None else [None] * len(chosen)
-        return self._save_batch(chosen, scores, sel.strategy if hasattr(sel, "strategy") else strategy, model)
+        return chosen, scores, getattr(sel, "strategy", strategy)
 
     def _prediction(self, model: Optional[_Model], i: int) -> Optional[Prediction]:
-        if model is None:
+        if model is None or not self.show_suggestions:
             return None
         p = model.proba[i]
         order = np.argsort(-p, kind="stable")[:TOP_K]
         return Prediction(top=tuple((model.classes[j], float(p[j])) for j in order), model_version=model.version)
 
-    def _save_batch(self, idx: Sequence[int], scores: list, strategy: str, model: Optional[_Model]) -> Batch:
-        round_ = self.store.last_round() + 1
-        batch_id = f"r{round_}-{uuid.uuid4().hex[:8]}"
-        preds = [self._prediction(model, int(i)) for i in idx]
-        items = [BatchItem(item=self.items[int(i)], score=s, prediction=p) for i, s, p in zip(idx, scores, preds)]
+    def _save_batch(self, idx: Sequence[int], scores: list, strategy: str, model: Optional[_Model],
+                    round: Optional[int] = None, supersedes: Optional[str] = None, keep: Sequence[str] = (),
+                    allow_answered: bool = False) -> Batch:
+        """Hand this annotator the chosen items as a batch. The store does it in one transaction with every other
+        writer: items answered meanwhile (unless ``allow_answered``: review queue, undo) or waiting in another
+        annotator's open batch are dropped, and the round is assigned there. ``supersedes``/``keep``: a new
+        selection replacing the open batch (same ``round``), its ``keep`` items first. If another annotator took
+        every chosen item, the selection runs again on what is left."""
+        from ..errors import PoolExhaustedError
+
         version = model.version if model is not None else self.model_version
-        self.store.save_batch(batch_id, round_, strategy, version, [bi.item.id for bi in items], scores, preds)
-        self._batch = Batch(round=round_, strategy=strategy, model_version=version, items=items, batch_id=batch_id)
+        cands = [(self.items[int(i)].id, s, self._prediction(model, int(i))) for i, s in zip(idx, scores)]
+        rec = self.store.create_batch(self.annotator, strategy, version, cands, len(cands), round=round,
+                                      supersedes=supersedes, keep=keep, allow_answered=allow_answered)
+        if rec is None:
+            if supersedes is not None:
+                return self._batch  # nothing to replace the open selection with: it stays as it is
+            if allow_answered:
+                raise AlwbError(f"none of the {len(cands)} item(s) can be queued: each waits unanswered in "
+                                "another annotator's open batch")
+            tries = getattr(self, "_taken_retries", 0)
+            if tries >= 5:
+                raise PoolExhaustedError(len(self.pool_indices()), len(cands))
+            self._taken_retries = tries + 1
+            try:
+                return self._new_batch(max(1, len(cands)))  # a fresh pool without what the others took
+            finally:
+                self._taken_retries = tries
+        self._batch = self._batch_from_record(rec)
         return self._batch
 
     def enqueue(self, item_ids: Sequence[str], reason: str = "review") -> Batch:
@@ -243,8 +346,14 @@ class Session:
         idx = [self.index_of(s) for s in ids]
         with self._lock:
             model = self._model
-            b = self._save_batch(idx, [None] * len(idx), f"queue:{reason}", model)
-            self.store.record_enqueue(ids, round=b.round, reason=reason, annotator=self.annotator)
+            b = self._save_batch(idx, [None] * len(idx), f"queue:{reason}", model, allow_answered=True)
+            queued = [x.item.id for x in b.items]
+            if len(queued) < len(ids):
+                import warnings
+
+                warnings.warn(f"{len(ids) - len(queued)} of {len(ids)} item(s) were not queued: they wait "
+                              "unanswered in another annotator's open batch", UserWarning, stacklevel=2)
+            self.store.record_enqueue(queued, round=b.round, reason=reason, annotator=self.annotator)
             return b
 
     # ------------------------------------------------------------------ answers
@@ -263,11 +372,12 @@ class Session:
         """False when the guideline changed since this annotator last acknowledged it. A first-time annotator
         (nothing acknowledged yet) may answer: their first answer records the current version as read, and the
         UI shows them the guideline when it opens."""
-        ack = self.store.get_meta(self._ack_key())
+        ack = self.store.acknowledged_guideline(self.annotator)
         return ack is None or str(ack) == self.guideline_version
 
     def acknowledge_guideline(self) -> None:
-        self.store.set_meta(self._ack_key(), self.guideline_version)
+        """Record (appended, never overwritten) that this annotator read the current guideline version."""
+        self.store.acknowledge_guideline(self.annotator, self.guideline_version)
 
     def reload_guideline(self) -> bool:
         """Re-read the config; True when the guideline version changed."""
@@ -296,6 +406,9 @@ class Session:
                 raise UnknownItemError(item_id, "a batch (call next_batch() first)")
             bi = next((x for x in b.items if x.item.id == item_id), None)
             if bi is None:
+                # an item re-selected away when a newer model landed: a client that still shows it may answer it
+                bi = self._reselected_away.get((b.round, item_id))
+            if bi is None:
                 raise UnknownItemError(item_id, f"batch {b.batch_id}")
             shown = self._shown_at.pop(item_id, None)
             if answer.time_spent_s is None and shown is not None:
@@ -304,7 +417,7 @@ class Session:
             eid = self.store.record(item_id, answer, round=b.round, annotator=self.annotator, batch_id=b.batch_id,
                                     model_version=b.model_version, strategy=b.strategy, score=bi.score,
                                     prediction=pred, shown_at=shown)
-            if self.store.get_meta(self._ack_key()) is None:
+            if self.store.acknowledged_guideline(self.annotator) is None:
                 self.acknowledge_guideline()
             return eid
 
@@ -313,11 +426,17 @@ class Session:
         with self._lock:
             ev = self.store.undo(annotator=self.annotator)
             b = self._batch
-            if b is not None and ev.get("batch_id") != b.batch_id:
-                # the undone answer was from an earlier batch: bring that item back as a one-item batch
-                rest = [self.index_of(x.item.id) for x in self.pending()]
-                self._save_batch([self.index_of(ev["sample_id"])] + rest, [None] * (1 + len(rest)),
-                                 f"undo:{b.strategy}", self._model)
+            sid = ev["sample_id"]
+            if b is not None and sid in self._index and all(x.item.id != sid for x in b.items):
+                # the undone answer was from an earlier batch: the open batch is replaced (same round) by one
+                # with that item first, then the pending rest; the items answered so far stay in it
+                pend = self.pending()
+                done = {x.item.id for x in pend}
+                keep = [x.item.id for x in b.items if x.item.id not in done]
+                strategy = b.strategy if b.strategy.startswith("undo:") else f"undo:{b.strategy}"
+                self._save_batch([self._index[sid]] + [self._index[x.item.id] for x in pend],
+                                 [None] + [x.score for x in pend], strategy, self._model, round=b.round,
+                                 supersedes=b.batch_id, keep=keep, allow_answered=True)
             return ev
 
     # ------------------------------------------------------------------ model
@@ -332,8 +451,12 @@ class Session:
         return [it.id for it in self.items], m.proba, list(m.classes)
 
     def _training_data(self):
+        """(item indices, targets) of the current human labels; labels of classes no longer in the project are
+        left out (``alwb classes`` explains and maps them)."""
         labelled = self.labels()
         ids = [s for s in labelled if s in self._index and self.ok_mask[self._index[s]]]
+        if not self.multilabel:
+            ids = [s for s in ids if labelled[s] in self.classes]
         idx = np.array([self._index[s] for s in ids], dtype=np.int64)
         if self.multilabel:
             y = np.zeros((len(ids), len(self.classes)), dtype=np.int64)
@@ -364,17 +487,10 @@ class Session:
         pred = [model.classes[j] for j in model.pred[ev]]
         return float(accuracy_score(truth, pred)), len(ev)
 
-    def retrain(self) -> RoundReport:
-        """Fit a fresh head on every current label, score the whole pool, evaluate; blocking."""
-        with self._lock:
-            round_ = self._current_round()
-        self._add_training(1)
-        try:
-            report = self._retrain(round_)
-        finally:
-            self._add_training(-1)
-        self._notify(report)
-        return report
+    def retrain(self, timeout: Optional[float] = None) -> RoundReport:
+        """Fit on every current label and wait: the fit runs on the session's one worker, after any fit already
+        queued there, so a blocking retrain can never be overtaken by an older background fit."""
+        return self.retrain_async().result(timeout)
 
     def _add_training(self, delta: int) -> None:
         with self._lock:
@@ -388,55 +504,187 @@ class Session:
         for cb in list(self._listeners):
             cb(report)
 
-    def _retrain(self, round_: int) -> RoundReport:
-        t0 = time.perf_counter()
-        with self._lock:
-            idx, y = self._training_data()
-            prev = self._model
-        if len(idx) == 0:
-            raise NotFittedError("no labels yet: answer some items before retraining")
+    def _snapshot(self) -> int:
+        """A number that grows with every store event (answers, undos, enqueues) of any annotator."""
+        return int(self.store.n_events())
+
+    def _fit_head(self, idx: np.ndarray, y, prev: Optional[_Model]):
         head = self._head_factory()
+        warm = prev.head if prev is not None else None
+        params = head.get_params() if hasattr(head, "get_params") else {}
+        if warm is not None and "warm_start_from" in params:
+            head.set_params(warm_start_from=warm)
         if self.multilabel:
-            head.fit(self.X[idx], y)
-            classes = list(self.classes)
+            target = y
+            head.fit(self.X[idx], target)
         else:
-            head.fit(self.X[idx], np.array([self.classes.index(v) for v in y]))
-            classes = [self.classes[int(c)] for c in head.classes_]
-        t_fit = time.perf_counter()
+            target = np.array([self.classes.index(v) for v in y], dtype=np.int64)
+            head.fit(self.X[idx], target)
+        return head, target
+
+    def _full_proba(self, head) -> tuple[np.ndarray, list[str]]:
         proba = np.asarray(head.predict_proba(self.X), dtype=np.float32)
-        if not self.multilabel and len(classes) < len(self.classes):
+        if self.multilabel:
+            return proba, list(self.classes)
+        classes = [self.classes[int(c)] for c in head.classes_]
+        if len(classes) < len(self.classes):
             # the head only knows the classes seen so far: widen to the project's classes (zeros elsewhere)
             full = np.zeros((len(proba), len(self.classes)), dtype=np.float32)
             for j, c in enumerate(classes):
                 full[:, self.classes.index(c)] = proba[:, j]
-            proba, classes = full, list(self.classes)
+            proba = full
+        return proba, list(self.classes)
+
+    def _retrain(self, round_: int) -> RoundReport:
+        t0 = time.perf_counter()
+        with self._lock:
+            snapshot = self._snapshot()  # read before the labels: the model has seen at least this much
+            idx, y = self._training_data()
+            prev = self._model
+        if len(idx) == 0:
+            raise NotFittedError("no labels yet: answer some items before retraining")
+        if prev is not None and prev.snapshot >= snapshot and self.reports:
+            return self.reports[-1]  # nothing new since the current model: no refit, no new version
+        head, target = self._fit_head(idx, y, prev)
+        t_fit = time.perf_counter()
+        cal = Calibration()
+        if self.config_calibrate:
+            cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
+                            seed=int(self.seed), warm_from=head)
+        t_cal = time.perf_counter()
+        raw, classes = self._full_proba(head)
+        proba = apply_temperature(raw, cal.temperature, self.multilabel)
         t_score = time.perf_counter()
-        with self._lock:
-            version = max(self.model_version, prev.version if prev else 0) + 1
-        model = _Model(head, version, proba, classes, self.multilabel)
+        model = _Model(head, 0, proba, classes, self.multilabel, n_labels=len(idx), snapshot=snapshot,
+                       calibration=cal)
         acc, n_eval = self._evaluate(model)
-        stability = None
-        if prev is not None and prev.pred.shape == model.pred.shape:
-            pool = ~self.eval_mask
-            same = (prev.pred[pool] == model.pred[pool])
-            stability = float(same.all(axis=1).mean() if self.multilabel else same.mean())
         with self._lock:
+            cur = self._model
+            if cur is not None and cur.snapshot >= snapshot:
+                # a model trained on a newer snapshot already landed: this one is older, discard it
+                return self.reports[-1] if self.reports else self._report_for(cur, round_, acc, n_eval, {}, None)
+            model.version = self._record_model(model, round_)
+            stability = None
+            if cur is not None and cur.pred.shape == model.pred.shape:
+                pool = ~self.eval_mask
+                same = (cur.pred[pool] == model.pred[pool])
+                stability = float(same.all(axis=1).mean() if self.multilabel else same.mean())
             self._model = model
-            self.store.set_meta("model_version", version)
-            st = self.config.stopping
-            self._stable_rounds = self._stable_rounds + 1 if (stability is not None and stability >= st.stability) else 0
-            should_stop = self._stable_rounds >= st.patience
-            report = RoundReport(
-                round=round_, model_version=version, n_labels=len(idx),
-                labels_per_class=self.coverage(), accuracy=acc,
-                metric="micro_f1" if self.multilabel else "accuracy", n_eval=n_eval,
-                timings={"fit": t_fit - t0, "score": t_score - t_fit, "total": time.perf_counter() - t0},
-                stability=stability, should_stop=should_stop,
-                stop_reason=(f"predictions stable (>= {st.stability:.0%} unchanged) for {self._stable_rounds} "
-                             f"round(s)" if should_stop else ""))
+            n_re = self._reselect(model)
+            timings = {"fit": t_fit - t0, "calibrate": t_cal - t_fit, "score": t_score - t_cal,
+                       "total": time.perf_counter() - t0}
+            report = self._report_for(model, round_, acc, n_eval, timings, stability, reselected=n_re)
             self.reports.append(report)
-            self.store.set_meta("reports", [r.to_dict() for r in self.reports])
+            self._append_report(report)
         return report
+
+    def _report_for(self, model: _Model, round_: int, acc, n_eval: int, timings: dict, stability,
+                    reselected: int = 0) -> RoundReport:
+        st = self.config.stopping
+        if timings:
+            self._stable_rounds = self._stable_rounds + 1 if (stability is not None and stability >= st.stability) else 0
+        should_stop = self._stable_rounds >= st.patience
+        return RoundReport(
+            round=round_, model_version=model.version, n_labels=model.n_labels,
+            labels_per_class=self.coverage(), accuracy=acc,
+            metric="micro_f1" if self.multilabel else "accuracy", n_eval=n_eval, timings=timings,
+            stability=stability, should_stop=should_stop,
+            stop_reason=(f"predictions stable (>= {st.stability:.0%} unchanged) for {self._stable_rounds} "
+                         f"round(s)" if should_stop else ""),
+            cv_accuracy=model.cv_accuracy, temperature=float(model.calibration.temperature),
+            annotator=self.annotator, snapshot=model.snapshot, reselected=reselected)
+
+    @property
+    def config_calibrate(self) -> bool:
+        return bool(getattr(getattr(self.config, "ui", None), "calibrate", True))
+
+    # ------------------------------------------------------------------ model persistence
+    def _models_dir(self):
+        return self.project.dir / "models"
+
+    def _record_model(self, model: _Model, round_: int) -> int:
+        """Save the fitted head (numpy arrays, no pickle) and append a model record; returns the new version."""
+        path = None
+        state = model.head.get_state() if hasattr(model.head, "get_state") else None
+        if state is not None:
+            d = self._models_dir()
+            d.mkdir(parents=True, exist_ok=True)
+            path = d / f"model-s{model.snapshot}-{uuid.uuid4().hex[:8]}.npz"
+            arrays = {k: v for k, v in state.items() if isinstance(v, np.ndarray)}
+            meta = {k: v for k, v in state.items() if not isinstance(v, np.ndarray)}
+            tmp = path.with_suffix(".tmp.npz")
+            try:
+                np.savez(tmp, __meta__=np.array(json.dumps(meta)), **arrays)
+                tmp.replace(path)
+            except OSError:
+                tmp.unlink(missing_ok=True)
+                path = None  # the model still works in memory; reopening will refit
+        info = {"snapshot": model.snapshot, "n_labels": model.n_labels, "round": round_,
+                "annotator": self.annotator, "path": None if path is None else path.name,
+                "head": type(model.head).__name__, "dim": int(self.X.shape[1]), "classes": list(model.classes),
+                **model.calibration.to_dict()}
+        if hasattr(self.store, "append_model"):
+            return int(self.store.append_model(info))
+        version = max(self.model_version, 0) + 1  # pragma: no cover - older store
+        self.store.set_meta("model_version", version)
+        return version
+
+    def _restore_model(self) -> bool:
+        """Load the latest saved model if no store event happened since it was trained; True when restored."""
+        rec = self.store.latest_model() if hasattr(self.store, "latest_model") else None
+        if not rec or not rec.get("path") or rec.get("snapshot") != self._snapshot():
+            return False
+        if rec.get("dim") != int(self.X.shape[1]) or rec.get("classes") != list(self.classes):
+            return False
+        probe = self._head_factory()
+        if not hasattr(type(probe), "from_state"):
+            return False
+        path = self._models_dir() / rec["path"]
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                state = {k: z[k] for k in z.files if k != "__meta__"}
+                state.update(json.loads(str(z["__meta__"])))
+            head = type(probe).from_state(state)
+            raw, classes = self._full_proba(head)
+        except (OSError, ValueError, KeyError):
+            return False  # a missing or damaged file: refit instead
+        cal = Calibration(temperature=float(rec.get("temperature") or 1.0), cv_accuracy=rec.get("cv_accuracy"),
+                          n_folds=int(rec.get("n_folds") or 0), n_used=int(rec.get("n_used") or 0),
+                          ece_before=rec.get("ece_before"), ece_after=rec.get("ece_after"))
+        proba = apply_temperature(raw, cal.temperature, self.multilabel)
+        with self._lock:
+            self._model = _Model(head, int(rec["version"]), proba, classes, self.multilabel,
+                                 n_labels=int(rec.get("n_labels") or 0), snapshot=int(rec["snapshot"]),
+                                 calibration=cal)
+        return True
+
+    # ------------------------------------------------------------------ fresh selections
+    def _reselect(self, model: _Model) -> int:
+        """Select the unanswered, not yet shown rest of the open batch again with ``model`` (called under the
+        lock when it lands). Answered items and items already on screen stay; the new selection is recorded as
+        its own batch record (strategy, model version, scores) superseding the old one. Returns how many items
+        were chosen again."""
+        b = self._batch
+        if b is None or b.strategy.startswith(("queue:", "undo:")) or b.model_version >= model.version:
+            return 0
+        pend = self.pending()
+        if not pend:
+            return 0
+        pending_ids = {x.item.id for x in pend}
+        stay = [x.item.id for x in b.items if x.item.id not in pending_ids or x.item.id in self._shown_at]
+        n = len(b.items) - len(stay)
+        if n <= 0:
+            return 0
+        stay_idx = {self._index[i] for i in stay if i in self._index}
+        pool = np.array([i for i in self.pool_indices() if int(i) not in stay_idx], dtype=np.int64)
+        if len(pool) == 0:
+            return 0
+        chosen, scores, strategy = self._select(pool, min(n, len(pool)), model)
+        self._save_batch(chosen, scores, strategy, model, round=b.round, supersedes=b.batch_id, keep=stay)
+        for x in pend:
+            if x.item.id not in stay:
+                self._reselected_away[(b.round, x.item.id)] = x
+        return int(len(chosen))
 
     def retrain_async(self) -> cf.Future:
         """Retrain in the background. While one fit runs, further requests coalesce into one follow-up fit that

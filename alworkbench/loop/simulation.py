@@ -34,13 +34,26 @@ def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: O
     return Project.init(d, dataset, backbone=backbone, overwrite=True, **kw)
 
 
+MODES = ("async", "sync")
+
+
 def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, initial: int,
-            head_factory: Optional[Callable] = None) -> list[dict]:
-    """One simulated run; returns the learning curve [{n_labels, accuracy, seconds}]."""
+            head_factory: Optional[Callable] = None, mode: str = "async", pace: float = 0.0) -> list[dict]:
+    """One simulated run; returns the learning curve [{n_labels, accuracy, seconds, ...}] at each batch end.
+
+    ``mode="async"`` is the loop a person gets in the notebook: after each batch the model retrains on the session's
+    background worker while the oracle goes on answering the next batch (chosen by whatever model is current), one
+    answer every ``pace`` seconds; when a model lands, the unanswered rest of the open batch is selected again.
+    ``mode="sync"`` waits for every fit before the next batch (the idealised loop). Accuracy at each point is that
+    of a head fitted on exactly the labels answered so far (so both modes are measured the same way); each point
+    also says which model version chose the batch and how many labels that model had seen.
+    """
     from ..project import Project
     from .oracle import Oracle
     from .session import Session
 
+    if mode not in MODES:
+        raise ConfigError(f"simulate mode must be one of {', '.join(MODES)}, got {mode!r}")
     with tempfile.TemporaryDirectory(prefix="alwb-sim-") as tmp:
         proj = Project(Path(tmp), base.config)
         proj._source = base.source
@@ -48,23 +61,71 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
         s = Session(proj, annotator="oracle", embeddings=X, strategy=strategy, seed=seed,
                     head_factory=head_factory, warm_start=False)
         oracle = Oracle(s, seed=seed)
-        rounds = []
+        points: list[tuple[list[int], dict]] = []
         n = initial
         try:
             while True:
                 t0 = time.perf_counter()
-                oracle.label_batch(s.next_batch(n))
-                rep = s.retrain()
-                rounds.append({"n_labels": rep.n_labels, "accuracy": rep.accuracy,
-                               "seconds": round(time.perf_counter() - t0, 4)})
-                remaining = budget - rep.n_labels
+                batch = s.next_batch(n)
+                chooser = {"round": batch.round, "strategy": batch.strategy, "chosen_by_version": batch.model_version,
+                           "model_labels": s._model.n_labels if s._model is not None else 0}
+                while True:
+                    pend = s.pending()
+                    if not pend:
+                        break
+                    bi = pend[0]
+                    s.mark_shown(bi.item.id)
+                    if pace > 0:
+                        time.sleep(pace)
+                    s.submit(bi.item.id, oracle.answer_for(bi.item))
+                if mode == "sync":
+                    s.retrain()
+                else:
+                    s.retrain_async()
+                idx, _ = s._training_data()
+                chooser["reselected"] = s.current_batch is not None and s.current_batch.batch_id != batch.batch_id
+                points.append((idx.tolist(), {**chooser, "seconds": round(time.perf_counter() - t0, 4)}))
+                remaining = budget - len(idx)
                 if remaining <= 0 or len(s.pool_indices()) == 0:
                     break
                 n = min(batch_size, remaining)
+            s.wait()
+            fits = [r.timings.get("total") for r in s.reports if r.timings]
+            curve = []
+            factory = head_factory or s._head_factory
+            for idx, info in points:
+                curve.append({"n_labels": len(idx), "accuracy": _accuracy(s, factory, np.asarray(idx)), **info})
+            if curve:
+                curve[-1]["mean_fit_seconds"] = round(float(np.mean(fits)), 4) if fits else None
+                curve[-1]["n_models"] = len(s.reports)
         finally:
             s.close()
             proj.close()
-    return rounds
+    return curve
+
+
+def _accuracy(session, factory, idx: np.ndarray) -> Optional[float]:
+    """Held-out accuracy (micro-F1 multi-label) of a fresh head fitted on items ``idx`` with their human labels."""
+    from .session import _Model
+
+    labelled = session.labels()
+    ev = np.flatnonzero(session.eval_mask)
+    if len(ev) == 0 or len(idx) == 0:
+        return None
+    ids = [session.items[i].id for i in idx]
+    head = factory()
+    if session.multilabel:
+        Y = np.zeros((len(ids), len(session.classes)), dtype=np.int64)
+        for r, sid in enumerate(ids):
+            for t in labelled.get(sid, ()):
+                if t in session.classes:
+                    Y[r, session.classes.index(t)] = 1
+        head.fit(session.X[idx], Y)
+    else:
+        head.fit(session.X[idx], np.array([session.classes.index(labelled[sid]) for sid in ids]))
+    proba, classes = session._full_proba(head)
+    acc, _ = session._evaluate(_Model(head, 0, proba, classes, session.multilabel))
+    return acc
 
 
 def labels_to_reach(curve: list[dict], target: float) -> Optional[int]:
@@ -75,7 +136,8 @@ def labels_to_reach(curve: list[dict], target: float) -> Optional[int]:
 
 
 def summarise(results: dict, baseline: str = "random") -> dict:
-    """Mean curve per strategy and labels needed to reach the baseline's final mean accuracy."""
+    """Mean curve per strategy, labels needed to reach the baseline's final mean accuracy, the worst round against
+    the baseline, and the mean accuracy over the whole curve (area under the learning curve / rounds)."""
     out = {}
     means = {}
     for strat, by_seed in results.items():
@@ -86,7 +148,8 @@ def summarise(results: dict, baseline: str = "random") -> dict:
         means[strat] = mean
     target = means[baseline][-1]["accuracy"] if baseline in means else None
     for strat, mean in means.items():
-        entry = {"final_n_labels": mean[-1]["n_labels"], "final_accuracy": mean[-1]["accuracy"], "mean_curve": mean}
+        entry = {"final_n_labels": mean[-1]["n_labels"], "final_accuracy": mean[-1]["accuracy"], "mean_curve": mean,
+                 "mean_accuracy_over_curve": float(np.mean([r["accuracy"] for r in mean]))}
         if target is not None:
             entry["labels_to_reach_baseline_final"] = labels_to_reach(mean, target)
             base = {r["n_labels"]: r["accuracy"] for r in means[baseline]}
@@ -99,9 +162,14 @@ def summarise(results: dict, baseline: str = "random") -> dict:
 def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), budget: int = 200,
              batch_size: int = 20, initial: int = 20, seeds: Sequence[int] = (0, 1, 2),
              backbone: Optional[str] = None, limit: Optional[int] = None, workdir: Optional[str | Path] = None,
-             head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None) -> dict:
+             head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None,
+             mode: str = "async", pace: float = 0.0, compare_sync: bool = False) -> dict:
     """Compare strategies with a simulated oracle. Returns a JSON-ready dict:
-    ``results[strategy][seed] = [{"n_labels", "accuracy"}, ...]`` plus ``ingest`` and ``summary``."""
+    ``results[strategy][seed] = [{"n_labels", "accuracy", ...}, ...]`` plus ``ingest`` and ``summary``.
+
+    ``mode="async"`` (default) drives the loop a person gets (background retrains, one answer per ``pace``
+    seconds, stale-batch re-selection); ``compare_sync=True`` also runs the synchronous loop and reports it beside
+    (``results_sync``, ``summary_sync``)."""
     from ..query import available_strategies
 
     if budget < initial:
@@ -126,16 +194,21 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
     pool_size = int((~base.eval_mask()).sum())
     if pool_size < budget:
         raise ConfigError(f"--budget {budget} is larger than the pool ({pool_size} items outside the held-out split)")
-    results: dict = {}
-    for strat in strategies:
-        results[strat] = {}
-        for seed in seeds:
-            t1 = time.perf_counter()
-            curve = run_one(base, X, strat, int(seed), budget, batch_size, initial)
-            results[strat][str(seed)] = curve
-            if log:
-                log(f"{strat:>18s} seed {seed}: {curve[-1]['n_labels']} labels -> "
-                    f"{curve[-1]['accuracy']:.4f} ({time.perf_counter() - t1:.1f} s)")
+    modes = [mode] + (["sync"] if compare_sync and mode != "sync" else [])
+    all_results: dict = {}
+    for m in modes:
+        results: dict = {}
+        for strat in strategies:
+            results[strat] = {}
+            for seed in seeds:
+                t1 = time.perf_counter()
+                curve = run_one(base, X, strat, int(seed), budget, batch_size, initial, mode=m, pace=pace)
+                results[strat][str(seed)] = curve
+                if log:
+                    log(f"[{m}] {strat:>16s} seed {seed}: {curve[-1]['n_labels']} labels -> "
+                        f"{curve[-1]['accuracy']:.4f} ({time.perf_counter() - t1:.1f} s)")
+        all_results[m] = results
+    results = all_results[mode]
     report = src.report
     return {
         "dataset": dataset, "backbone": base.config.backbone.name, "head": base.config.head.kind,
@@ -144,8 +217,11 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         "ingest": {"n_images": report.n_images,
                    "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
                    "duplicates": [{"path": d.path, "duplicate_of": d.duplicate_of} for d in report.duplicates]},
+        "mode": mode, "pace_seconds_per_answer": pace,
         "results": results,
         "summary": summarise(results),
+        **({"results_sync": all_results["sync"], "summary_sync": summarise(all_results["sync"])}
+           if "sync" in all_results and mode != "sync" else {}),
     }
 
 

@@ -33,11 +33,20 @@ __all__ = [
 # early rounds and never below random. On PCA-50 pixel features (bench/choose_default.py) the two tie (520 vs 520
 # with the torch head). Round 0 (no model) uses cold_start automatically.
 # Multi-label: the analogue of margin (the tag nearest its 0.5 threshold decides); not measured.
-DEFAULT_STRATEGY = "diverse_margin"
+DEFAULT_STRATEGY = "adaptive"
 DEFAULT_MULTILABEL_STRATEGY = "ml_min_confidence"
 
 # Pools larger than these are subsampled (with the caller's rng) for the geometric strategies.
 COLD_START_MAX_FIT = 10_000
+TYPI_MAX_CLUSTERS = 300
+# adaptive: the share of a batch chosen by uncertainty ramps from 0 to 1 as the model's chance-corrected
+# cross-validated accuracy (kappa = (acc - 1/k) / (1 - 1/k)) goes from SKILL_LOW to SKILL_HIGH; below it the batch is
+# chosen for coverage (TypiClust seeded with the labelled set). Chosen on validation runs (bench/choose_default.py).
+SKILL_LOW = 0.3
+SKILL_HIGH = 0.6
+# what the weak-model share of an adaptive batch is: "random" (measured: typicality seeded with the labelled set lost
+# to random after ~3 items per class on the real colour set, see bench/bench_small_sets.py) or "typical"
+ADAPTIVE_WEAK = "random"
 CORESET_MAX_POOL = 20_000
 CORESET_MAX_LABELLED = 20_000
 DIVERSE_BETA = 10
@@ -147,18 +156,75 @@ def _fit_kmeans(km, X: np.ndarray) -> np.ndarray:
         return km.fit_predict(X)
 
 
+def typical_with_labelled(X: np.ndarray, n: int, X_labelled: np.ndarray, rng: np.random.Generator,
+                          max_fit: int = COLD_START_MAX_FIT, k: int = TYPICALITY_K,
+                          max_clusters: int = TYPI_MAX_CLUSTERS) -> tuple[np.ndarray, dict]:
+    """TypiClust with a labelled set (Hacohen et al. 2022, their Algorithm 1): k-means on pool + labelled items
+    with ``len(labelled) + n`` clusters (capped), then clusters with the fewest labelled members first (largest
+    first among equals), and in each the most typical unlabelled item. So a second cold start spreads into what
+    the first did not cover instead of landing next to it.
+    """
+    from sklearn.cluster import KMeans
+
+    n_total = X.shape[0]
+    sub = _subsample(n_total, max(max_fit, n), rng)
+    Xs = np.asarray(X[sub], dtype=np.float32)
+    XL = np.asarray(X_labelled, dtype=np.float32)
+    if len(XL) > max_fit:
+        XL = XL[_subsample(len(XL), max_fit, rng)]
+    n_clusters = int(min(len(Xs), max(n, min(len(XL) + n, max_clusters))))
+    km = KMeans(n_clusters=n_clusters, n_init=1, random_state=_seed_from(rng), max_iter=30)
+    labels = _fit_kmeans(km, np.concatenate([Xs, XL]).astype(np.float64))
+    lab_pool, lab_l = labels[:len(Xs)], labels[len(Xs):]
+    covered = np.bincount(lab_l, minlength=n_clusters)
+    size = np.bincount(lab_pool, minlength=n_clusters)
+    order = np.lexsort((-size, covered))  # fewest labelled first, then largest
+    order = order[size[order] > 0]
+    ranked: dict[int, list[int]] = {}
+    for c in order:
+        members = np.flatnonzero(lab_pool == c)
+        pts = Xs[members]
+        kk = min(k, members.size - 1)
+        if kk < 1:
+            ranked[int(c)] = members.tolist()
+            continue
+        d = np.sqrt(_sq_dists(pts, pts))
+        mean_knn = np.partition(d, kk, axis=1)[:, 1:kk + 1].mean(axis=1)
+        ranked[int(c)] = members[np.argsort(mean_knn, kind="stable")].tolist()
+    picked: list[int] = []
+    depth = 0
+    while len(picked) < n and any(len(v) > depth for v in ranked.values()):
+        for c in order:
+            lst = ranked[int(c)]
+            if depth < len(lst):
+                picked.append(int(sub[lst[depth]]))
+                if len(picked) == n:
+                    break
+        depth += 1
+    idx = np.asarray(picked, dtype=np.int64)
+    if idx.size < n:
+        rest = np.setdiff1d(np.arange(n_total), idx)
+        idx = np.concatenate([idx, rng.choice(rest, size=n - idx.size, replace=False)])
+    return idx, {"mode": "typical", "n_fit": int(sub.size), "n_clusters": n_clusters,
+                 "n_labelled_used": int(len(XL)), "uncovered_clusters": int((covered == 0).sum())}
+
+
 def cold_start_indices(X: np.ndarray, n: int, rng: np.random.Generator, mode: str = "typical",
-                       max_fit: int = COLD_START_MAX_FIT, k: int = TYPICALITY_K) -> tuple[np.ndarray, dict]:
+                       max_fit: int = COLD_START_MAX_FIT, k: int = TYPICALITY_K,
+                       X_labelled: Optional[np.ndarray] = None) -> tuple[np.ndarray, dict]:
     """Representative items for round 0, before any model exists.
 
     ``typical`` (TypiClust, Hacohen et al. 2022): k-means with ``n`` clusters, then in each cluster the item of
     highest typicality, i.e. the smallest mean distance to its ``k`` nearest neighbours in the cluster; the
     clusters are visited largest first. ``centroid``: the item nearest each cluster centre. ``random``: uniform.
-    Pools above ``max_fit`` items are subsampled first (uniformly, with ``rng``).
+    Pools above ``max_fit`` items are subsampled first (uniformly, with ``rng``). With ``X_labelled`` (items already
+    labelled), ``typical`` takes them into account (:func:`typical_with_labelled`).
     """
     n_total = X.shape[0]
     if mode == "random":
         return np.sort(rng.choice(n_total, size=n, replace=False)), {"mode": "random"}
+    if mode == "typical" and X_labelled is not None and len(X_labelled):
+        return typical_with_labelled(X, n, X_labelled, rng, max_fit=max_fit, k=k)
     if mode not in COLD_STARTS:
         raise ConfigError(f"config key 'query.cold_start' is {mode!r}; allowed: {', '.join(COLD_STARTS)}")
     from sklearn.cluster import KMeans
@@ -238,7 +304,7 @@ def _cold_start(ctx: _Ctx, n: int, name: str, requested: Optional[str] = None) -
         if mode != "random":
             det["reason"] = "no X_pool to cluster"
     else:
-        idx, det = cold_start_indices(ctx.features("cold_start"), n, ctx.rng, mode=mode)
+        idx, det = cold_start_indices(ctx.features("cold_start"), n, ctx.rng, mode=mode, X_labelled=ctx.X_labelled)
     if requested is not None:
         det["requested"] = requested
         det["reason"] = det.get("reason", "no model yet")
@@ -343,6 +409,54 @@ def _class_balanced(ctx: _Ctx, n: int, name: str) -> Selection:
                      {"score": "margin*rarity", "class_weights": [round(float(v), 4) for v in w]})
 
 
+def _adaptive(ctx: _Ctx, n: int, name: str) -> Selection:
+    """Coverage while the model is weak, uncertainty once it is good, decided by a measured signal.
+
+    The signal is ``model_skill`` (passed by the session): the head's out-of-fold accuracy on the human labels,
+    chance-corrected. Low-budget active learning loses to random when a weak model picks by uncertainty (Hacohen et
+    al. 2022, TypiClust; Yehuda et al. 2022, ProbCover); typicality/coverage wins there. A share
+    ``u = clip((skill - SKILL_LOW) / (SKILL_HIGH - SKILL_LOW), 0, 1)`` of the batch goes to diverse margin, the rest
+    to TypiClust seeded with the labelled set (and with the uncertainty picks, so the two halves do not overlap).
+    """
+    if not ctx.has_model():
+        return _cold_start(ctx, n, "cold_start", requested=name)
+    skill = ctx.options.get("model_skill")
+    lo = float(ctx.options.get("skill_low", SKILL_LOW))
+    hi = float(ctx.options.get("skill_high", SKILL_HIGH))
+    u = 0.0 if skill is None else float(np.clip((float(skill) - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
+    n_unc = int(round(u * n))
+    details = {"model_skill": None if skill is None else round(float(skill), 4), "uncertain_share": round(u, 4),
+               "n_uncertain": n_unc, "n_coverage": n - n_unc}
+    parts_idx, parts_sc = [], []
+    if n_unc > 0:
+        sel = _diverse("margin")(ctx, n_unc, "diverse_margin")
+        parts_idx.append(sel.indices)
+        parts_sc.append(sel.scores)
+    if n - n_unc > 0 and ctx.options.get("weak", ADAPTIVE_WEAK) == "random":
+        taken = np.concatenate(parts_idx) if parts_idx else np.empty(0, dtype=np.int64)
+        free = np.setdiff1d(np.arange(ctx.n_pool), taken)
+        idx = np.sort(ctx.rng.choice(free.size, size=n - n_unc, replace=False))
+        details["coverage"] = {"mode": "random"}
+        parts_idx.append(free[idx])
+        parts_sc.append(np.full(idx.size, np.nan))
+    elif n - n_unc > 0:
+        X = ctx.features(name)
+        taken = np.concatenate(parts_idx) if parts_idx else np.empty(0, dtype=np.int64)
+        free = np.setdiff1d(np.arange(ctx.n_pool), taken)
+        XL = ctx.X_labelled
+        extra = X[taken] if taken.size else None
+        if extra is not None:
+            XL = extra if XL is None or not len(XL) else np.concatenate([np.asarray(XL), extra])
+        if XL is not None and len(XL):
+            idx, det = typical_with_labelled(X[free], n - n_unc, XL, ctx.rng)
+        else:
+            idx, det = cold_start_indices(X[free], n - n_unc, ctx.rng)
+        details["coverage"] = det
+        parts_idx.append(free[idx])
+        parts_sc.append(np.full(idx.size, np.nan))
+    return Selection(np.concatenate(parts_idx).astype(np.int64), np.concatenate(parts_sc), name, details)
+
+
 # name -> (function, supports single-label, supports multi-label)
 STRATEGIES: dict[str, tuple[Callable[..., Selection], bool, bool]] = {
     "random": (_random, True, True),
@@ -350,6 +464,7 @@ STRATEGIES: dict[str, tuple[Callable[..., Selection], bool, bool]] = {
     "margin": (_uncertainty("margin"), True, False),
     "entropy": (_uncertainty("entropy"), True, False),
     "diverse_margin": (_diverse("margin"), True, False),
+    "adaptive": (_adaptive, True, False),
     "class_balanced": (_class_balanced, True, False),
     "ml_min_confidence": (_uncertainty("ml_min_confidence"), False, True),
     "ml_avg_confidence": (_uncertainty("ml_avg_confidence"), False, True),

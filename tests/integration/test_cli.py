@@ -109,11 +109,12 @@ def test_simulate_on_a_folder_tree_reports_skips(messy, tmp_path):
 
 
 def test_interactive_terminal_labelling(tmp_path):
-    """`alwb label` without --oracle reads answers from the terminal: number or name, s, f <note>, u (undo), q."""
+    """`alwb label` without --oracle reads answers from the terminal: a name or #N (digits' class names are
+    numbers, so a bare number is the name), :skip, :flag <note>, :undo, :quit."""
     proj = tmp_path / "p"
     alwb("init", proj, "--images", "digits", "--batch-size", 5, "--limit", 60)
     r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "label", str(proj), "--annotator", "tty"],
-                       input="3\ns\nf 1 or 7?\nu\n9\nbogus\nq\n", capture_output=True, text=True, timeout=300)
+                       input="#3\n:skip\n:flag 1 or 7?\n:undo\n8\nbogus\n:quit\n", capture_output=True, text=True, timeout=300)
     assert r.returncode == 0, r.stderr
     assert "undone" in r.stdout and "bogus" in r.stdout  # the unknown class is explained, not fatal
     from alworkbench.labels import LabelStore
@@ -121,6 +122,6 @@ def test_interactive_terminal_labelling(tmp_path):
     with LabelStore(proj / "labels.sqlite") as st:
         active = st.active_answers()
         kinds = sorted((e["kind"], e["value"]) for e in active.values())
-        assert kinds == [("label", "2"), ("label", "8"), ("skip", None)]  # numbers are 1-based: "3" -> "2"
+        assert kinds == [("label", "2"), ("label", "8"), ("skip", None)]  # "#3" is the 3rd class, "2"
         assert all(e["annotator"] == "tty" for e in active.values())
         assert [e["kind"] for e in st.events()][-1] == "label" and any(e["kind"] == "undo" for e in st.events())
