@@ -35,7 +35,17 @@ def pytest_runtest_logreport(report):
             _unexpected_skips.append(f"{report.nodeid}: {reason}")
 
 
+def pytest_collectreport(report):
+    # a module-level ``pytest.importorskip`` / ``pytest.skip(allow_module_level=True)`` skips at collection: it never
+    # reaches pytest_runtest_logreport, so it is checked here
+    if report.skipped and os.environ.get("ALWB_CI"):
+        reason = str(report.longrepr[-1]) if isinstance(report.longrepr, tuple) else str(report.longrepr)
+        if not any(x in reason for x in _EXPECTED_SKIPS):
+            _unexpected_skips.append(f"{report.nodeid} (whole module, at collection): {reason}")
+
+
 def pytest_sessionfinish(session, exitstatus):
-    if _unexpected_skips and exitstatus == 0:
+    # exit status 5: nothing ran because everything was skipped at collection
+    if _unexpected_skips and exitstatus in (0, 5):
         print("\nALWB_CI: tests were skipped; in CI that is a failure:", *_unexpected_skips, sep="\n  ")
         session.exitstatus = 1

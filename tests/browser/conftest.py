@@ -58,14 +58,40 @@ class Lab:
             self.api(f"/api/sessions/{s['id']}", method="DELETE")
 
     def kernel_pids(self) -> list[int]:
-        """PIDs of this server's kernel processes (children whose command line names a kernel connection file)."""
-        out = subprocess.run(["ps", "-o", "pid=,ppid=,args=", "-e"], capture_output=True, text=True).stdout
-        pids = []
-        for line in out.splitlines():
-            parts = line.split(None, 2)
-            if len(parts) == 3 and int(parts[1]) == self.proc.pid and "ipykernel" in parts[2]:
-                pids.append(int(parts[0]))
-        return pids
+        """PIDs of this server's kernel processes: its children whose full command line (from /proc, or psutil
+        where there is no /proc; never `ps` text, which is cut at 80 columns) runs ipykernel."""
+        return [pid for pid, argv in _children(self.proc.pid) if any("ipykernel" in arg for arg in argv)]
+
+
+def _children(ppid: int) -> list[tuple[int, list[str]]]:
+    """``(pid, argv)`` of the live children of ``ppid``."""
+    if not os.path.isdir("/proc/self"):
+        import psutil
+
+        out = []
+        for child in psutil.Process(ppid).children():
+            try:
+                out.append((child.pid, child.cmdline()))
+            except psutil.Error:
+                pass
+        return out
+    out = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as fh:
+                stat = fh.read()
+            # the command name (in parentheses) may contain spaces: fields after the last ")" are fixed
+            fields = stat[stat.rindex(b")") + 2:].split()
+            if fields[0] == b"Z" or int(fields[1]) != ppid:  # zombie (killed, not reaped yet) or not a child
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as fh:
+                argv = [os.fsdecode(a) for a in fh.read().split(b"\0") if a]
+        except (OSError, ValueError, IndexError):
+            continue  # exited meanwhile
+        out.append((int(entry), argv))
+    return out
 
 
 def start_lab(home: Path, root: Path) -> Lab:

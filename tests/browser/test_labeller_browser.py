@@ -101,6 +101,15 @@ def store_events(project_dir: Path):
         return st.events(), st.active_answers()
 
 
+def settle(page):
+    """Wait until everything a key press could have caused has happened: the page's handlers ran (one animation
+    frame), and a kernel round trip completed (the kernel handles messages in order, and a request is done only
+    after its idle status, which comes after every message the kernel sent while handling earlier ones)."""
+    assert page.evaluate("""() => window.jupyterapp.shell.currentWidget.sessionContext.session.kernel
+        .requestExecute({code: 'pass', silent: true}).done
+        .then(() => new Promise(r => requestAnimationFrame(() => requestAnimationFrame(() => r(true)))))""")
+
+
 def assert_clean(page):
     assert page.locator(".jupyter-widgets-error-widget").count() == 0, "a widget error box is shown"
     assert not page.alwb_errors, page.alwb_errors
@@ -185,7 +194,7 @@ def test_single_label_clicks_keys_undo_skip_flag_accept(lab, page, artifacts):
     f_id, f_seq = current(page)
     page.locator(".jp-Notebook .jp-Cell .jp-InputArea-editor").first.click()   # focus a code cell editor
     page.keyboard.press("2")
-    page.wait_for_timeout(300)
+    settle(page)
     assert current(page) == (f_id, f_seq), "the widget reacted to a key typed into a code cell"
     page.keyboard.press("Backspace")
     assert_clean(page)
@@ -270,7 +279,7 @@ def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
     expected[b] = ("tags", ["odd"])
     c, seq = current(page)
     page.keyboard.press("Enter")   # nothing selected on the new image: must not submit anything
-    page.wait_for_timeout(300)
+    settle(page)
     assert current(page) == (c, seq)
     press(page, "s")
     expected[c] = ("skip", None)

@@ -111,18 +111,32 @@ def test_resume_open_batch_after_restart(tmp_path, X):
 
 
 def test_retrain_in_background_while_answering(proj, X):
-    s = proj.session(embeddings=X)
+    # the fit is provably in progress (the head has entered fit() and waits on a gate) while the next batch is
+    # fetched and answered in another thread: that work finishes before the gate opens, so it never waited
+    entered, gate = threading.Event(), threading.Event()
+    s = proj.session(embeddings=X, head_factory=lambda: _GatedHead(gate, entered))
     o = Oracle(s)
     o.label_batch(s.next_batch())
     assert s.predict_proba_all() is None  # no model before the first retrain
-    started = threading.Event()
-    s.on_report(lambda r: started.set())
+    reported = threading.Event()
+    s.on_report(lambda r: reported.set())
     fut = s.retrain_async()
-    b = s.next_batch()  # never blocked by the fit
-    for bi in b.items:
-        s.submit(bi.item.id, o.answer_for(bi.item))
+    assert entered.wait(timeout=60), "the fit never started"
+
+    def answer_next_batch():
+        b = s.next_batch()
+        for bi in b.items:
+            s.submit(bi.item.id, o.answer_for(bi.item))
+
+    worker = threading.Thread(target=answer_next_batch)
+    worker.start()
+    worker.join(timeout=60)
+    assert not worker.is_alive(), "next_batch/submit waited for the fit"
+    assert not fut.done() and s.is_training and not gate.is_set()  # the fit was still running throughout
+    assert len(proj.store.labels()) == 20
+    gate.set()
     rep = fut.result(timeout=60)
-    assert started.is_set() and rep.model_version >= 1
+    assert reported.wait(timeout=60) and rep.model_version >= 1
     assert s.retrain().n_labels == 20
     assert not s.is_training
     s.close()
@@ -227,21 +241,28 @@ def test_report_round_is_the_finished_batch_and_listeners_see_idle(proj, X):
     s.close()
 
 
-def test_simulate_is_the_function():
+def test_simulate_runs_rounds_and_learns():
     from alworkbench.loop import simulate
 
-    assert callable(simulate) and simulate.__name__ == "simulate"
+    r = simulate("digits", strategies=("random",), budget=30, batch_size=10, initial=10, seeds=(0,),
+                 backbone="pixels", limit=300, progress=False)
+    (curve,) = r["results"]["random"].values()
+    assert [p["n_labels"] for p in curve] == [10, 20, 30]
+    assert all(0.0 <= p["accuracy"] <= 1.0 for p in curve)
+    assert curve[-1]["accuracy"] > 0.3  # 10 classes: chance is 0.1
 
 
 class _GatedHead:
     """A real scikit-learn head whose fit waits on an Event, so the test controls when training ends."""
 
-    def __init__(self, gate):
+    def __init__(self, gate, entered=None):
         from sklearn.linear_model import LogisticRegression
 
-        self.gate, self.inner = gate, LogisticRegression(max_iter=300)
+        self.gate, self.entered, self.inner = gate, entered, LogisticRegression(max_iter=300)
 
     def fit(self, X, y):
+        if self.entered is not None:
+            self.entered.set()
         if not self.gate.wait(timeout=60):
             raise TimeoutError("gate never opened")
         self.inner.fit(X, y)
