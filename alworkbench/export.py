@@ -6,8 +6,9 @@ Output rules (every exporter):
 * Nothing outside ``out`` is written, and nothing is deleted that an alworkbench export did not write there.
 * ``out`` may not be the project folder, a folder containing it, its ``cache/`` or ``fiftyone/`` folders, or the
   image source's folder (or one containing it): an export there could destroy the labels or the images.
-* A non-empty ``out`` is refused unless ``overwrite=True`` (``--overwrite``); then the files a previous
-  alworkbench export listed in ``out/.alwb-export.json`` are replaced and every other file is kept.
+* A non-empty ``out`` is refused unless ``overwrite=True`` (``--overwrite``; implied under ``DIR/exports/``,
+  which holds only exports); then the files this project's previous export to ``out`` wrote (listed in
+  ``DIR/.alwb-exports.json``, not in ``out``) are replaced and every other file is kept.
 * The export is built in a temporary folder next to ``out`` and moved into place at the end, so a failed
   export leaves ``out`` as it was.
 * Class names and item ids become folder and file names only through :mod:`alworkbench.names`; CSV cells go
@@ -28,7 +29,8 @@ from .errors import AlwbError
 from .names import csv_row, inside, safe_join, unique_components
 
 FORMATS = ("csv", "folders")
-MANIFEST = ".alwb-export.json"
+#: per project: export folder -> the files the last export wrote there (what --overwrite may replace)
+EXPORTS_RECORD = ".alwb-exports.json"
 
 
 def _real(p) -> Path:
@@ -59,6 +61,8 @@ def check_out(project, out, overwrite: bool = False) -> Path:
     for sub in ("cache", "fiftyone", "labels.sqlite", "alwb.yaml"):
         if inside(real, pdir / sub):
             raise AlwbError(f"--out {out} is inside the project's {sub}: {hint}")
+    if inside(real, pdir / "exports"):
+        overwrite = True  # DIR/exports/ holds only alworkbench's exports
     root = _source_root(project)
     if root is not None and (real == root or inside(root, real)):
         raise AlwbError(f"--out {out} is or contains the image folder {root}: {hint}")
@@ -96,9 +100,8 @@ def staged_export(project, out, overwrite: bool, write: Callable[[Path], dict], 
     try:
         res = write(tmp)
         files = _files_under(tmp)
-        (tmp / MANIFEST).write_text(json.dumps({"tool": "alworkbench", "format": fmt, "project": str(project.dir),
-                                                "files": files}, indent=1, ensure_ascii=False), encoding="utf-8")
-        _commit(tmp, out)
+        _commit(tmp, out, _previous_files(project, out))
+        _remember(project, out, fmt, files)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)  # our own temporary folder only
@@ -106,15 +109,37 @@ def staged_export(project, out, overwrite: bool, write: Callable[[Path], dict], 
     return res
 
 
-def _previous_files(out: Path) -> list[str]:
+def _record(project) -> dict:
     try:
-        data = json.loads((out / MANIFEST).read_text(encoding="utf-8"))
-        return [str(f) for f in data.get("files", []) if isinstance(f, str)]
-    except (OSError, ValueError, AttributeError):
-        return []
+        data = json.loads((Path(project.dir) / EXPORTS_RECORD).read_text(encoding="utf-8"))
+        return data if isinstance(data, dict) else {}
+    except (OSError, ValueError):
+        return {}
 
 
-def _commit(tmp: Path, out: Path) -> None:
+def _previous_files(project, out: Path) -> list[str]:
+    entry = _record(project).get(str(_real(out)), {})
+    files = entry.get("files", []) if isinstance(entry, dict) else []
+    return [str(f) for f in files if isinstance(f, str)]
+
+
+def _remember(project, out: Path, fmt: str, files: list[str]) -> None:
+    import time
+
+    data = _record(project)
+    data[str(_real(out))] = {"format": fmt, "files": files, "at": time.time()}
+    target = Path(project.dir) / EXPORTS_RECORD
+    fd, tmp = tempfile.mkstemp(prefix=f".{EXPORTS_RECORD}.", suffix=".tmp", dir=project.dir)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            json.dump(data, f, indent=1, ensure_ascii=False)
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _commit(tmp: Path, out: Path, previous: list[str]) -> None:
     if out.is_dir() and not any(os.scandir(out)):
         out.rmdir()
     if not out.exists():
@@ -122,9 +147,9 @@ def _commit(tmp: Path, out: Path) -> None:
         return
     # --overwrite into a non-empty folder: drop what the previous export wrote, keep everything else
     emptied: set[Path] = set()
-    for rel in _previous_files(out):
+    for rel in previous:
         p = out / rel
-        if inside(p.parent, out) and (p.is_file() or p.is_symlink()) and p.name != MANIFEST:
+        if inside(p.parent, out) and (p.is_file() or p.is_symlink()):
             p.unlink()
             emptied.update(q for q in p.parents if q != out and inside(q, out))
     for d in sorted(emptied, key=lambda q: len(q.parts), reverse=True):

@@ -77,8 +77,8 @@ def test_bad_config_value_is_one_line(tmp_path):
     cfg = (tmp_path / "p" / "alwb.yaml").read_text().replace("kind: linear", "kind: forest")
     (tmp_path / "p" / "alwb.yaml").write_text(cfg)
     r = alwb("status", tmp_path / "p", check=False)
-    assert r.returncode == 2 and r.stderr.strip() == (
-        "alwb: error: config key 'head.kind' is 'forest'; allowed: linear, mlp")
+    assert r.returncode == 2 and r.stderr.strip() == (  # names the file, then the key
+        f"alwb: error: {tmp_path / 'p' / 'alwb.yaml'}: config key 'head.kind' is 'forest'; allowed: linear, mlp")
 
 
 def test_simulate_digits_beats_random_json_shape(tmp_path):

@@ -98,7 +98,7 @@ def test_finding1_overwrite_replaces_only_the_previous_export(tmp_path):
     proj = make_project(tmp_path)
     out = tmp_path / "out"
     export(proj, out, "folders")
-    assert (out / ".alwb-export.json").is_file()
+    assert sorted(p.name for p in out.iterdir()) == ["cat", "dog"]  # nothing but the export in out
     (out / "notes.txt").write_text("mine")
     (out / "cat" / "mine.png").write_bytes(b"x")
     # every item relabelled: the second export must not leave stale copies in the old class folders
