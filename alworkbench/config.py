@@ -75,6 +75,12 @@ class GuidelineConfig:
 
 
 @dataclass
+class UIConfig:
+    show_suggestions: bool = True  # false: the labeller shows no predictions (teams that fear anchoring)
+    calibrate: bool = True  # temperature-scale the shown confidences on out-of-fold predictions
+
+
+@dataclass
 class ProjectConfig:
     name: str = "project"
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -86,6 +92,7 @@ class ProjectConfig:
     evaluation: EvaluationConfig = field(default_factory=EvaluationConfig)
     stopping: StoppingConfig = field(default_factory=StoppingConfig)
     guideline: GuidelineConfig = field(default_factory=GuidelineConfig)
+    ui: UIConfig = field(default_factory=UIConfig)
     annotator: str = "anonymous"
 
     @property
@@ -112,6 +119,7 @@ class ProjectConfig:
 _SECTIONS = {
     "source": SourceConfig, "backbone": BackboneConfig, "head": HeadConfig, "query": QueryConfig,
     "evaluation": EvaluationConfig, "stopping": StoppingConfig, "guideline": GuidelineConfig,
+    "ui": UIConfig,
 }
 
 
@@ -130,7 +138,10 @@ def _coerce(key: str, value: Any, default: Any, annotation: str) -> Any:
             return None
         raise ConfigError(f"config key '{key}' must not be empty")
     base = annotation.replace("Optional[", "").rstrip("]")
-    if base == "int":
+    if base == "bool":
+        if not isinstance(value, bool):
+            raise ConfigError(f"config key '{key}' must be true or false, got {value!r}")
+    elif base == "int":
         if isinstance(value, bool) or not isinstance(value, int):
             raise ConfigError(f"config key '{key}' must be an integer, got {value!r}")
         lo, hi = SEED_RANGE if key.endswith(".seed") else (-MAX_INT, MAX_INT)

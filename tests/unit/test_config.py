@@ -83,3 +83,25 @@ def test_source_shorthand_strings():
     assert config_from_dict({"source": "digits", "classes": ["a", "b"]}).source.dataset == "digits"
     assert config_from_dict({"source": "m.CSV", "tags": ["a"]}).source.kind == "csv"
     assert config_from_dict({"source": "imgs/", "classes": ["a", "b"]}).source.kind == "folder"
+
+
+def test_ui_section_defaults_roundtrip_and_validation(tmp_path):
+    cfg = config_from_dict({"source": "digits", "classes": ["a", "b"]})
+    assert cfg.ui.show_suggestions is True and cfg.ui.calibrate is True
+    cfg = config_from_dict({"source": "digits", "classes": ["a", "b"],
+                            "ui": {"show_suggestions": False, "calibrate": False}})
+    assert cfg.ui.show_suggestions is False and cfg.ui.calibrate is False
+    cfg.save(tmp_path / "alwb.yaml")
+    assert "show_suggestions: false" in (tmp_path / "alwb.yaml").read_text()
+    again = load_config(tmp_path)
+    assert again == cfg and again.ui.show_suggestions is False
+    assert config_from_dict({"source": "digits", "classes": ["a", "b"], "ui": None}).ui.show_suggestions is True
+    for raw, needle in (({"show_suggestions": "no"}, "'ui.show_suggestions' must be true or false"),
+                        ({"calibrate": 1}, "'ui.calibrate' must be true or false"),
+                        ({"show_suggestion": False}, "unknown config key 'ui.show_suggestion' (did you mean "
+                                                     "'show_suggestions'?)")):
+        with pytest.raises(ConfigError) as e:
+            config_from_dict({"source": "digits", "classes": ["a", "b"], "ui": raw})
+        assert needle in str(e.value) and "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="'ui' must be a mapping"):
+        config_from_dict({"source": "digits", "classes": ["a", "b"], "ui": [1]})
