@@ -87,6 +87,23 @@ function render({ model, el }) {
   el.appendChild(root);
 
   function isMulti() { return model.get("mode") === "multi"; }
+  function suggestionsOn() { return (model.get("progress") || {}).show_suggestions !== false; }
+  function pct(x) { return Math.round(100 * x) + "%"; }
+  // the same words as the round summary (render.model_line), so the two can be matched
+  function modelLine(m) {
+    let t = "model v" + m.version + " \u00b7 trained on " + m.n_labels + " labels";
+    if (m.cv_accuracy === null || m.cv_accuracy === undefined) return t + " \u00b7 not cross-validated yet";
+    return t + " \u00b7 cross-validated " + (m.cv_metric || "accuracy") + " " + pct(m.cv_accuracy);
+  }
+  function trustLine(m) {
+    if (!m) return "model suggests (a accepts):";
+    let t = "model v" + m.version;
+    if (m.cv_accuracy === null || m.cv_accuracy === undefined) t += " (not cross-validated yet)";
+    else if ((m.cv_metric || "accuracy") === "accuracy") t += ", " + pct(m.cv_accuracy) + " accurate in cross-validation";
+    else t += ", " + m.cv_metric + " " + pct(m.cv_accuracy) + " in cross-validation";
+    return t + " \u2014 suggests (a accepts):";
+  }
+  const SUGGESTIONS_OFF = "suggestions are turned off for this project (ui.show_suggestions: false): pick the class yourself";
   function choices() { return model.get("choices") || []; }
 
   function say(text, kind) {
@@ -124,10 +141,12 @@ function render({ model, el }) {
     return true;
   }
 
-  function answer(a) {
+  function answer(a, via) {
     if (inflight !== null || !canAnswer()) return;
     const spent = (performance.now() - shownAt) / 1000;
-    send({ type: "answer", item_id: currentId, answer: a, time_spent_s: spent });
+    const msg = { type: "answer", item_id: currentId, answer: a, time_spent_s: spent };
+    if (via) msg.via = via;
+    send(msg);
   }
 
   function chooseLabel(name) { answer({ kind: "label", label: name }); }
@@ -143,6 +162,7 @@ function render({ model, el }) {
 
   function acceptSuggestion() {
     const it = model.get("item") || {};
+    if (it.suggestions === false || !suggestionsOn()) { say(SUGGESTIONS_OFF, "warn"); return; }
     const pred = it.prediction || [];
     if (!pred.length) { say("no model suggestion yet (the first model trains after the first batch)", "warn"); return; }
     if (isMulti()) {
@@ -151,7 +171,7 @@ function render({ model, el }) {
       drawChoices();
       say("suggested tags selected: press Enter to submit", "info");
     } else {
-      chooseLabel(pred[0][0]);
+      answer({ kind: "label", label: pred[0][0] }, "accept");
     }
   }
 
@@ -221,17 +241,22 @@ function render({ model, el }) {
       if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
       else { img.style.width = ""; img.style.height = ""; }
       if (img.getAttribute("src") !== it.src) img.src = it.src;
-      position.textContent = "item " + it.position + " / " + it.batch_size + " of round " + it.round
+      position.textContent = "round " + it.round + " \u00b7 item " + it.position + " of " + it.batch_size
         + (it.redo ? " (undone, answer again)" : "");
+      position.dataset.round = it.round;
     } else {
       img.style.display = "none";
       img.removeAttribute("src");
       position.textContent = it.status || "nothing to label";
     }
     predBox.textContent = "";
-    const pred = it.prediction || [];
-    if (pred.length) {
-      predBox.appendChild(h("div", "alwb-pred-title", "model suggests (a accepts):"));
+    const off = it.suggestions === false || !suggestionsOn();
+    const pred = off ? [] : (it.prediction || []);
+    predBox.dataset.suggestions = off ? "off" : "on";
+    if (off) {
+      predBox.appendChild(h("div", "alwb-pred-title alwb-pred-off", "suggestions are turned off for this project"));
+    } else if (pred.length) {
+      predBox.appendChild(h("div", "alwb-pred-title", trustLine(it.model)));
       pred.forEach((p) => {
         const row = h("div", "alwb-pred");
         row.dataset.name = p[0];
@@ -247,13 +272,22 @@ function render({ model, el }) {
       predBox.appendChild(h("div", "alwb-pred-title", "no model yet: suggestions appear after the first retrain"));
     }
     acceptBtn.disabled = !pred.length;
+    acceptBtn.style.display = off ? "none" : "";
     drawChoices();
   }
 
   function drawProgress() {
     const p = model.get("progress") || {};
-    labelled.textContent = "labelled " + (p.labelled || 0) + (p.pool_size ? " / " + p.pool_size : "");
-    modelInfo.textContent = p.model_version ? "model v" + p.model_version : "no model yet";
+    labelled.textContent = (p.labelled || 0) + " labels in the store";
+    labelled.title = p.pool_size ? "of " + p.pool_size + " images that can be labelled (held-out images excluded)" : "";
+    labelled.dataset.labels = p.labelled || 0;
+    const m = p.model;
+    modelInfo.textContent = m ? modelLine(m) : "no model yet";
+    modelInfo.dataset.version = m ? m.version : "";
+    modelInfo.dataset.trainedOn = m ? m.n_labels : "";
+    if (!currentId && p.round) position.dataset.round = p.round;
+    if (predBox.dataset.suggestions !== (suggestionsOn() ? "on" : "off")) drawItem();
+    drawHelp();
     training.style.display = p.training ? "" : "none";
     root.dataset.training = p.training ? "1" : "0";
     coverage.textContent = "";
@@ -313,7 +347,7 @@ function render({ model, el }) {
     help.textContent = (multi
       ? "keys: tag keys toggle, Enter submits"
       : (choices().length > 10 ? "keys: 1-9/0 first classes, / filter then Enter" : "keys: 1-9/0 pick a class"))
-      + " \u00b7 a accept suggestion \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo";
+      + (suggestionsOn() ? " \u00b7 a accept suggestion" : "") + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo";
   }
 
   model.on("change:ack", () => {
@@ -459,6 +493,8 @@ CSS = r"""
 .alwb-side { flex: 1 1 260px; min-width: 220px; }
 .alwb-predictions { margin-bottom: 8px; }
 .alwb-pred-title { color: var(--jp-ui-font-color2, #666); margin-bottom: 2px; }
+.alwb-model { color: var(--jp-ui-font-color2, #555); }
+.alwb-report-now { color: var(--jp-ui-font-color2, #666); margin-bottom: 4px; }
 .alwb-pred { display: grid; grid-template-columns: 90px 1fr 42px; gap: 6px; align-items: center; }
 .alwb-pred-bar, .alwb-cov-bar { background: var(--jp-layout-color3, #e4e4e4); height: 9px; border-radius: 4px; overflow: hidden; display: block; }
 .alwb-pred-fill { background: #6a9fd8; height: 100%; display: block; }

@@ -98,14 +98,36 @@ def accuracy_svg(reports: Sequence[RoundReport], width: int = 320, height: int =
             f'<text x="{pad_l + 4}" y="{pad_t + 10}" font-size="10" fill="#444">held-out {metric}</text></svg>')
 
 
-def report_html(reports: Sequence[RoundReport], names: Sequence[str] = ()) -> str:
-    """The latest round summary: metric, labels per class (as a small table) and the learning curve."""
+def percent(x: Optional[float]) -> str:
+    return f"{100 * x:.0f}%"
+
+
+def model_line(version: int, n_labels: int, cv_accuracy: Optional[float], multilabel: bool = False) -> str:
+    """``model v3 · trained on 38 labels · cross-validated accuracy 71%``: the same words in the header and the
+    round summary, so a person can match them."""
+    out = f"model v{int(version)} \u00b7 trained on {int(n_labels)} labels"
+    metric = "micro-F1" if multilabel else "accuracy"
+    if cv_accuracy is None:
+        return out + " \u00b7 not cross-validated yet"
+    return out + f" \u00b7 cross-validated {metric} {percent(cv_accuracy)}"
+
+
+def report_html(reports: Sequence[RoundReport], names: Sequence[str] = (), *, model_version: Optional[int] = None,
+                open_round: Optional[int] = None, n_store_labels: Optional[int] = None) -> str:
+    """The round summary of the current model (``model_version``; else the latest report): the round whose
+    answers trained it, the model line (version, labels it was trained on, cross-validated accuracy), held-out
+    metric, labels per class (as a small table) and the learning curve; with ``open_round`` /
+    ``n_store_labels``, a line saying which round is open now and how many labels the store holds."""
     if not reports:
         return ""
     r = reports[-1]
+    if model_version is not None:
+        r = next((x for x in reversed(reports) if x.model_version == model_version), r)
     metric = r.metric.replace("_", "-")
-    head = (f"<div class='alwb-report-title'><strong>Round {r.round}</strong> \u00b7 model v{r.model_version} "
-            f"\u00b7 {r.n_labels} labels")
+    multilabel = r.metric != "accuracy"
+    head = (f"<div class='alwb-report-title' data-round='{int(r.round)}' data-model-version='{int(r.model_version)}' "
+            f"data-n-labels='{int(r.n_labels)}'><strong>Round {r.round}</strong> \u2192 "
+            f"<span class='alwb-report-model'>{html.escape(model_line(r.model_version, r.n_labels, r.cv_accuracy, multilabel))}</span>")
     if r.accuracy is not None:
         head += f" \u00b7 held-out {metric} <strong class='alwb-acc'>{r.accuracy:.3f}</strong> (n={r.n_eval})"
     fit = r.timings.get("total")
@@ -114,6 +136,13 @@ def report_html(reports: Sequence[RoundReport], names: Sequence[str] = ()) -> st
     if r.should_stop:
         head += f" \u00b7 <em>{html.escape(r.stop_reason or 'stopping rule met')}</em>"
     head += "</div>"
+    now = []
+    if open_round is not None:
+        now.append(f"round {int(open_round)} open")
+    if n_store_labels is not None:
+        now.append(f"{int(n_store_labels)} labels in the store")
+    if now:
+        head += "<div class='alwb-report-now'>now: " + " \u00b7 ".join(now) + "</div>"
     order = list(names) or list(r.labels_per_class)
     cells = "".join(f"<td title='{html.escape(str(n))}'>{html.escape(str(n))}</td>" for n in order)
     counts = "".join(f"<td>{int(r.labels_per_class.get(n, 0))}</td>" for n in order)

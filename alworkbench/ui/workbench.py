@@ -141,6 +141,7 @@ class Workbench(anywidget.AnyWidget):
         self._train_error = ""
         self._status = ""
         self._reports_seen = len(session.reports)
+        self._report_key: Optional[tuple] = None  # what the shown round summary was rendered from
         self._cfg_mtime = self._config_mtime()
         self.answers_log: list[dict] = []  # what this widget stored, in order (item_id, kind, value, event id)
         schema = session.schema
@@ -164,8 +165,6 @@ class Workbench(anywidget.AnyWidget):
         session.on_report(listener)
         with self._ui_lock, self.hold_sync():
             self._push_guideline()
-            if session.reports:
-                self.report_html = report_html(session.reports, session.classes)
             self._start()
 
     # ------------------------------------------------------------------ construction helpers
@@ -214,6 +213,26 @@ class Workbench(anywidget.AnyWidget):
                           "acknowledged": bool(s.guideline_acknowledged()),
                           "previous": None if prev is None else str(prev)}
 
+    @property
+    def show_suggestions(self) -> bool:
+        """False when the project's config says ``ui: {show_suggestions: false}``: no predictions are shown and
+        the accept key does nothing."""
+        return bool(getattr(self.session, "show_suggestions", True))
+
+    def _model_state(self) -> Optional[dict]:
+        """The current model as the header and the suggestions show it (version, labels it was trained on,
+        cross-validated accuracy, the round whose answers trained it); None before the first model."""
+        s = self.session
+        info = getattr(s, "model_info", None)
+        if not info:
+            return None
+        v = int(info["version"])
+        cv = info.get("cv_accuracy")
+        return {"version": v, "n_labels": int(info.get("n_labels") or 0),
+                "cv_accuracy": None if cv is None else float(cv),
+                "cv_metric": "micro-F1" if s.multilabel else "accuracy",
+                "round": next((r.round for r in reversed(s.reports) if r.model_version == v), None)}
+
     def _push_progress(self) -> None:
         s = self.session
         b = s.current_batch
@@ -222,12 +241,31 @@ class Workbench(anywidget.AnyWidget):
             n_eval = int(s.eval_mask.sum())
         except AttributeError:
             n_eval = 0
+        model = self._model_state()
         self.progress = {
             "labelled": len(s.labels()), "pool_size": n_items - n_eval,
             "coverage": {str(k): int(v) for k, v in s.coverage().items()},
-            "model_version": int(s.model_version), "training": bool(s.is_training),
+            "model_version": model["version"] if model else int(s.model_version), "model": model,
+            "training": bool(s.is_training), "show_suggestions": self.show_suggestions,
             "round": b.round if b is not None else 0, "status": self._status or self._train_error,
         }
+        self._push_report()
+
+    def _push_report(self) -> None:
+        """Render the round summary again when what it shows changed: a new report, the current model, the open
+        round or the number of labels in the store (the same figures as the header)."""
+        s = self.session
+        reports = list(s.reports)
+        if not reports:
+            return
+        p = self.progress or {}
+        model = p.get("model") or {}
+        key = (len(reports), model.get("version"), p.get("round"), p.get("labelled"))
+        if key == self._report_key:
+            return
+        self._report_key = key
+        self.report_html = report_html(reports, s.classes, model_version=model.get("version"),
+                                       open_round=p.get("round") or None, n_store_labels=p.get("labelled"))
 
     def _image_future(self, item) -> cf.Future:
         fut = self._encoded.get(item.id)
@@ -236,14 +274,24 @@ class Workbench(anywidget.AnyWidget):
             self._encoded[item.id] = fut
         return fut
 
+    def _suggestions(self, item_id: str) -> dict:
+        """The item's top predictions and the model that made them (nothing when suggestions are off)."""
+        if not self.show_suggestions:
+            return {"prediction": [], "model_version": None, "model": None, "suggestions": False}
+        model = self._model_state()
+        pred = self.session.predict(item_id)
+        if pred is not None and (model is None or model["version"] != pred.model_version):
+            model = self._model_state()  # a model landed in between: describe the one that predicted
+        return {"prediction": [] if pred is None else [[str(c), float(p)] for c, p in pred.top],
+                "model_version": None if pred is None else pred.model_version,
+                "model": model if pred is not None else None, "suggestions": True}
+
     def _item_state(self, bi, position: int, batch_size: int, round_: int, redo: bool) -> dict:
         img = self._image_future(bi.item).result()
-        pred = self.session.predict(bi.item.id)
         self._shown_seq += 1
         return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
-                "prediction": [] if pred is None else [[str(c), float(p)] for c, p in pred.top],
-                "model_version": None if pred is None else pred.model_version, "preselect": [], "status": ""}
+                **self._suggestions(bi.item.id), "preselect": [], "status": ""}
 
     def _start(self) -> None:
         try:
@@ -272,7 +320,8 @@ class Workbench(anywidget.AnyWidget):
             self._current_id = None
             self._shown_seq += 1
             self.item = {"item_id": None, "shown_seq": str(self._shown_seq),
-                         "status": self._status or "nothing to label", "prediction": []}
+                         "status": self._status or "nothing to label", "prediction": [],
+                         "suggestions": self.show_suggestions}
             self.prefetch = []
         else:
             ids = [bi.item.id for bi in b.items]
@@ -355,6 +404,12 @@ class Workbench(anywidget.AnyWidget):
             raise AlwbError(f"answer for item {item_id!r} refused: the widget shows {self._current_id!r} "
                             "(stale message)")
         self._check_guideline_file()
+        if content.get("via") == "accept":
+            if not self.show_suggestions:
+                raise AlwbError("suggestions are turned off for this project (ui.show_suggestions: false): "
+                                "pick the class yourself")
+            if not self.item.get("prediction"):
+                raise AlwbError("no model suggestion for this image yet: pick the class yourself")
         answer = _answer_from_msg(content.get("answer"), content.get("time_spent_s"))
         eid = self.session.submit(item_id, answer)
         self.answers_log.append({"item_id": item_id, "kind": answer.kind, "label": answer.label,
@@ -399,17 +454,25 @@ class Workbench(anywidget.AnyWidget):
             self._push_progress()  # the session calls listeners after the fit stopped counting as running
 
     def _check_reports(self) -> None:
-        reports = self.session.reports
+        s = self.session
+        reports = s.reports
         if len(reports) != self._reports_seen:
             self._reports_seen = len(reports)
-            self.report_html = report_html(reports, self.session.classes)
             cur = self.item
+            b = s.current_batch
             if self._current_id is not None and cur.get("item_id") == self._current_id:
-                # a new model arrived while this image is shown: refresh its suggestions in place
-                pred = self.session.predict(self._current_id)
-                if pred is not None:
-                    self.item = {**cur, "prediction": [[str(c), float(p)] for c, p in pred.top],
-                                 "model_version": pred.model_version}
+                # a new model arrived while this image is shown: refresh its suggestions in place, and its place
+                # in the batch (the unanswered rest of the batch was selected again with the new model; the
+                # shown item stays in it)
+                new = {**cur, **self._suggestions(self._current_id)}
+                ids = [bi.item.id for bi in b.items] if b is not None else []
+                if self._current_id in ids:
+                    new.update(position=ids.index(self._current_id) + 1, batch_size=len(ids), round=b.round)
+                self.item = new
+            # start encoding the newly selected upcoming images (no waiting here: this may be the fit's thread)
+            for bi in [bi for bi in s.pending() if bi.item.id != self._current_id][:PREFETCH]:
+                self._image_future(bi.item)
+            self._push_progress()  # the header's model and the summary change together
 
     # ------------------------------------------------------------------ headless use
     def label_with_oracle(self, rounds: int = 1, noise: float = 0.0, seed: int = 0,

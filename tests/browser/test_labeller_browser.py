@@ -199,7 +199,7 @@ def test_single_label_clicks_keys_undo_skip_flag_accept(lab, page, artifacts):
     page.keyboard.press("Backspace")
     assert_clean(page)
     # the position and coverage are shown
-    assert "item 2 / 5" in page.locator(f"{ROOT} .alwb-position").inner_text()
+    assert "item 2 of 5" in page.locator(f"{ROOT} .alwb-position").inner_text()
     assert page.locator(f"{ROOT} .alwb-cov-row").count() == 10
 
     png = shot(page, artifacts, "labeller_single.png")
@@ -229,7 +229,7 @@ def test_kernel_killed_mid_batch_resumes_at_first_unanswered(lab, page):
         press(page, key)
         answered.append(sid)
     nxt, _ = current(page)
-    assert "item 4 / 6" in page.locator(f"{ROOT} .alwb-position").inner_text()
+    assert "item 4 of 6" in page.locator(f"{ROOT} .alwb-position").inner_text()
     # kill the kernel process hard (no chance to flush anything), then let the server restart it
     pids = lab.kernel_pids()
     assert len(pids) == 1, pids
@@ -246,7 +246,7 @@ def test_kernel_killed_mid_batch_resumes_at_first_unanswered(lab, page):
     page.wait_for_function(f"""(id) => {{ const rs = document.querySelectorAll('{ROOT}');
         const r = rs[rs.length - 1]; return r && r.dataset.itemId === id; }}""", arg=nxt, timeout=60_000)
     roots = page.locator(ROOT)
-    assert "item 4 / 6" in roots.last.locator(".alwb-position").inner_text()
+    assert "item 4 of 6" in roots.last.locator(".alwb-position").inner_text()
     assert_clean(page)
 
 
