@@ -65,7 +65,7 @@ def status_dict(p) -> dict:
         kinds[ev["kind"]] = kinds.get(ev["kind"], 0) + 1
     names = p.config.tags if p.config.multilabel else p.config.classes
     rep = src.report
-    reports = store.get_meta("reports", []) or []
+    reports = store.reports()  # every process's round reports, appended
     return {
         "project": p.name, "dir": str(p.dir), "mode": "multi-label" if p.config.multilabel else "single-label",
         "images": len(src.items),
@@ -75,8 +75,9 @@ def status_dict(p) -> dict:
         "labelled": kinds.get("tags" if p.config.multilabel else "label", 0),
         "skipped_by_annotator": kinds.get("skip", 0), "flagged": kinds.get("flag", 0),
         "per_class" if not p.config.multilabel else "per_tag": store.counts(names, p.config.multilabel),
-        "rounds": store.last_round(), "model_version": store.get_meta("model_version", 0),
+        "rounds": store.last_round(), "model_version": store.model_version(),
         "last_accuracy": reports[-1]["accuracy"] if reports else None,
+        "model": _model_summary(store),
         "guideline_version": p.config.guideline.version,
         "unknown_labels": _unknown_labels(p),
     }
@@ -86,6 +87,14 @@ def _unknown_labels(p) -> dict:
     from .classes import unknown_labels
 
     return unknown_labels(p)
+
+
+def _model_summary(store) -> Optional[dict]:
+    """The latest model record: version, round, labels it was trained on, cross-validated accuracy, temperature."""
+    m = store.latest_model()
+    if not m:
+        return None
+    return {k: m.get(k) for k in ("version", "round", "n_labels", "cv_accuracy", "temperature", "annotator")}
 
 
 def cmd_status(a) -> int:
@@ -104,6 +113,10 @@ def cmd_status(a) -> int:
     print(f"  labelled: {st['labelled']}, skipped: {st['skipped_by_annotator']}, flagged: {st['flagged']}; "
           f"rounds: {st['rounds']}, model version: {st['model_version']}"
           + (f", accuracy {st['last_accuracy']:.3f}" if st["last_accuracy"] is not None else ""))
+    m = st.get("model")
+    if m:
+        cv = f", {m['cv_accuracy']:.0%} accurate in cross-validation" if m.get("cv_accuracy") is not None else ""
+        print(f"  model v{m['version']} (round {m['round']}): trained on {m['n_labels']} labels{cv}")
     counts = st.get("per_class") or st.get("per_tag")
     width = max((len(k) for k in counts), default=4)
     top = max(counts.values(), default=0) or 1
@@ -339,7 +352,8 @@ def cmd_simulate(a) -> int:
 
     res = simulate(a.dataset, strategies=_names(a.strategy), budget=a.budget, batch_size=a.batch_size,
                    initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=a.limit, workdir=a.workdir,
-                   progress=not a.quiet, log=None if a.quiet else (lambda m: print(m, file=sys.stderr)))
+                   progress=not a.quiet, log=None if a.quiet else (lambda m: print(m, file=sys.stderr)),
+                   mode=a.mode, pace=a.pace, compare_sync=a.compare_sync)
     print(format_table(res))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -434,6 +448,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--workdir", help="where embeddings for simulation are cached")
     p.add_argument("--json", help="write the results here")
     p.add_argument("--plot", help="write a learning-curve PNG here")
+    p.add_argument("--mode", choices=["async", "sync"], default="async",
+                   help="async (default): the loop a person gets, retraining in the background while answering; "
+                        "sync: wait for every fit")
+    p.add_argument("--pace", type=float, default=0.0, help="seconds per simulated answer (async)")
+    p.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop and report it beside")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_simulate)
 

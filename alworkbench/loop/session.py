@@ -123,7 +123,7 @@ class Session:
         self._queued: Optional[cf.Future] = None
         self._listeners: list[Callable[[RoundReport], None]] = []
         self._stable_rounds = 0
-        self._reselected_away: dict[tuple[int, str], BatchItem] = {}
+        self._reselected_away: dict[tuple[int, str], tuple[BatchItem, Batch]] = {}
         self.restored = False
         if warm_start and self._n_labelled() > 0:
             # the last model, if nothing was answered since it was trained; else rebuild it without blocking
@@ -333,6 +333,21 @@ class Session:
                 return self._new_batch(max(1, len(cands)))  # a fresh pool without what the others took
             finally:
                 self._taken_retries = tries
+        for _ in range(3):  # another annotator took some chosen items meanwhile: top the batch up, same round
+            short = len(cands) - len(rec["item_ids"])
+            if short <= 0 or supersedes is not None or allow_answered or not hasattr(self, "_select"):
+                break
+            mine = set(rec["item_ids"])
+            pool = np.array([i for i in self.pool_indices() if self.items[int(i)].id not in mine], dtype=np.int64)
+            if len(pool) == 0:
+                break
+            more, more_scores, _ = self._select(pool, min(short, len(pool)), model)
+            extra = [(self.items[int(i)].id, sc, self._prediction(model, int(i))) for i, sc in zip(more, more_scores)]
+            topped = self.store.create_batch(self.annotator, strategy, version, extra, len(extra), round=rec["round"],
+                                             supersedes=rec["batch_id"], keep=rec["item_ids"])
+            if topped is None:
+                continue
+            rec = topped
         self._batch = self._batch_from_record(rec)
         return self._batch
 
@@ -391,6 +406,19 @@ class Session:
         """Record when an item was put in front of the annotator (for time spent)."""
         self._shown_at.setdefault(item_id, time.time())
 
+    def show_next(self, prefer: Optional[str] = None) -> tuple[Optional[BatchItem], Optional[Batch]]:
+        """Atomically pick the item to put on screen (``prefer`` if it is pending, else the first pending item) and
+        mark it shown, so a model landing at that moment cannot re-select it away. Returns (item, its batch);
+        (None, batch) when the open batch has nothing pending."""
+        with self._lock:
+            pend = self.pending()
+            bi = next((x for x in pend if x.item.id == prefer), None) if prefer is not None else None
+            if bi is None and pend:
+                bi = pend[0]
+            if bi is not None:
+                self.mark_shown(bi.item.id)
+            return bi, self._batch
+
     def submit(self, item_id: str, answer: Answer) -> int:
         """Store an answer for an item of the current batch. Durable when this returns."""
         if not isinstance(answer, Answer):
@@ -405,17 +433,20 @@ class Session:
             if b is None:
                 raise UnknownItemError(item_id, "a batch (call next_batch() first)")
             bi = next((x for x in b.items if x.item.id == item_id), None)
+            chosen_by = b
             if bi is None:
                 # an item re-selected away when a newer model landed: a client that still shows it may answer it
-                bi = self._reselected_away.get((b.round, item_id))
+                # (recorded with the batch that chose it)
+                bi, chosen_by = self._reselected_away.get((b.round, item_id), (None, b))
             if bi is None:
                 raise UnknownItemError(item_id, f"batch {b.batch_id}")
             shown = self._shown_at.pop(item_id, None)
             if answer.time_spent_s is None and shown is not None:
                 answer = replace(answer, time_spent_s=round(time.time() - shown, 3))
             pred = bi.prediction
-            eid = self.store.record(item_id, answer, round=b.round, annotator=self.annotator, batch_id=b.batch_id,
-                                    model_version=b.model_version, strategy=b.strategy, score=bi.score,
+            eid = self.store.record(item_id, answer, round=b.round, annotator=self.annotator,
+                                    batch_id=chosen_by.batch_id, model_version=chosen_by.model_version,
+                                    strategy=chosen_by.strategy, score=bi.score,
                                     prediction=pred, shown_at=shown)
             if self.store.acknowledged_guideline(self.annotator) is None:
                 self.acknowledge_guideline()
@@ -570,9 +601,10 @@ class Session:
                 same = (cur.pred[pool] == model.pred[pool])
                 stability = float(same.all(axis=1).mean() if self.multilabel else same.mean())
             self._model = model
-            n_re = self._reselect(model)
-            timings = {"fit": t_fit - t0, "calibrate": t_cal - t_fit, "score": t_score - t_cal,
-                       "total": time.perf_counter() - t0}
+        timings = {"fit": t_fit - t0, "calibrate": t_cal - t_fit, "score": t_score - t_cal,
+                   "total": time.perf_counter() - t0}
+        n_re = self._reselect(model)
+        with self._lock:
             report = self._report_for(model, round_, acc, n_eval, timings, stability, reselected=n_re)
             self.reports.append(report)
             self._append_report(report)
@@ -660,31 +692,44 @@ class Session:
 
     # ------------------------------------------------------------------ fresh selections
     def _reselect(self, model: _Model) -> int:
-        """Select the unanswered, not yet shown rest of the open batch again with ``model`` (called under the
-        lock when it lands). Answered items and items already on screen stay; the new selection is recorded as
-        its own batch record (strategy, model version, scores) superseding the old one. Returns how many items
-        were chosen again."""
-        b = self._batch
-        if b is None or b.strategy.startswith(("queue:", "undo:")) or b.model_version >= model.version:
-            return 0
-        pend = self.pending()
-        if not pend:
-            return 0
-        pending_ids = {x.item.id for x in pend}
-        stay = [x.item.id for x in b.items if x.item.id not in pending_ids or x.item.id in self._shown_at]
-        n = len(b.items) - len(stay)
-        if n <= 0:
-            return 0
-        stay_idx = {self._index[i] for i in stay if i in self._index}
-        pool = np.array([i for i in self.pool_indices() if int(i) not in stay_idx], dtype=np.int64)
+        """Select the unanswered, not yet shown rest of the open batch again with ``model`` (called by the worker
+        right after the model landed). Answered items and items already on screen stay; the new selection is
+        recorded as its own batch record (strategy, model version, scores) superseding the old one. The strategy
+        runs outside the lock, so answering never waits for it. Returns how many items were chosen again."""
+
+        def plan(b: Batch):
+            pending_ids = {x.item.id for x in self.pending()}
+            stay = [x.item.id for x in b.items if x.item.id not in pending_ids or x.item.id in self._shown_at]
+            return stay, len(b.items) - len(stay)
+
+        with self._lock:
+            b = self._batch
+            if b is None or b.strategy.startswith(("queue:", "undo:")) or b.model_version >= model.version \
+                    or self._model is not model:
+                return 0
+            stay, n = plan(b)
+            if n <= 0:
+                return 0
+            stay_idx = {self._index[i] for i in stay if i in self._index}
+            pool = np.array([i for i in self.pool_indices() if int(i) not in stay_idx], dtype=np.int64)
         if len(pool) == 0:
             return 0
         chosen, scores, strategy = self._select(pool, min(n, len(pool)), model)
-        self._save_batch(chosen, scores, strategy, model, round=b.round, supersedes=b.batch_id, keep=stay)
-        for x in pend:
-            if x.item.id not in stay:
-                self._reselected_away[(b.round, x.item.id)] = x
-        return int(len(chosen))
+        with self._lock:
+            if self._batch is not b or self._model is not model:
+                return 0  # the batch or the model changed meanwhile: the next landing re-selects
+            stay, n = plan(b)  # the person may have answered or seen more items meanwhile
+            keep_set = set(stay)
+            pick = [(int(i), sc) for i, sc in zip(chosen, scores) if self.items[int(i)].id not in keep_set][:max(n, 0)]
+            if not pick:
+                return 0
+            pend = self.pending()
+            self._save_batch([i for i, _ in pick], [sc for _, sc in pick], strategy, model, round=b.round,
+                             supersedes=b.batch_id, keep=stay)
+            for x in pend:
+                if x.item.id not in keep_set:
+                    self._reselected_away[(b.round, x.item.id)] = (x, b)
+            return len(pick)
 
     def retrain_async(self) -> cf.Future:
         """Retrain in the background. While one fit runs, further requests coalesce into one follow-up fit that

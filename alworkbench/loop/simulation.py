@@ -70,11 +70,9 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
                 chooser = {"round": batch.round, "strategy": batch.strategy, "chosen_by_version": batch.model_version,
                            "model_labels": s._model.n_labels if s._model is not None else 0}
                 while True:
-                    pend = s.pending()
-                    if not pend:
+                    bi, _ = s.show_next()  # what the widget does: pick and mark shown in one step
+                    if bi is None:
                         break
-                    bi = pend[0]
-                    s.mark_shown(bi.item.id)
                     if pace > 0:
                         time.sleep(pace)
                     s.submit(bi.item.id, oracle.answer_for(bi.item))

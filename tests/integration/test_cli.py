@@ -46,7 +46,8 @@ def test_init_embed_status_label_export(messy, tmp_path):
     assert st["labelled"] == 8 and sum(st["per_class"].values()) == 8 and st["model_version"] == 2
     # the text status names every skipped file with its reason
     text = alwb("status", proj).stdout
-    assert "unreadable" in text and "8 labels" not in text
+    assert "unreadable" in text and "labelled: 8" in text
+    assert "model v2 (round 2): trained on 8 labels" in text  # the same round and count as the widget shows
     out = tmp_path / "labels.csv"
     res = json.loads(alwb("export", proj, "--format", "csv", "--out", out, "--json").stdout)
     assert res["n_exported"] == 8
