@@ -35,7 +35,6 @@ from torch.nn import functional as F
 from torchvision.transforms import v2
 
 from ..errors import ConfigError, MissingDependencyError, MissingWeightsError
-from .threads import one_thread
 
 from . import DEFAULT_BACKBONE  # noqa: F401  (defined torch-free in alworkbench/embed/__init__.py)
 
