@@ -17,11 +17,13 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = ".alwb-labeller .alwb-root"
 
 
-def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0):
+def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0, ui=None):
     """A small digits project plus raw-pixel embeddings saved next to it (the kernel loads them: fast, no torch)."""
     from alworkbench.project import Project
 
     kw = {"tags": tags} if tags else {}
+    if ui:
+        kw["ui"] = ui
     p = Project.init(dirpath, "digits", query={"batch_size": batch_size}, source={"limit": limit},
                      guideline={"version": "1", "text": "# Digits\n- answer the digit you **see**\n- skip if unsure"},
                      **kw)
@@ -401,4 +403,101 @@ def test_quickstart_notebook_itself_labels_from_the_keyboard(lab, page):
         (shown[0][0], "label", "0"), (shown[1][0], "label", "1"), (shown[2][0], "skip", None),
         (shown[3][0], "label", "2")]
     assert len({e["sample_id"] for e in answers}) == 4  # never twice, never empty
+    assert_clean(page)
+
+
+def _store_view(project_dir: Path, annotator: str) -> dict:
+    """What the label store says: labels in it, the annotator's open round, the latest model and report."""
+    from alworkbench.labels import LabelStore
+
+    with LabelStore(project_dir / "labels.sqlite") as st:
+        model, report = st.latest_model(), st.reports()[-1]
+        return {"labels": len(st.labels()), "open_round": st.open_batch(annotator=annotator)["round"],
+                "version": model["version"], "trained_on": model["n_labels"], "cv": model.get("cv_accuracy"),
+                "report_round": report["round"], "report_version": report["model_version"],
+                "report_labels": report["n_labels"]}
+
+
+def _parse(pattern: str, text: str) -> tuple:
+    import re
+
+    m = re.search(pattern, text)
+    assert m, f"{pattern!r} not found in {text!r}"
+    return tuple(int(g) if g is not None and g.isdigit() else g for g in m.groups())
+
+
+MODEL_RE = r"model v(\d+) \u00b7 trained on (\d+) labels \u00b7 cross-validated accuracy (\d+)%"
+
+
+def test_header_and_round_summary_agree_with_the_store(lab, page):
+    """Issue 8: after a batch is labelled and its model lands, the header (open round, labels in the store, model
+    version / trained on / cross-validated accuracy) and the round summary name the same figures, and they are
+    the store's. The suggestions say how accurate that model was in cross-validation."""
+    proj = make_project(lab.root / "proj_agree", batch_size=5, seed_rounds=3)
+    write_notebook(lab.root / "agree.ipynb", widget_cells(proj, annotator="tara"))
+    open_and_run(page, lab, "agree.ipynb")
+    wait_widget(page)
+    # the model refit at open (30 labels from the seed annotator) lands in the header; then label one batch
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-model').dataset.trainedOn === '30'",
+                           timeout=60_000)
+    first_round = int(page.locator(f"{ROOT} .alwb-position").get_attribute("data-round"))
+    for key in "12345":
+        press(page, key)
+    header = page.locator(f"{ROOT} .alwb-header")
+    assert _parse(r"round (\d+) \u00b7 item (\d+) of (\d+)", header.inner_text()) == (first_round + 1, 1, 5)
+    # wait for the batch's model: trained on the 35 labels, in the header and in the summary, training over
+    page.wait_for_function(f"""() => {{ const r = document.querySelector('{ROOT}');
+        const m = r.querySelector('.alwb-model'), t = r.querySelector('.alwb-report-title');
+        return r.dataset.training === '0' && m.dataset.trainedOn === '35' && t
+               && t.dataset.modelVersion === m.dataset.version; }}""", timeout=60_000)
+    settle(page)
+    store = _store_view(proj, "tara")
+    head_text = header.inner_text()
+    summary_title = page.locator(f"{ROOT} .alwb-report-title").inner_text()
+    summary_now = page.locator(f"{ROOT} .alwb-report-now").inner_text()
+    # the header: the open batch's round, the store's label count, the current model
+    h_round, h_item, h_n = _parse(r"round (\d+) \u00b7 item (\d+) of (\d+)", head_text)
+    (h_labels,) = _parse(r"(\d+) labels in the store", head_text)
+    h_version, h_trained, h_cv = _parse(MODEL_RE, head_text)
+    # the round summary: the round whose answers trained the model, the same model line, the open round and count
+    s_round, s_version, s_trained, s_cv = _parse(r"Round (\d+) \u2192 " + MODEL_RE, summary_title)
+    s_open, s_labels = _parse(r"now: round (\d+) open \u00b7 (\d+) labels in the store", summary_now)
+    assert (h_version, h_trained, h_cv) == (s_version, s_trained, s_cv)
+    assert h_round == s_open == store["open_round"] == first_round + 1 and (h_item, h_n) == (1, 5)
+    assert h_labels == s_labels == store["labels"] == 35
+    assert h_version == store["version"] == store["report_version"] and h_trained == store["trained_on"] == 35
+    assert s_round == store["report_round"] == first_round and s_trained == store["report_labels"]
+    assert store["cv"] is not None and h_cv == round(100 * store["cv"])
+    # the suggestions name that model and its cross-validated accuracy
+    title = page.locator(f"{ROOT} .alwb-pred-title").inner_text()
+    assert f"model v{h_version}, {h_cv}% accurate in cross-validation" in title
+    assert page.locator(f"{ROOT} .alwb-pred").count() == 3
+    assert_clean(page)
+
+
+def test_show_suggestions_false_no_predictions_and_accept_key_does_nothing(lab, page):
+    """ui.show_suggestions: false (teams that fear anchoring): a model exists, but the page shows no prediction,
+    no accept button, and the a key only says why; nothing reaches the store; the model's line stays in the header."""
+    proj = make_project(lab.root / "proj_nosugg", batch_size=5, seed_rounds=3, ui={"show_suggestions": False})
+    write_notebook(lab.root / "nosugg.ipynb", widget_cells(proj, annotator="noa"))
+    open_and_run(page, lab, "nosugg.ipynb")
+    wait_widget(page)
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-model').dataset.trainedOn === '30'",
+                           timeout=60_000)
+    settle(page)
+    assert page.locator(f"{ROOT} .alwb-pred").count() == 0
+    assert "turned off" in page.locator(f"{ROOT} .alwb-predictions").inner_text()
+    assert not page.locator(f"{ROOT} .alwb-accept").is_visible()
+    assert "a accept" not in page.locator(f"{ROOT} .alwb-help").inner_text()
+    n0 = len(store_events(proj)[0])
+    shown = current(page)
+    page.keyboard.press("a")
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-message').textContent"
+                           ".includes('show_suggestions: false')")
+    settle(page)
+    assert current(page) == shown and len(store_events(proj)[0]) == n0
+    # choosing a class still works, and the next image shows no prediction either
+    press(page, "3")
+    assert len(store_events(proj)[0]) == n0 + 1 and page.locator(f"{ROOT} .alwb-pred").count() == 0
+    assert page.locator(f"{ROOT} .alwb-model").inner_text().startswith("model v")
     assert_clean(page)
