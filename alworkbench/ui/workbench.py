@@ -304,18 +304,12 @@ class Workbench(anywidget.AnyWidget):
         """Show the undone item (if any) or the first unanswered item of the open batch; at the end of a batch
         start retraining in the background and open the next batch at once."""
         s = self.session
-        pending = s.pending()
-        if not pending and s.current_batch is not None and not self._status:
+        if s.current_batch is not None and not self._status and not s.pending():
             self._finish_batch()
-            pending = s.pending()
-        b = s.current_batch
-        nxt = None
-        if self._front is not None:
-            nxt = next((bi for bi in pending if bi.item.id == self._front), None)
-            self._front = None
-        redo = nxt is not None
-        if nxt is None and pending:
-            nxt = pending[0]
+        prefer, self._front = self._front, None
+        # pick and mark shown in one step: a model landing now re-selects the rest of the batch, never this item
+        nxt, b = s.show_next(prefer)
+        redo = nxt is not None and prefer is not None and nxt.item.id == prefer
         if nxt is None:
             self._current_id = None
             self._shown_seq += 1
@@ -326,9 +320,8 @@ class Workbench(anywidget.AnyWidget):
         else:
             ids = [bi.item.id for bi in b.items]
             self._current_id = nxt.item.id
-            s.mark_shown(nxt.item.id)
             self.item = self._item_state(nxt, ids.index(nxt.item.id) + 1, len(ids), b.round, redo)
-            keep = {bi.item.id for bi in pending}
+            keep = {bi.item.id for bi in s.pending()}
             for k in [k for k in self._encoded if k not in keep]:
                 del self._encoded[k]
         self._push_progress()
