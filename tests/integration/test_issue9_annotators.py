@@ -153,7 +153,7 @@ def two_cli_processes(directory: Path, rounds: int, timeout: float = 540) -> dic
         models = store.models()
         batches = store.batches()
     answers = [e for e in events if e["kind"] in ("label", "tags", "skip", "flag")]
-    handed = Counter()  # items handed to each annotator (a batch is shorter when the other took some meanwhile)
+    handed = Counter()  # items handed to each annotator, counting each batch's final (not superseded) version
     replaced = {b["supersedes"] for b in batches}
     for b in batches:
         if b["batch_id"] not in replaced:
@@ -189,7 +189,8 @@ def test_finding3_two_cli_terminals_label_at_once(tmp_path):
     rounds = 10
     st = two_cli_processes(d, rounds)
     assert st["per_annotator"] == st["handed_out"], st  # every item handed out was answered, none refused
-    assert all(n >= 0.8 * 30 * rounds for n in st["per_annotator"].values()), st
+    # a batch that lost items to the other terminal at the last moment is topped up in the same round
+    assert st["per_annotator"] == {"ana": 30 * rounds, "ben": 30 * rounds}, st
     assert st["answered_by_both"] == 0 and st["items_answered_twice"] == 0, st
     assert st["reports_printed"] == st["reports_kept"] == 2 * rounds, st
     assert sorted(st["model_versions"]) == list(range(1, 2 * rounds + 1)), st
