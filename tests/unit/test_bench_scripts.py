@@ -81,7 +81,12 @@ def test_ui_latency_json_has_both_projects_prep_and_the_same_run_ratio():
     photos = ui.summarize_scenario("photos", _presses([100, 200, 300, 400], "abab"), 4, 2, 0, [], sizes=sizes,
                                    prep=prep, info={"images": 2})
     digits = ui.summarize_scenario("digits", _presses([50, 50, 100, 100], "xyxy"), 4, 3, 0, [])
-    res = ui.assemble({"photos": photos, "digits": digits}, {"presses": 4}, {"cpu_count": 2}, "cmd")
+    photos_t = ui.summarize_scenario("photos", _presses([40, 60], "ab"), 2, 0, 0, [], info={"think_ms": 1000})
+    digits_t = ui.summarize_scenario("digits", _presses([20, 20], "xy"), 2, 0, 0, [], info={"think_ms": 1000})
+    assert ui.run_key("photos", 0) == "photos" and ui.run_key("photos", 1000) == "photos+think1000ms"
+    res = ui.assemble({"photos": photos, "digits": digits, ui.run_key("photos", 1000): photos_t,
+                       ui.run_key("digits", 1000): digits_t}, {"presses": 4}, {"cpu_count": 2}, "cmd")
+    assert res["photos_vs_digits"]["photos+think1000ms"]["median_ratio"] == pytest.approx(2.5)
     assert photos["painted_ms"]["median"] == 250 and photos["painted_ms"]["p90"] == pytest.approx(370)
     assert photos["painted_ms_by_original_size"]["4000x3000"]["median"] == 200
     assert photos["painted_ms_by_original_size"]["640x480"]["n"] == 2
