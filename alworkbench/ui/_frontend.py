@@ -1,7 +1,7 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
 Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
-time_spent_s, view, client_seq}``, ``{type: "undo"|"ack_guideline"|"poll"|"hello", view, client_seq}``.
+time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"poll"|"hello", view, client_seq}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
 id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``.
 The view sends at most one message at a time and ignores keys until that message is acknowledged.

@@ -112,6 +112,10 @@ class Workbench(anywidget.AnyWidget):
     Keys (while the widget has focus; click it once): 1-9/0 pick a class (or toggle a tag, then Enter),
     ``/`` filters long class lists, ``a`` accepts the model's suggestion, ``s`` skips, ``f`` flags for review
     with an optional note, ``z`` / Backspace undoes the last answer (repeatable).
+
+    The header shows the open batch's round and place ("round 4 · item 3 of 20"), the labels in the store and the
+    current model ("model v3 · trained on 60 labels · cross-validated accuracy 71%"); the round summary names the
+    same model line. ``ui: {show_suggestions: false}`` in alwb.yaml hides every prediction and disables ``a``.
     """
 
     _esm = ESM
