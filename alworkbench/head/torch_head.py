@@ -21,7 +21,6 @@ from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.multiclass import check_classification_targets
 from sklearn.utils.validation import check_is_fitted
 
-from ..embed.threads import one_thread
 from . import DEFAULT_EPOCHS
 
 try:  # scikit-learn >= 1.6
@@ -32,9 +31,6 @@ except ImportError:  # pragma: no cover - older scikit-learn
 
 _PREDICT_CHUNK = 65536
 _MIN_STEPS = 300  # at least this many optimiser steps, whatever ``epochs`` says
-# Below this many multiply-adds per training step, intra-op threads cost more than they give (and on a busy
-# machine OpenMP spin-waiting makes a 0.1 s fit take seconds), so training runs on one thread.
-_SMALL_STEP_MACS = 1 << 26
 
 
 def _torch():
@@ -160,14 +156,11 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             self.weights_ = []
             self.n_iter_ = 0
             return self
-        width = int(self.hidden) if self.kind == "mlp" else k
-        small = _resolve_device(self.device).type == "cpu" and min(int(self.batch_size), n) * d * width < _SMALL_STEP_MACS
-        with one_thread(small):
-            Xs = ((X - self.mean_) / self.scale_).astype(np.float32)
-            if self._use_lbfgs():
-                self.weights_ = self._train_lbfgs(Xs, target, k)
-            else:
-                self.weights_ = self._train(Xs, target, k)
+        Xs = ((X - self.mean_) / self.scale_).astype(np.float32)
+        if self._use_lbfgs():
+            self.weights_ = self._train_lbfgs(Xs, target, k)
+        else:
+            self.weights_ = self._train(Xs, target, k)
         return self
 
     # -- L-BFGS (linear head) ----------------------------------------------------------------------

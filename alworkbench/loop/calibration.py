@@ -33,6 +33,7 @@ class Calibration:
     ece_before: Optional[float] = None  # top-1 expected calibration error of the OOF predictions, T = 1
     ece_after: Optional[float] = None  # ... after temperature scaling
     oof_proba: Optional[np.ndarray] = field(default=None, repr=False)
+    fold_heads: dict = field(default_factory=dict, repr=False)  # {fold: head}, to warm-start the next round's folds
 
     def to_dict(self) -> dict:
         return {"temperature": self.temperature, "cv_accuracy": self.cv_accuracy, "n_folds": self.n_folds,
@@ -92,57 +93,79 @@ def top1_ece(proba: np.ndarray, y: np.ndarray, n_bins: int = 15) -> float:
     return expected_calibration_error(p.max(axis=1), p.argmax(axis=1) == np.asarray(y), n_bins)
 
 
-def out_of_fold(head_factory: Callable[[], object], X: np.ndarray, y, multilabel: bool, n_classes: int,
-                seed: int = 0, warm_from=None) -> tuple[Optional[np.ndarray], np.ndarray, int]:
-    """Out-of-fold probabilities ``(n, n_classes)`` for the labelled set (stratified k-fold, k <= 5).
+def stable_folds(ids, k: int = MAX_FOLDS) -> np.ndarray:
+    """Fold of each item from a hash of its id: the same item stays in the same fold from round to round, so each
+    fold's head can be warm-started from the previous round's head of that fold."""
+    import zlib
 
-    Returns (oof_proba or None when too few labels, mask of rows whose OOF prediction is usable, n_folds). A row is
-    unusable (single-label) when its class has a single example: no head that did not see it knows its class.
-    ``warm_from``: a head fitted on all labels; each fold head starts from it when the head supports warm starts.
+    return np.fromiter((zlib.crc32(str(i).encode("utf-8")) % k for i in ids), dtype=np.int64, count=len(ids))
+
+
+def out_of_fold(head_factory: Callable[[], object], X: np.ndarray, y, multilabel: bool, n_classes: int,
+                seed: int = 0, warm_from=None, folds: Optional[np.ndarray] = None,
+                warm_fold_heads: Optional[dict] = None) -> tuple[Optional[np.ndarray], np.ndarray, int, dict]:
+    """Out-of-fold probabilities ``(n, n_classes)`` for the labelled set.
+
+    ``folds`` (fold index per row, e.g. :func:`stable_folds`) or, by default, stratified k-fold (k <= 5) from
+    scikit-learn. Returns (oof_proba or None when too few labels, mask of rows whose OOF prediction is usable,
+    number of folds, {fold: fitted head}). A single-label row is unusable when its class was absent from its fold's
+    training part (no head that did not see it knows its class). Each fold head is warm-started from
+    ``warm_fold_heads[fold]`` (the previous round's) or else from ``warm_from`` (a head fitted on all labels) when
+    the head supports warm starts.
     """
     from sklearn.model_selection import KFold, StratifiedKFold
 
     n = len(X)
     if n < MIN_LABELS:
-        return None, np.zeros(n, bool), 0
-    if multilabel:
-        Y = np.asarray(y)
+        return None, np.zeros(n, bool), 0, {}
+    codes = None if multilabel else np.asarray(y, dtype=np.int64)
+    if folds is not None:
+        folds = np.asarray(folds)
+        ks = [f for f in np.unique(folds) if (folds != f).any()]
+        splits = [(np.flatnonzero(folds != f), np.flatnonzero(folds == f)) for f in ks]
+        keys = [int(f) for f in ks]
+    elif multilabel:
         k = min(MAX_FOLDS, n // 2)
-        splitter = KFold(n_splits=k, shuffle=True, random_state=seed)
-        splits = splitter.split(X)
-        usable = np.ones(n, bool)
+        splits = list(KFold(n_splits=k, shuffle=True, random_state=seed).split(X))
+        keys = list(range(k))
     else:
-        codes = np.asarray(y, dtype=np.int64)
         counts = np.bincount(codes, minlength=n_classes)
-        usable = counts[codes] >= 2
         k = int(min(MAX_FOLDS, max(2, counts[counts >= 2].min() if (counts >= 2).any() else 2)))
-        if usable.sum() < MIN_LABELS:
-            return None, usable, 0
-        splitter = StratifiedKFold(n_splits=k, shuffle=True, random_state=seed)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # "least populated class has only m members": expected at tiny n
-            splits = list(splitter.split(X, codes))
+            splits = list(StratifiedKFold(n_splits=k, shuffle=True, random_state=seed).split(X, codes))
+        keys = list(range(k))
+    if len(splits) < 2:
+        return None, np.zeros(n, bool), 0, {}
     oof = np.zeros((n, n_classes), dtype=np.float64)
-    for tr, te in splits:
+    usable = np.zeros(n, bool)
+    heads: dict = {}
+    for key, (tr, te) in zip(keys, splits):
         head = head_factory()
-        if warm_from is not None and "warm_start_from" in getattr(head, "get_params", lambda: {})():
-            head.set_params(warm_start_from=warm_from)
+        start = (warm_fold_heads or {}).get(key, warm_from)
+        if start is not None and "warm_start_from" in getattr(head, "get_params", lambda: {})():
+            head.set_params(warm_start_from=start)
         if multilabel:
-            head.fit(X[tr], Y[tr])
+            head.fit(X[tr], np.asarray(y)[tr])
             oof[te] = head.predict_proba(X[te])
+            usable[te] = True
         else:
             head.fit(X[tr], codes[tr])
             p = np.asarray(head.predict_proba(X[te]))
             cols = np.asarray(head.classes_, dtype=np.int64)
             oof[np.ix_(te, cols)] = p
-    return oof, usable, k
+            usable[te] = np.isin(codes[te], cols)
+        heads[key] = head
+    return oof, usable, len(splits), heads
 
 
 def calibrate(head_factory: Callable[[], object], X: np.ndarray, y, multilabel: bool, n_classes: int,
-              seed: int = 0, warm_from=None) -> Calibration:
+              seed: int = 0, warm_from=None, folds: Optional[np.ndarray] = None,
+              warm_fold_heads: Optional[dict] = None) -> Calibration:
     """Fit a temperature and measure cross-validated accuracy from out-of-fold predictions of the labelled set."""
-    oof, usable, k = out_of_fold(head_factory, X, y, multilabel, n_classes, seed=seed, warm_from=warm_from)
-    if oof is None:
+    oof, usable, k, heads = out_of_fold(head_factory, X, y, multilabel, n_classes, seed=seed, warm_from=warm_from,
+                                        folds=folds, warm_fold_heads=warm_fold_heads)
+    if oof is None or usable.sum() < MIN_LABELS:
         return Calibration()
     if multilabel:
         from sklearn.metrics import f1_score
@@ -150,13 +173,12 @@ def calibrate(head_factory: Callable[[], object], X: np.ndarray, y, multilabel: 
         Y = np.asarray(y)
         T = fit_temperature(oof, Y, multilabel=True)
         acc = float(f1_score(Y, (oof >= 0.5).astype(int), average="micro", zero_division=0))
-        return Calibration(temperature=T, cv_accuracy=acc, n_folds=k, n_used=len(Y), oof_proba=oof)
+        return Calibration(temperature=T, cv_accuracy=acc, n_folds=k, n_used=len(Y), oof_proba=oof, fold_heads=heads)
     codes = np.asarray(y, dtype=np.int64)
     o, c = oof[usable], codes[usable]
-    # rows of a fold whose head missed some class have zeros there: renormalise (they sum to < 1 only by rounding)
     o = o / np.clip(o.sum(axis=1, keepdims=True), EPS, None)
     T = fit_temperature(o, c)
     acc = float((o.argmax(axis=1) == c).mean())
     return Calibration(temperature=T, cv_accuracy=acc, n_folds=k, n_used=int(usable.sum()),
                        ece_before=top1_ece(o, c), ece_after=top1_ece(apply_temperature(o, T), c),
-                       oof_proba=oof)
+                       oof_proba=oof, fold_heads=heads)

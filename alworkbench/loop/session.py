@@ -162,8 +162,10 @@ class Session:
         m = self._model
         if m is None:
             return None
+        rounds = [r.round for r in self.reports if r.model_version == m.version]
         return {"version": m.version, "n_labels": m.n_labels, "cv_accuracy": m.cv_accuracy,
-                "temperature": m.calibration.temperature, "n_folds": m.calibration.n_folds}
+                "temperature": m.calibration.temperature, "n_folds": m.calibration.n_folds,
+                "round": rounds[-1] if rounds else None}
 
     def _stored_reports(self) -> list[dict]:
         if hasattr(self.store, "reports"):
@@ -567,6 +569,10 @@ class Session:
         return proba, list(self.classes)
 
     def _retrain(self, round_: int) -> RoundReport:
+        """Fit, land, re-select, then calibrate and report. The model lands (and the open batch is re-selected
+        with it) as soon as it is fitted and has scored the pool, with the previous model's temperature; the
+        out-of-fold calibration (stable folds, each warm-started from the previous round's fold head) follows on
+        the same worker and updates the shown probabilities before the report goes out."""
         t0 = time.perf_counter()
         with self._lock:
             snapshot = self._snapshot()  # read before the labels: the model has seen at least this much
@@ -578,37 +584,54 @@ class Session:
             return self.reports[-1]  # nothing new since the current model: no refit, no new version
         head, target = self._fit_head(idx, y, prev)
         t_fit = time.perf_counter()
-        cal = Calibration()
-        if self.config_calibrate:
-            cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
-                            seed=int(self.seed), warm_from=head)
-        t_cal = time.perf_counter()
         raw, classes = self._full_proba(head)
-        proba = apply_temperature(raw, cal.temperature, self.multilabel)
+        T_prev = prev.calibration.temperature if prev is not None else 1.0
+        landed = _Model(head, 0, apply_temperature(raw, T_prev, self.multilabel), classes, self.multilabel,
+                        n_labels=len(idx), snapshot=snapshot,
+                        calibration=Calibration(temperature=T_prev) if prev is None else replace(
+                            prev.calibration, oof_proba=None))
         t_score = time.perf_counter()
-        model = _Model(head, 0, proba, classes, self.multilabel, n_labels=len(idx), snapshot=snapshot,
-                       calibration=cal)
-        acc, n_eval = self._evaluate(model)
         with self._lock:
             cur = self._model
             if cur is not None and cur.snapshot >= snapshot:
                 # a model trained on a newer snapshot already landed: this one is older, discard it
-                return self.reports[-1] if self.reports else self._report_for(cur, round_, acc, n_eval, {}, None)
-            model.version = self._record_model(model, round_)
+                return self.reports[-1] if self.reports else self._report_for(cur, round_, None, 0, {}, None)
+            landed.version = self._record_model(landed, round_)
             stability = None
-            if cur is not None and cur.pred.shape == model.pred.shape:
+            if cur is not None and cur.pred.shape == landed.pred.shape:
                 pool = ~self.eval_mask
-                same = (cur.pred[pool] == model.pred[pool])
+                same = (cur.pred[pool] == landed.pred[pool])
                 stability = float(same.all(axis=1).mean() if self.multilabel else same.mean())
-            self._model = model
-        timings = {"fit": t_fit - t0, "calibrate": t_cal - t_fit, "score": t_score - t_cal,
-                   "total": time.perf_counter() - t0}
-        n_re = self._reselect(model)
+            self._model = landed
+        n_re = self._reselect(landed)
+        t_select = time.perf_counter()
+        model = landed
+        if self.config_calibrate:
+            from .calibration import stable_folds
+
+            ids = [self.items[i].id for i in idx]
+            cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
+                            seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
+                            warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
+            model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
+                           self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal)
+            with self._lock:
+                if self._model is landed:
+                    self._model = model
+            self._record_calibration(model)
+        t_cal = time.perf_counter()
+        acc, n_eval = self._evaluate(model)
+        timings = {"fit": t_fit - t0, "score": t_score - t_fit, "select": t_select - t_score,
+                   "to_selection": t_select - t0, "calibrate": t_cal - t_select, "total": time.perf_counter() - t0}
         with self._lock:
             report = self._report_for(model, round_, acc, n_eval, timings, stability, reselected=n_re)
             self.reports.append(report)
             self._append_report(report)
         return report
+
+    def _record_calibration(self, model: _Model) -> None:
+        if hasattr(self.store, "append_record"):
+            self.store.append_record("calibration", {"version": model.version, **model.calibration.to_dict()})
 
     def _report_for(self, model: _Model, round_: int, acc, n_eval: int, timings: dict, stability,
                     reselected: int = 0) -> RoundReport:
@@ -654,7 +677,7 @@ class Session:
         info = {"snapshot": model.snapshot, "n_labels": model.n_labels, "round": round_,
                 "annotator": self.annotator, "path": None if path is None else path.name,
                 "head": type(model.head).__name__, "dim": int(self.X.shape[1]), "classes": list(model.classes),
-                **model.calibration.to_dict()}
+                "temperature": float(model.calibration.temperature)}  # until its calibration record follows
         if hasattr(self.store, "append_model"):
             return int(self.store.append_model(info))
         version = max(self.model_version, 0) + 1  # pragma: no cover - older store
@@ -680,9 +703,12 @@ class Session:
             raw, classes = self._full_proba(head)
         except (OSError, ValueError, KeyError):
             return False  # a missing or damaged file: refit instead
-        cal = Calibration(temperature=float(rec.get("temperature") or 1.0), cv_accuracy=rec.get("cv_accuracy"),
-                          n_folds=int(rec.get("n_folds") or 0), n_used=int(rec.get("n_used") or 0),
-                          ece_before=rec.get("ece_before"), ece_after=rec.get("ece_after"))
+        cals = [c for c in self.store.records("calibration") if c.get("version") == rec["version"]] \
+            if hasattr(self.store, "records") else []
+        c = cals[-1] if cals else rec
+        cal = Calibration(temperature=float(c.get("temperature") or 1.0), cv_accuracy=c.get("cv_accuracy"),
+                          n_folds=int(c.get("n_folds") or 0), n_used=int(c.get("n_used") or 0),
+                          ece_before=c.get("ece_before"), ece_after=c.get("ece_after"))
         proba = apply_temperature(raw, cal.temperature, self.multilabel)
         with self._lock:
             self._model = _Model(head, int(rec["version"]), proba, classes, self.multilabel,
