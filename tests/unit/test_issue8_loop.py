@@ -316,3 +316,20 @@ def test_simulate_async_drives_the_background_path(tmp_path):
     assert curve[-1]["n_models"] >= 1 and curve[-1]["mean_fit_seconds"] > 0
     sync = res["results_sync"]["default"]["0"]
     assert [r["chosen_by_version"] for r in sync[1:]] == list(range(1, len(sync)))
+
+
+def test_lbfgs_torch_path_matches_the_cpu_path(proj, X):
+    """The GPU path (torch.optim.LBFGS) optimises the same objective as the CPU path (SciPy L-BFGS-B); run on CPU."""
+    from alworkbench.head import TorchHead
+
+    classes = list(proj.config.classes)
+    idx = np.arange(300)
+    y = np.array([classes.index(proj.items[i].label) for i in idx])
+    a = TorchHead(device="cpu", tol=1e-6, max_iter=3000).fit(X[idx], y)
+    b = TorchHead(device="cpu", tol=1e-6, max_iter=3000)
+    b.fit(X[idx][:2], y[:2])  # sets up classes_/mean_/scale_ shapes; then train the torch path on the real data
+    b.classes_ = a.classes_
+    b.mean_, b.scale_ = a.mean_, a.scale_
+    Xs = ((X[idx] - a.mean_) / a.scale_).astype(np.float32)
+    b.weights_ = b._train_lbfgs_torch(Xs, np.searchsorted(a.classes_, y), len(a.classes_))
+    assert np.abs(a.predict_proba(X[300:500]) - b.predict_proba(X[300:500])).max() < 0.02
