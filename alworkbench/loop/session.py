@@ -124,6 +124,7 @@ class Session:
         self._listeners: list[Callable[[RoundReport], None]] = []
         self._stable_rounds = 0
         self._reselected_away: dict[tuple[int, str], tuple[BatchItem, Batch]] = {}
+        self._warn_unknown_labels()
         self.restored = False
         if warm_start and self._n_labelled() > 0:
             # the last model, if nothing was answered since it was trained; else rebuild it without blocking
@@ -132,6 +133,20 @@ class Session:
                 self.retrain_async()
 
     # ------------------------------------------------------------------ helpers
+    def _warn_unknown_labels(self) -> None:
+        """Labels whose class or tag is no longer in the config are kept in the store but left out of training
+        and selection; say so once, naming the command that maps them (``alwb classes rename``)."""
+        import warnings
+
+        from ..classes import mismatch_message, unknown_labels
+
+        try:
+            unknown = unknown_labels(self.project)
+        except AlwbError:
+            return
+        if unknown:
+            warnings.warn(mismatch_message(self.project, unknown), UserWarning, stacklevel=3)
+
     def _default_head_factory(self) -> Callable:
         from ..head import make_head_factory
 

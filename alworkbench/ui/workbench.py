@@ -390,6 +390,10 @@ class Workbench(anywidget.AnyWidget):
                 except (AlwbError, ValueError, KeyError) as e:
                     reply.update(ok=False, error=str(e))
                     self._push_progress()
+                except Exception as e:  # noqa: BLE001 - never leave the view waiting for an acknowledgement
+                    reply.update(ok=False, error=f"not stored ({type(e).__name__}: {e}); the answer was not "
+                                                 "recorded, try again")
+                    self._push_progress()
                 self._check_reports()
                 self.ack = reply
             if shown:

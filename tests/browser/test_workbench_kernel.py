@@ -207,3 +207,25 @@ def test_guideline_markdown_is_rendered_safely():
 def test_open_without_config_or_images_says_what_to_do(tmp_path):
     with pytest.raises(AlwbError, match="images='digits'"):
         Workbench.open(tmp_path / "nothing", annotator="x")
+
+
+@pytest.mark.parametrize("exc", [OSError(28, "No space left on device"), RuntimeError("boom")])
+def test_finding7_a_failed_store_write_is_acknowledged_as_an_error_never_left_waiting(tmp_path, pixels, exc):
+    from alworkbench.errors import StoreError
+
+    p, s = make(tmp_path, pixels)
+    w = Workbench(s, retrain=False)
+    v = View(w)
+    shown = w.item["item_id"]
+    real = s.store.record
+    for err in (StoreError(f"{p.dir / 'labels.sqlite'}: disk full: free some space"), exc):
+        def fail(*a, _err=err, **k):
+            raise _err
+        s.store.record = fail
+        ack = v.answer(kind="label", label="3")
+        assert ack["ok"] is False and ack["error"], ack  # the view gets an answer, with the reason
+        assert w.item["item_id"] == shown  # still on the same image, nothing recorded
+        assert shown not in p.store.active_answers()
+    s.store.record = real
+    assert v.answer(kind="label", label="3")["ok"]
+    assert p.store.active_answers()[shown]["value"] == "3"
