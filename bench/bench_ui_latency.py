@@ -320,6 +320,7 @@ def main(argv=None) -> dict:
     ap.add_argument("--prep-per-size", type=int, default=10, help="images of each size timed for the prep figure")
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--backbone", default="pixels")
+    ap.add_argument("--keep-temp", action="store_true", help="keep the temp folder (photos, projects, lab home)")
     ap.add_argument("--no-retrain", action="store_true", help="measure without the background retrain loop")
     ap.add_argument("--json", "--out", dest="json", default=str(REPO / "bench" / "out" / "ui_latency.json"))
     args = ap.parse_args(argv)
@@ -403,6 +404,9 @@ def main(argv=None) -> dict:
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(res, indent=1))
+    if not args.keep_temp:   # about 250 MB of generated photos
+        import shutil
+        shutil.rmtree(tmp, ignore_errors=True)
 
     print(f"\nkey press -> next image painted, {args.presses} presses each, "
           f"{'with' if not args.no_retrain else 'without'} background retraining:")
