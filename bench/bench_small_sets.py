@@ -30,6 +30,7 @@ def main() -> None:
     ap.add_argument("--pace", type=float, default=0.02)
     ap.add_argument("--strategies", default="random,default")
     ap.add_argument("--json", default=None)
+    ap.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop, reported beside")
     a = ap.parse_args()
     seeds = [int(s) for s in a.seeds.split(",")]
     out: dict = {"command": "python bench/bench_small_sets.py " + " ".join(sys.argv[1:]), "sets": {}}
@@ -39,13 +40,19 @@ def main() -> None:
             t0 = time.perf_counter()
             res = simulate(ds, strategies=a.strategies.split(","), budget=budget, batch_size=batch, initial=batch,
                            seeds=seeds, workdir=Path(tmp) / "work", progress=False, mode="async", pace=a.pace,
-                           log=lambda m: print(m, flush=True))
+                           compare_sync=a.compare_sync, log=lambda m: print(m, flush=True))
             print(f"\n== {name}: {res['n_pool']} pool, {res['n_eval']} held out, budget {budget}, batches of {batch}, "
                   f"{len(seeds)} seeds, async (pace {a.pace} s) ==")
             print(format_table(res))
             summ = res["summary"]["strategies"]
             for s, e in summ.items():
-                print(f"  {s:>10s}: mean accuracy over the curve {e['mean_accuracy_over_curve']:.4f}")
+                line = f"  {s:>10s}: mean accuracy over the curve {e['mean_accuracy_over_curve']:.4f} (async)"
+                if "summary_sync" in res:
+                    es = res["summary_sync"]["strategies"][s]
+                    line += (f", {es['mean_accuracy_over_curve']:.4f} (sync); worst round vs random "
+                             f"{e['worst_gap_vs_baseline'] * 100:+.2f} (async) / {es['worst_gap_vs_baseline'] * 100:+.2f} "
+                             f"points (sync)")
+                print(line)
             res.pop("ingest", None)
             res["wall_seconds"] = round(time.perf_counter() - t0, 1)
             res["dataset"] = name
