@@ -13,6 +13,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -22,13 +25,8 @@ def main() -> None:
     a = ap.parse_args()
     from alworkbench.head import make_head_factory
     from alworkbench.loop.calibration import apply_temperature, calibrate, top1_ece
-    from alworkbench.loop.simulation import DEFAULT_WORKDIR, _base_project
 
-    b = _base_project("fashion-mnist", None, DEFAULT_WORKDIR, None, None)
-    X = b.embeddings(progress=False)
-    classes = list(b.config.classes)
-    y = np.array([classes.index(it.label) for it in b.source.items])
-    ev = b.eval_mask()
+    X, y, ev, classes, _ = fmnist.embedded()
     tr, te = np.flatnonzero(~ev), np.flatnonzero(ev)
     factory = make_head_factory({"device": "cpu"})
     rows = []

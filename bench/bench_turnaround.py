@@ -29,6 +29,9 @@ from pathlib import Path
 
 import numpy as np
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist  # noqa: E402
+
 
 def main() -> None:
     ap = argparse.ArgumentParser()
@@ -47,20 +50,15 @@ def main() -> None:
 
     from alworkbench.head import make_head_factory
     from alworkbench.loop.calibration import apply_temperature, calibrate, stable_folds
-    from alworkbench.loop.simulation import DEFAULT_WORKDIR, _base_project
     from alworkbench.query import DEFAULT_STRATEGY, select
 
-    b = _base_project("fashion-mnist", None, DEFAULT_WORKDIR, None, None)
-    Xall = b.embeddings(progress=False)
-    classes = list(b.config.classes)
-    yall = np.array([classes.index(it.label) for it in b.source.items])
-    ev = b.eval_mask()
+    Xall, yall, ev, classes, backbone = fmnist.embedded()
     X, y, Xt, yt = Xall[~ev], yall[~ev], Xall[ev], yall[ev]
     rng = np.random.default_rng(0)
     lab0 = np.zeros(len(X), dtype=bool)
     lab0[rng.choice(len(X), size=args.labelled, replace=False)] = True
     factory = make_head_factory({"device": args.device})
-    print(f"Fashion-MNIST pool {X.shape[0]} x {X.shape[1]} ({b.config.backbone.name} features), {args.labelled} "
+    print(f"Fashion-MNIST pool {X.shape[0]} x {X.shape[1]} ({backbone} features), {args.labelled} "
           f"labelled, batch {args.batch}, {args.rounds} rounds", flush=True)
 
     state = {"prev": None, "folds": None, "T": 1.0}

@@ -10,7 +10,13 @@ from __future__ import annotations
 import argparse
 import time
 
+import sys
+from pathlib import Path
+
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import fmnist  # noqa: E402
 
 
 def main() -> None:
@@ -19,13 +25,9 @@ def main() -> None:
     ap.add_argument("--C", default="0.03,0.1,0.3,1")
     a = ap.parse_args()
     from alworkbench.head import TorchHead
-    from alworkbench.loop.simulation import DEFAULT_WORKDIR, _base_project
 
-    b = _base_project("fashion-mnist", None, DEFAULT_WORKDIR, None, None)
-    X = b.embeddings(progress=False)
-    classes = list(b.config.classes)
-    y = np.array([classes.index(it.label) for it in b.source.items])
-    tr = np.flatnonzero(~b.eval_mask())  # the training pool only
+    X, y, ev, _, _ = fmnist.embedded()
+    tr = np.flatnonzero(~ev)  # the training pool only
     perm = np.random.default_rng(1).permutation(tr)
     val, rest = perm[:10000], perm[10000:]
     for n in (int(s) for s in a.sizes.split(",")):

@@ -22,3 +22,15 @@ def pca(X_train: np.ndarray, X_test: np.ndarray, dim: int, seed: int = 0) -> tup
 
     p = PCA(n_components=dim, random_state=seed, svd_solver="randomized").fit(X_train)
     return p.transform(X_train).astype(np.float32), p.transform(X_test).astype(np.float32)
+
+
+def embedded():
+    """(X (70000, d) default-backbone embeddings, y class codes, eval mask (the 10k test split), classes), computed
+    once through the project's own cache (the same features the sessions and the simulation use)."""
+    from alworkbench.loop.simulation import DEFAULT_WORKDIR, _base_project
+
+    b = _base_project("fashion-mnist", None, DEFAULT_WORKDIR, None, None)
+    X = b.embeddings(progress=False)
+    classes = list(b.config.classes)
+    y = np.array([classes.index(it.label) for it in b.source.items])
+    return X, y, b.eval_mask(), classes, b.config.backbone.name

@@ -30,6 +30,8 @@ import re
 import time
 import uuid
 import warnings
+
+from ..data.scan_index import _alive as _pid_alive
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional, Sequence, Union
@@ -125,16 +127,6 @@ class _Damaged(Exception):
     def __init__(self, path: Path, why: str):
         super().__init__(f"{path}: {why}")
         self.path, self.why = path, why
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except OSError:
-        return True
-    return True
 
 
 class _KeyStore:

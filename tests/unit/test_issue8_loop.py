@@ -13,18 +13,6 @@ from alworkbench.query import select
 from alworkbench.query.strategies import cold_start_indices
 
 
-@pytest.fixture
-def proj(tmp_path):
-    p = Project.init(tmp_path / "p", "digits", query={"batch_size": 10})
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def X(proj):
-    return proj.source.pixels.reshape(len(proj.items), -1).astype("float32") / 16.0
-
-
 class _GatedFactory:
     """A head factory whose heads wait for ``gate`` before fitting when ``hold`` is set (to order fits by hand)."""
 

@@ -10,18 +10,6 @@ from alworkbench.loop.oracle import Oracle
 from alworkbench.loop.session import GuidelineChangedError
 
 
-@pytest.fixture
-def proj(tmp_path):
-    p = Project.init(tmp_path / "p", "digits", query={"batch_size": 10})
-    yield p
-    p.close()
-
-
-@pytest.fixture
-def X(proj):
-    return proj.source.pixels.reshape(len(proj.items), -1).astype("float32") / 16.0
-
-
 def test_rounds_improve_and_report(proj, X):
     s = proj.session(embeddings=X)
     o = Oracle(s)
