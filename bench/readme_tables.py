@@ -84,13 +84,16 @@ def calibration_md(res: dict | None = None) -> str:
     res = res or _load("calibration.json")
     rows = res["rows"]
     lines = [f"`{res['command']}` — top-1 expected calibration error on the 10,000 test images (15 bins)", "",
-             "| labels | seeds | test accuracy | mean top-1 confidence shown, before -> after | ECE before | ECE after |",
-             "|---|---|---|---|---|---|"]
+             "| labels | seeds | test accuracy | mean top-1 confidence shown, before -> after | ECE before | ECE after "
+             "| previous head (AdamW, uncalibrated): accuracy, confidence, ECE |",
+             "|---|---|---|---|---|---|---|"]
     for n in sorted({r["n_labels"] for r in rows}):
         sel = [r for r in rows if r["n_labels"] == n]
         m = lambda k: sum(r[k] for r in sel) / len(sel)  # noqa: E731
         lines.append(f"| {n} | {len(sel)} | {m('test_accuracy'):.4f} | {m('mean_confidence_before'):.3f} -> "
-                     f"{m('mean_confidence_after'):.3f} | {m('ece_before'):.4f} | {m('ece_after'):.4f} |")
+                     f"{m('mean_confidence_after'):.3f} | {m('ece_before'):.4f} | {m('ece_after'):.4f} | "
+                     f"{m('test_accuracy_previous_head'):.4f}, {m('mean_confidence_previous_head'):.3f}, "
+                     f"{m('ece_previous_head'):.4f} |")
     return "\n".join(lines)
 
 
