@@ -464,11 +464,20 @@ def build_parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    print(f"alwb: warning: {message}", file=sys.stderr if file is None else file)
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    import warnings
+
     ap = build_parser()
     a = ap.parse_args(argv)
     try:
-        return a.fn(a)
+        with warnings.catch_warnings():
+            # our notices are one line each ("alwb: warning: ..."), without Python's source-line echo
+            warnings.showwarning = _show_warning
+            return a.fn(a)
     except AlwbError as e:
         print(f"alwb: error: {e}", file=sys.stderr)
         return 2

@@ -114,6 +114,9 @@ def test_finding6_alwb_label_carries_on_after_an_image_of_the_open_batch_is_dele
     r = alwb("label", d, "--oracle", "--rounds", 2)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "no longer in this project" in r.stderr and "not in this project" not in r.stdout
+    notice = [ln for ln in r.stderr.splitlines() if "no longer in this project" in ln]
+    assert len(notice) == 1 and notice[0].startswith("alwb: warning: batch ")  # one line, no source echo
+    assert "warnings.warn" not in r.stderr
     assert "round 1: 5 image(s)" in r.stdout and "model v2" in r.stdout
     p = Project.open(d)
     answered = p.store.answered_ids()
