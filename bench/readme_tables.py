@@ -5,6 +5,7 @@ and checks that each one appears in README.md, so a figure in the README is alwa
 (and the command that produced it is printed beside it).
 
     .venv/bin/python bench/readme_tables.py            # prints every block
+    .venv/bin/python bench/readme_tables.py --write    # rewrites the blocks between <!-- bench:NAME --> markers
 """
 from __future__ import annotations
 
@@ -101,7 +102,27 @@ BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json"
           "turnaround.json": turnaround_md, "calibration.json": calibration_md}
 
 
-if __name__ == "__main__":
+def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
+    import re
+
+    text = readme.read_text()
     for name, fn in BLOCKS.items():
-        if (RESULTS / name).exists():
-            print(f"<!-- {name} -->\n{fn()}\n")
+        if not (RESULTS / name).exists():
+            continue
+        tag = name.removesuffix(".json")
+        pat = re.compile(rf"(<!-- bench:{re.escape(tag)} -->\n)(?:.*?\n)?(<!-- /bench:{re.escape(tag)} -->)", re.S)
+        text, n = pat.subn(lambda m: m.group(1) + fn() + "\n" + m.group(2), text)
+        if n != 1:
+            raise SystemExit(f"README.md has {n} <!-- bench:{tag} --> blocks; expected 1")
+    readme.write_text(text)
+
+
+if __name__ == "__main__":
+    import sys
+
+    if "--write" in sys.argv:
+        write_readme()
+    else:
+        for name, fn in BLOCKS.items():
+            if (RESULTS / name).exists():
+                print(f"<!-- {name} -->\n{fn()}\n")
