@@ -27,7 +27,7 @@ def test_finding12_readme_blocks_are_rendered_from_kept_json(name):
     raw = json.loads((ROOT / "bench" / "results" / name).read_text())
     block = mod.BLOCKS[name](raw)
     assert block in README, f"README does not quote the block rendered from bench/results/{name}:\n{block}"
-    script = re.match(r"`python (bench/\S+\.py)", raw["command"]).group(1)
+    script = re.match(r"python (bench/\S+\.py)", raw["command"]).group(1)
     assert (ROOT / script).exists()
 
 
