@@ -91,7 +91,7 @@ def _unknown_labels(p) -> dict:
 
 def _model_summary(store) -> Optional[dict]:
     """The latest model record: version, round, labels it was trained on, cross-validated accuracy, temperature."""
-    m = store.latest_model()
+    m = store.latest_model_summary()
     if not m:
         return None
     return {k: m.get(k) for k in ("version", "round", "n_labels", "cv_accuracy", "temperature", "annotator")}

@@ -912,6 +912,19 @@ class LabelStore:
         return {**json.loads(rows[0][1]), "id": rows[0][0], "created_at": rows[0][2]} if rows else None
 
     @_translated
+    def latest_model_summary(self) -> Optional[dict]:
+        """The latest model record merged with the latest ``calibration`` record of that version (temperature,
+        cross-validated accuracy, folds), which the session appends once the model's calibration finished."""
+        m = self.latest_model()
+        if m is None:
+            return None
+        rows = self._read("SELECT value_json FROM records WHERE kind = 'calibration'"
+                          " AND CAST(json_extract(value_json, '$.version') AS INTEGER) = ? ORDER BY id DESC LIMIT 1",
+                          (int(m["version"]),))
+        cal = json.loads(rows[0][0]) if rows else {}
+        return {**m, **{k: v for k, v in cal.items() if k != "version"}, "calibrated": bool(rows)}
+
+    @_translated
     def model_version(self) -> int:
         """The highest model version recorded (0 before the first model)."""
         return self._model_version(self._conn())

@@ -718,9 +718,7 @@ class Session:
             raw, classes = self._full_proba(head)
         except (OSError, ValueError, KeyError):
             return False  # a missing or damaged file: refit instead
-        cals = [c for c in self.store.records("calibration") if c.get("version") == rec["version"]] \
-            if hasattr(self.store, "records") else []
-        c = cals[-1] if cals else rec
+        c = self.store.latest_model_summary() or rec
         cal = Calibration(temperature=float(c.get("temperature") or 1.0), cv_accuracy=c.get("cv_accuracy"),
                           n_folds=int(c.get("n_folds") or 0), n_used=int(c.get("n_used") or 0),
                           ece_before=c.get("ece_before"), ece_after=c.get("ece_after"))

@@ -411,7 +411,7 @@ def _store_view(project_dir: Path, annotator: str) -> dict:
     from alworkbench.labels import LabelStore
 
     with LabelStore(project_dir / "labels.sqlite") as st:
-        model, report = st.latest_model(), st.reports()[-1]
+        model, report = st.latest_model_summary(), st.reports()[-1]
         return {"labels": len(st.labels()), "open_round": st.open_batch(annotator=annotator)["round"],
                 "version": model["version"], "trained_on": model["n_labels"], "cv": model.get("cv_accuracy"),
                 "report_round": report["round"], "report_version": report["model_version"],

@@ -203,6 +203,9 @@ def test_shown_confidences_are_calibrated(proj, X):
     assert info["temperature"] > 0 and info["n_folds"] >= 2
     rep = s.reports[-1]
     assert rep.cv_accuracy == info["cv_accuracy"] and rep.temperature == info["temperature"]
+    summ = proj.store.latest_model_summary()  # the model record + its appended calibration record
+    assert summ["version"] == info["version"] and summ["calibrated"]
+    assert summ["cv_accuracy"] == info["cv_accuracy"] and summ["temperature"] == info["temperature"]
     # the shown top-1 confidence on held-out items is closer to the real accuracy than the raw head's
     ev = np.flatnonzero(s.eval_mask)
     classes = list(s.classes)
