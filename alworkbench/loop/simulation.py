@@ -38,7 +38,8 @@ MODES = ("async", "sync")
 
 
 def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, initial: int,
-            head_factory: Optional[Callable] = None, mode: str = "async", pace: float = 0.0) -> list[dict]:
+            head_factory: Optional[Callable] = None, mode: str = "async", pace: float = 0.0,
+            validation: float = 0.0) -> list[dict]:
     """One simulated run; returns the learning curve [{n_labels, accuracy, seconds, ...}] at each batch end.
 
     ``mode="async"`` is the loop a person gets in the notebook: after each batch the model retrains on the session's
@@ -60,6 +61,12 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
         proj._embeddings = X
         s = Session(proj, annotator="oracle", embeddings=X, strategy=strategy, seed=seed,
                     head_factory=head_factory, warm_start=False)
+        if validation > 0:
+            # choose on a validation split: part of the pool is held back and evaluated on; the test split is
+            # neither queried nor evaluated on
+            val = validation_mask(s.items, s.eval_mask, validation)
+            s.ok_mask = s.ok_mask & ~s.eval_mask
+            s.eval_mask = val & s.ok_mask
         oracle = Oracle(s, seed=seed)
         points: list[tuple[list[int], dict]] = []
         n = initial
@@ -100,6 +107,15 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
             s.close()
             proj.close()
     return curve
+
+
+def validation_mask(items, test_mask: np.ndarray, frac: float) -> np.ndarray:
+    """A deterministic ``frac`` of the items outside the test split (by a hash of the item id)."""
+    import zlib
+
+    h = np.fromiter((zlib.crc32(("val:" + it.id).encode("utf-8")) / 2**32 for it in items), dtype=np.float64,
+                    count=len(items))
+    return (h < frac) & ~np.asarray(test_mask, bool)
 
 
 def _accuracy(session, factory, idx: np.ndarray) -> Optional[float]:
@@ -161,13 +177,14 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
              batch_size: int = 20, initial: int = 20, seeds: Sequence[int] = (0, 1, 2),
              backbone: Optional[str] = None, limit: Optional[int] = None, workdir: Optional[str | Path] = None,
              head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None,
-             mode: str = "async", pace: float = 0.0, compare_sync: bool = False) -> dict:
+             mode: str = "async", pace: float = 0.0, compare_sync: bool = False, validation: float = 0.0) -> dict:
     """Compare strategies with a simulated oracle. Returns a JSON-ready dict:
     ``results[strategy][seed] = [{"n_labels", "accuracy", ...}, ...]`` plus ``ingest`` and ``summary``.
 
     ``mode="async"`` (default) drives the loop a person gets (background retrains, one answer per ``pace``
     seconds, stale-batch re-selection); ``compare_sync=True`` also runs the synchronous loop and reports it beside
-    (``results_sync``, ``summary_sync``)."""
+    (``results_sync``, ``summary_sync``). ``validation=0.2`` holds back 20% of the pool and reports accuracy on
+    it instead of the test split (for choosing defaults without looking at the test split)."""
     from ..query import available_strategies
 
     if budget < initial:
@@ -200,7 +217,8 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
             results[strat] = {}
             for seed in seeds:
                 t1 = time.perf_counter()
-                curve = run_one(base, X, strat, int(seed), budget, batch_size, initial, mode=m, pace=pace)
+                curve = run_one(base, X, strat, int(seed), budget, batch_size, initial, mode=m, pace=pace,
+                                validation=validation)
                 results[strat][str(seed)] = curve
                 if log:
                     log(f"[{m}] {strat:>16s} seed {seed}: {curve[-1]['n_labels']} labels -> "
@@ -212,6 +230,7 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         "dataset": dataset, "backbone": base.config.backbone.name, "head": base.config.head.kind,
         "budget": budget, "batch_size": batch_size, "initial": initial, "seeds": [int(s) for s in seeds],
         "n_pool": pool_size, "n_eval": int(base.eval_mask().sum()), "embed_seconds": round(t_embed, 2),
+        "evaluated_on": "validation" if validation > 0 else "test", "validation": validation,
         "ingest": {"n_images": report.n_images,
                    "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
                    "duplicates": [{"path": d.path, "duplicate_of": d.duplicate_of} for d in report.duplicates]},

@@ -324,3 +324,25 @@ def test_lbfgs_torch_path_matches_the_cpu_path(proj, X):
     Xs = ((X[idx] - a.mean_) / a.scale_).astype(np.float32)
     b.weights_ = b._train_lbfgs_torch(Xs, np.searchsorted(a.classes_, y), len(a.classes_))
     assert np.abs(a.predict_proba(X[300:500]) - b.predict_proba(X[300:500])).max() < 0.02
+
+
+def test_simulate_on_a_validation_split_never_touches_the_test_split(tmp_path, monkeypatch):
+    from alworkbench.loop import simulation
+
+    seen = {}
+    real = simulation._accuracy
+
+    def spy(session, factory, idx):
+        seen["eval"] = session.eval_mask.copy()
+        seen["asked"] = set(idx.tolist())
+        return real(session, factory, idx)
+
+    monkeypatch.setattr(simulation, "_accuracy", spy)
+    res = simulation.simulate("digits", strategies=["random"], budget=30, batch_size=10, initial=10, seeds=[0],
+                              workdir=tmp_path, progress=False, mode="sync", validation=0.2, head={"device": "cpu"})
+    assert res["evaluated_on"] == "validation"
+    p = Project.open(next((tmp_path).glob("digits-*")))
+    test = p.eval_mask()
+    assert not (seen["eval"] & test).any() and seen["eval"].sum() > 0.1 * (~test).sum()
+    assert not any(test[i] for i in seen["asked"])  # no test item was labelled either
+    p.close()
