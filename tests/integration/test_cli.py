@@ -84,8 +84,10 @@ def test_bad_config_value_is_one_line(tmp_path):
 
 def test_simulate_digits_beats_random_json_shape(tmp_path):
     out = tmp_path / "sim.json"
+    # --mode sync: the comparison below must not depend on how loaded the machine is (in the default async mode
+    # the labelling pace against the fit time decides which model chooses each batch)
     alwb("simulate", "--dataset", "digits", "--strategy", "random,default", "--budget", 100, "--batch-size", 20,
-         "--initial", 20, "--seeds", "0,1", "--json", out, "--workdir", tmp_path / "w", "--quiet")
+         "--initial", 20, "--seeds", "0,1", "--json", out, "--workdir", tmp_path / "w", "--quiet", "--mode", "sync")
     res = json.loads(out.read_text())
     assert set(res["results"]) == {"random", "default"}
     for strat in res["results"]:
@@ -93,7 +95,7 @@ def test_simulate_digits_beats_random_json_shape(tmp_path):
         for curve in res["results"][strat].values():
             assert [r["n_labels"] for r in curve] == [20, 40, 60, 80, 100]
             assert all(isinstance(r["accuracy"], float) and 0 <= r["accuracy"] <= 1 for r in curve)
-    assert res["ingest"] == {"n_images": 1797, "skipped": [], "duplicates": []}
+    assert res["ingest"] == {"n_images": 1797, "skipped": [], "duplicates": []} and res["mode"] == "sync"
     s = res["summary"]["strategies"]
     assert s["default"]["final_accuracy"] > s["random"]["final_accuracy"]
 

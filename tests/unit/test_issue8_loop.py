@@ -302,8 +302,11 @@ def test_simulate_async_drives_the_background_path(tmp_path):
     curve = res["results"]["default"]["0"]
     assert [r["n_labels"] for r in curve] == [10, 20, 30, 40, 50, 60]
     assert all(0 < r["accuracy"] <= 1 for r in curve)
-    # in the async loop, batch 2 is opened before the first model exists
-    assert curve[1]["chosen_by_version"] == 0 and curve[1]["strategy"] == "cold_start"
+    # in the async loop, batch 2 is opened right after the first fit was submitted: almost always before that
+    # model exists, so it is a (labelled-aware) cold start
+    assert curve[1]["chosen_by_version"] == 0 or curve[1]["model_labels"] == 10
+    if curve[1]["chosen_by_version"] == 0:
+        assert curve[1]["strategy"] == "cold_start"
     assert curve[-1]["n_models"] >= 1 and curve[-1]["mean_fit_seconds"] > 0
     sync = res["results_sync"]["default"]["0"]
     assert [r["chosen_by_version"] for r in sync[1:]] == list(range(1, len(sync)))
