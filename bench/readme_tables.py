@@ -26,6 +26,20 @@ def _at(curve: list, n: int) -> str:
     return "-"
 
 
+def _fit_line(res: dict) -> str:
+    """Mean seconds per background retrain and models trained per run: how stale the async batches were."""
+    fits, models = [], []
+    for by_seed in res["results"].values():
+        for curve in by_seed.values():
+            if curve and curve[-1].get("mean_fit_seconds") is not None:
+                fits.append(curve[-1]["mean_fit_seconds"])
+                models.append(curve[-1].get("n_models", 0))
+    if not fits:
+        return "retrain time not recorded"
+    return (f"a background retrain took {min(fits):.1f}-{max(fits):.1f} s on average per run, "
+            f"{min(models)}-{max(models)} models per run")
+
+
 def label_efficiency_md(res: dict | None = None) -> str:
     res = res or _load("label_efficiency_fmnist.json")
     summ = res["summary"]
@@ -33,7 +47,7 @@ def label_efficiency_md(res: dict | None = None) -> str:
     lines = [f"`{res['command']}` — {res['dataset']}, {res['n_pool']} pool, {res['n_eval']} held-out test images, "
              f"backbone `{res['backbone']}`, batches of {res['batch_size']} after {res['initial']}, seeds "
              f"{','.join(map(str, res['seeds']))}, {res['mode']} loop (one answer every "
-             f"{res['pace_seconds_per_answer']} s). random's accuracy at {budget} labels: "
+             f"{res['pace_seconds_per_answer']} s; {_fit_line(res)}). random's accuracy at {budget} labels: "
              f"**{summ['baseline_final_accuracy']:.4f}**.", "",
              f"| strategy | @ 200 | @ 400 | @ {budget} | labels to reach random@{budget} | worst round vs random "
              f"| mean over the curve |",
