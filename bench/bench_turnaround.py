@@ -49,7 +49,7 @@ def main() -> None:
     from sklearn.preprocessing import StandardScaler
 
     from alworkbench.head import make_head_factory
-    from alworkbench.loop.calibration import apply_temperature, calibrate, stable_folds
+    from alworkbench.loop.calibration import apply_temperature, calibrate, chance_corrected, stable_folds
     from alworkbench.query import DEFAULT_STRATEGY, select
 
     Xall, yall, ev, classes, backbone = fmnist.embedded()
@@ -81,7 +81,8 @@ def main() -> None:
         cal = calibrate(factory, X[lab_idx], y[lab_idx], False, len(classes), warm_from=head,
                         folds=stable_folds([str(i) for i in lab_idx]), warm_fold_heads=state["folds"])
         t4 = time.perf_counter()
-        state.update(prev=head, folds=cal.fold_heads, T=cal.temperature, skill=(cal.cv_accuracy - 0.1) / 0.9)
+        state.update(prev=head, folds=cal.fold_heads, T=cal.temperature,
+                     skill=chance_corrected(cal.cv_accuracy, len(classes)))
         return pool[sel.indices], {"fit": t1 - t0, "predict": t2 - t1, "select": t3 - t2, "total": t3 - t0,
                                    "calibrate (after)": t4 - t3, "incl. calibration": t4 - t0}, head
 

@@ -165,25 +165,12 @@ class TorchHead(ClassifierMixin, BaseEstimator):
 
     # -- L-BFGS (linear head) ----------------------------------------------------------------------
     def _loss_fn(self, target: np.ndarray, n: int, k: int, dev):
+        """The training loss (both torch solvers): cross-entropy with class weights, or BCE with per-tag pos_weight;
+        the weights come from :meth:`_class_weights_np`, the one place their rule lives."""
         torch = _torch()
-        if self.multilabel:
-            pos_weight = None
-            if self.class_weight == "balanced":
-                pos = target.sum(axis=0)
-                pw = np.where(pos > 0, (n - pos) / np.maximum(pos, 1), 1.0).clip(1e-3, 1e3).astype(np.float32)
-                pos_weight = torch.from_numpy(pw).to(dev)
-            elif isinstance(self.class_weight, dict):
-                pw = np.array([float(self.class_weight.get(j, 1.0)) for j in range(k)], dtype=np.float32)
-                pos_weight = torch.from_numpy(pw).to(dev)
-            return torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        weight = None
-        if self.class_weight == "balanced":
-            counts = np.bincount(target, minlength=k).astype(np.float64)
-            weight = torch.from_numpy((n / (k * np.maximum(counts, 1))).astype(np.float32)).to(dev)
-        elif isinstance(self.class_weight, dict):
-            cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()], dtype=np.float32)
-            weight = torch.from_numpy(cw).to(dev)
-        return torch.nn.CrossEntropyLoss(weight=weight)
+        w = None if self.class_weight is None else \
+            torch.from_numpy(self._class_weights_np(target, n, k).astype(np.float32)).to(dev)
+        return torch.nn.BCEWithLogitsLoss(pos_weight=w) if self.multilabel else torch.nn.CrossEntropyLoss(weight=w)
 
     def _warm_weights(self, d: int, k: int):
         prev = self.warm_start_from
@@ -330,30 +317,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             b = torch.empty(fan_out).uniform_(-bound, bound, generator=gen)
             params += [w.to(dev).requires_grad_(), b.to(dev).requires_grad_()]
         X_t = torch.from_numpy(Xs).to(dev)
-        if self.multilabel:
-            T = torch.from_numpy(target).to(dev)
-            pos_weight = None
-            if self.class_weight == "balanced":
-                pos = target.sum(axis=0)
-                neg = n - pos
-                pw = np.where(pos > 0, neg / np.maximum(pos, 1), 1.0).clip(1e-3, 1e3).astype(np.float32)
-                pos_weight = torch.from_numpy(pw).to(dev)
-            elif isinstance(self.class_weight, dict):  # {tag index: pos_weight}
-                pw = np.array([float(self.class_weight.get(j, 1.0)) for j in range(k)], dtype=np.float32)
-                pos_weight = torch.from_numpy(pw).to(dev)
-            loss_fn = torch.nn.BCEWithLogitsLoss(pos_weight=pos_weight)
-        else:
-            T = torch.from_numpy(target).to(dev)
-            weight = None
-            if self.class_weight == "balanced":
-                counts = np.bincount(target, minlength=k).astype(np.float64)
-                cw = (n / (k * np.maximum(counts, 1))).astype(np.float32)
-                weight = torch.from_numpy(cw).to(dev)
-            elif isinstance(self.class_weight, dict):  # {class label: weight}, missing classes weigh 1
-                cw = np.array([float(self.class_weight.get(c, 1.0)) for c in self.classes_.tolist()],
-                              dtype=np.float32)
-                weight = torch.from_numpy(cw).to(dev)
-            loss_fn = torch.nn.CrossEntropyLoss(weight=weight)
+        T = torch.from_numpy(target).to(dev)
+        loss_fn = self._loss_fn(target, n, k, dev)
         # weight decay on weight matrices only, not on biases
         opt = torch.optim.AdamW([{"params": params[0::2], "weight_decay": float(self.weight_decay)},
                                  {"params": params[1::2], "weight_decay": 0.0}], lr=float(self.lr))

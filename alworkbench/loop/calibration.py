@@ -40,6 +40,17 @@ class Calibration:
                 "n_used": self.n_used, "ece_before": self.ece_before, "ece_after": self.ece_after}
 
 
+def chance_corrected(accuracy: Optional[float], n_classes: int, multilabel: bool = False) -> Optional[float]:
+    """Cohen-style chance correction of an accuracy, ``(acc - 1/k) / (1 - 1/k)``: 0 for guessing, 1 for perfect
+    (micro-F1 of a multi-label model is returned as is). The ``adaptive`` strategy's ``model_skill`` signal."""
+    if accuracy is None:
+        return None
+    if multilabel:
+        return float(accuracy)
+    chance = 1.0 / max(int(n_classes), 2)
+    return float((accuracy - chance) / (1.0 - chance))
+
+
 def apply_temperature(proba: np.ndarray, T: float, multilabel: bool = False) -> np.ndarray:
     """Rescale probabilities by temperature ``T`` (softmax of log p / T; sigmoid of logit(p) / T per tag)."""
     p = np.asarray(proba, dtype=np.float64)

@@ -26,7 +26,7 @@ import numpy as np
 
 from ..errors import AlwbError, AnswerError, DuplicateAnswerError, NotFittedError, UnknownItemError
 from ..types import Answer, Batch, BatchItem, Prediction, RoundReport
-from .calibration import Calibration, apply_temperature, calibrate
+from .calibration import Calibration, apply_temperature, calibrate, chance_corrected
 
 TOP_K = 3
 
@@ -57,13 +57,7 @@ class _Model:
     @property
     def skill(self) -> Optional[float]:
         """Chance-corrected out-of-fold accuracy (single-label) or micro-F1 (multi-label); None when unmeasured."""
-        acc = self.calibration.cv_accuracy
-        if acc is None:
-            return None
-        if self.multilabel:
-            return float(acc)
-        chance = 1.0 / max(len(self.classes), 2)
-        return float((acc - chance) / (1.0 - chance))
+        return chance_corrected(self.calibration.cv_accuracy, len(self.classes), self.multilabel)
 
 
 class Session:
