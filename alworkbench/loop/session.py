@@ -726,13 +726,18 @@ class Session:
     # ------------------------------------------------------------------ fresh selections
     def _reselect(self, model: _Model) -> int:
         """Select the unanswered, not yet shown rest of the open batch again with ``model`` (called by the worker
-        right after the model landed). Answered items and items already on screen stay; the new selection is
+        right after the model landed). Answered items, items already on screen and the first pending item stay; the new selection is
         recorded as its own batch record (strategy, model version, scores) superseding the old one. The strategy
         runs outside the lock, so answering never waits for it. Returns how many items were chosen again."""
 
         def plan(b: Batch):
-            pending_ids = {x.item.id for x in self.pending()}
-            stay = [x.item.id for x in b.items if x.item.id not in pending_ids or x.item.id in self._shown_at]
+            pend = self.pending()
+            pending_ids = {x.item.id for x in pend}
+            # the first pending item stays too: it is the one on screen or about to be (after a kernel restart the
+            # in-memory "shown" marks are gone, but the person saw it before)
+            first = pend[0].item.id if pend else None
+            stay = [x.item.id for x in b.items
+                    if x.item.id not in pending_ids or x.item.id in self._shown_at or x.item.id == first]
             return stay, len(b.items) - len(stay)
 
         with self._lock:

@@ -109,7 +109,9 @@ def test_reopen_resumes_at_the_first_unanswered_item_of_the_open_batch(tmp_path,
     s2 = Project.open(tmp_path / "proj").session(annotator="ann", embeddings=pixels,
                                                   head_factory=lambda: LogisticRegression(max_iter=200))
     w2 = Workbench(s2, retrain=False)
-    assert [bi.item.id for bi in s2.current_batch.items] == batch
+    # the model refitted at reopen may re-select the not-yet-seen rest (items 4-5), never the answered ones or the
+    # first unanswered one, which is shown again
+    assert [bi.item.id for bi in s2.current_batch.items][:3] == batch[:3] and len(s2.current_batch.items) == 5
     assert w2.item["item_id"] == batch[2] and w2.item["position"] == 3
     assert w2.progress["labelled"] == 2
 
