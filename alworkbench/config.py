@@ -80,6 +80,29 @@ class UIConfig:
     calibrate: bool = True  # temperature-scale the shown confidences on out-of-fold predictions
 
 
+#: review tiers by an annotator's measured accuracy (best first): the share of their answers sampled for review
+DEFAULT_TIERS = ({"name": "trusted", "min_accuracy": 0.98, "review_sample": 0.0},
+                 {"name": "standard", "min_accuracy": 0.90, "review_sample": None},  # None: quality.review_sample
+                 {"name": "probation", "min_accuracy": 0.0, "review_sample": 1.0})
+
+
+@dataclass
+class QualityConfig:
+    """The annotation trade's quality loop (alworkbench.labels.quality): review sampling, gold, overlap, teams."""
+
+    review_sample: float = 0.10  # share of each annotator's answers sampled for review (standard tier)
+    review_own: bool = False  # may a reviewer review their own answers?
+    gold_rate: float = 0.0  # share of hidden gold items mixed into ordinary batches (0.05 = 1 in 20)
+    qualification_items: int = 0  # gold items in the qualification test (0: no test)
+    pass_mark: float = 0.95  # qualification pass mark, and the accuracy below which the widget warns
+    min_known: int = 10  # known-answer comparisons (gold + sampled reviews) before a tier applies
+    window: int = 50  # rolling accuracy over the latest N known-answer comparisons
+    overlap_share: float = 0.0  # share of items that go to several annotators
+    overlap_k: int = 2  # how many different annotators answer an overlap item
+    lease_s: float = 1800.0  # an open batch untouched this long returns its unanswered items to the pool
+    tiers: list = field(default_factory=lambda: [dict(t) for t in DEFAULT_TIERS])
+
+
 @dataclass
 class ProjectConfig:
     name: str = "project"
@@ -93,6 +116,7 @@ class ProjectConfig:
     stopping: StoppingConfig = field(default_factory=StoppingConfig)
     guideline: GuidelineConfig = field(default_factory=GuidelineConfig)
     ui: UIConfig = field(default_factory=UIConfig)
+    quality: QualityConfig = field(default_factory=QualityConfig)
     annotator: str = "anonymous"
 
     @property
@@ -119,7 +143,7 @@ class ProjectConfig:
 _SECTIONS = {
     "source": SourceConfig, "backbone": BackboneConfig, "head": HeadConfig, "query": QueryConfig,
     "evaluation": EvaluationConfig, "stopping": StoppingConfig, "guideline": GuidelineConfig,
-    "ui": UIConfig,
+    "ui": UIConfig, "quality": QualityConfig,
 }
 
 
@@ -185,9 +209,39 @@ def _section(name: str, cls, raw: Any):
     for k, v in raw.items():
         if k not in fields:
             raise _unknown(f"{name}.{k}", fields)
+        if name == "quality" and k == "tiers":
+            out[k] = _tiers(v)
+            continue
         f = fields[k]
         out[k] = _coerce(f"{name}.{k}", v, f.default, str(f.type))
     return cls(**out)
+
+
+def _tiers(raw: Any) -> list:
+    """quality.tiers: a list of {name, min_accuracy, review_sample}; sorted best first, one must start at 0."""
+    if not isinstance(raw, list) or not raw:
+        raise ConfigError("config key 'quality.tiers' must be a non-empty list of "
+                          "{name, min_accuracy, review_sample} mappings")
+    out = []
+    for i, t in enumerate(raw):
+        key = f"quality.tiers[{i}]"
+        if not isinstance(t, dict):
+            raise ConfigError(f"config key '{key}' must be a mapping, got {type(t).__name__}")
+        extra = set(t) - {"name", "min_accuracy", "review_sample"}
+        if extra:
+            raise _unknown(f"{key}.{sorted(extra)[0]}", ("name", "min_accuracy", "review_sample"))
+        name = _coerce(f"{key}.name", t.get("name", f"tier{i + 1}"), "", "str")
+        lo = _coerce(f"{key}.min_accuracy", t.get("min_accuracy"), None, "float")
+        rate = t.get("review_sample")
+        rate = None if rate is None else _coerce(f"{key}.review_sample", rate, None, "float")
+        if not 0 <= lo <= 1 or (rate is not None and not 0 <= rate <= 1):
+            raise ConfigError(f"config key '{key}': min_accuracy and review_sample must be in [0, 1]")
+        out.append({"name": name, "min_accuracy": lo, "review_sample": rate})
+    out.sort(key=lambda t: -t["min_accuracy"])
+    if out[-1]["min_accuracy"] != 0:
+        raise ConfigError("config key 'quality.tiers': the last tier must have min_accuracy: 0 (every annotator "
+                          "falls in some tier)")
+    return out
 
 
 def _name_list(key: str, raw: Any) -> list[str]:
@@ -265,6 +319,19 @@ def validate(cfg: ProjectConfig) -> None:
     for key, dev in (("backbone.device", cfg.backbone.device), ("head.device", cfg.head.device)):
         if dev != "auto" and dev != "cpu" and not dev.startswith("cuda"):
             raise ConfigError(f"config key '{key}' is {dev!r}; allowed: auto, cpu, cuda, cuda:N")
+    q = cfg.quality
+    for key, val in (("quality.review_sample", q.review_sample), ("quality.gold_rate", q.gold_rate),
+                     ("quality.pass_mark", q.pass_mark), ("quality.overlap_share", q.overlap_share)):
+        if not 0 <= val <= 1:
+            raise ConfigError(f"config key '{key}' must be in [0, 1], got {val}")
+    if q.gold_rate > 0.5:
+        raise ConfigError(f"config key 'quality.gold_rate' is {q.gold_rate}: at most 0.5 (half of every batch)")
+    for key, val, lo in (("quality.qualification_items", q.qualification_items, 0), ("quality.min_known", q.min_known, 1),
+                         ("quality.window", q.window, 1), ("quality.overlap_k", q.overlap_k, 2)):
+        if val < lo:
+            raise ConfigError(f"config key '{key}' must be >= {lo}, got {val}")
+    if not q.lease_s > 0:
+        raise ConfigError(f"config key 'quality.lease_s' must be > 0 seconds, got {q.lease_s}")
     # strategy and backbone names are checked against their registries when those modules are importable
     # (config stays importable without them): see check_registries().
 

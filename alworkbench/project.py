@@ -135,7 +135,7 @@ class Project:
                 from .labels import LabelStore
 
                 self.dir.mkdir(parents=True, exist_ok=True)
-                self._store = LabelStore(self.dir / STORE_FILENAME)
+                self._store = LabelStore(self.dir / STORE_FILENAME, lease_s=self.config.quality.lease_s)
             return self._store
 
     @property

@@ -53,6 +53,11 @@ _KINDS_SQL = ", ".join(f"'{k}'" for k in EVENT_KINDS)
 _ANSWER_KINDS_SQL = ", ".join(f"'{k}'" for k in ANSWER_KINDS)
 # an answer event is active while no undo event points at it
 _ACTIVE = f"e.kind IN ({_ANSWER_KINDS_SQL}) AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)"
+#: answers given on gold items (qualification test, hidden gold) carry a strategy starting with this: they are
+#: scored against the known answer (alworkbench.labels.quality), never counted as labels
+GOLD_PREFIX = "gold:"
+_NOT_GOLD = "e.strategy NOT LIKE 'gold:%'"
+RELEASE = "batch_release"
 
 # tables first (a version-1 file already has events/meta/batches: their new columns are added by the migration),
 # then what depends on the new columns
@@ -306,13 +311,18 @@ class _Write:
 class LabelStore:
     """Append-only label events and records in one SQLite file. See the module docstring for the guarantees."""
 
-    def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000):
+    def __init__(self, path, *, synchronous: str = "FULL", busy_timeout_s: float = BUSY_TIMEOUT_MS / 1000,
+                 lease_s: Optional[float] = None):
         sync = str(synchronous).upper()
         if sync not in SYNCHRONOUS_MODES:
             raise StoreError(f"synchronous must be one of {', '.join(SYNCHRONOUS_MODES)}, got {synchronous!r}")
         if not busy_timeout_s > 0:
             raise StoreError(f"busy_timeout_s must be > 0 seconds, got {busy_timeout_s!r}")
         self.busy_timeout_s = float(busy_timeout_s)
+        if lease_s is not None and not lease_s > 0:
+            raise StoreError(f"lease_s must be > 0 seconds (or None: batches hold until answered), got {lease_s!r}")
+        #: an open batch with no answer for this many seconds returns its unanswered items to the pool
+        self.lease_s = None if lease_s is None else float(lease_s)
         self.path = Path(path)
         self.synchronous = sync
         self._local = threading.local()
@@ -600,11 +610,23 @@ class LabelStore:
     # -- derived state (computed from events on every call) -----------------------------------------------
     @_translated
     def active_answers(self) -> dict[str, dict]:
-        """The latest active (not undone) answer event per sample, of any answer kind."""
+        """The latest active (not undone) answer event per sample, of any answer kind (answers on gold items,
+        which are scored rather than counted as labels, are left out)."""
         latest: dict[str, tuple] = {}
-        for row in self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} ORDER BY e.id"):
+        for row in self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} AND {_NOT_GOLD} ORDER BY e.id"):
             latest[row[_SAMPLE_COL]] = row  # decode only the rows that win
         return {sid: _row_to_event(row) for sid, row in latest.items()}
+
+    @_translated
+    def active_events(self, *, gold: Optional[bool] = None) -> list[dict]:
+        """Every active (not undone) answer event of every annotator, oldest first. ``gold``: True for only the
+        answers on gold items, False for only the others, None for both."""
+        sql = _SELECT_EVENTS + f" WHERE {_ACTIVE}"
+        if gold is True:
+            sql += f" AND NOT ({_NOT_GOLD})"
+        elif gold is False:
+            sql += f" AND {_NOT_GOLD}"
+        return [_row_to_event(r) for r in self._read(sql + " ORDER BY e.id")]
 
     @_translated
     def _current(self) -> dict[str, tuple[str, Optional[str], str]]:
@@ -612,7 +634,8 @@ class LabelStore:
         ``active_answers`` for the hot paths (UI refresh, retrain)."""
         out: dict[str, tuple[str, Optional[str], str]] = {}
         for sid, kind, raw, note in self._read(
-                f"SELECT e.sample_id, e.kind, e.value_json, e.note FROM events e WHERE {_ACTIVE} ORDER BY e.id"):
+                f"SELECT e.sample_id, e.kind, e.value_json, e.note FROM events e WHERE {_ACTIVE} AND {_NOT_GOLD}"
+                " ORDER BY e.id"):
             out[sid] = (kind, raw, note)
         return out
 
@@ -636,6 +659,19 @@ class LabelStore:
     def answered_ids(self, round: Optional[int] = None, batch_id: Optional[str] = None) -> set[str]:
         """Samples with an active answer (any kind), optionally only in ``round`` and/or ``batch_id``."""
         return self._answered(self._conn(), round, batch_id)
+
+    @staticmethod
+    def _answerers(conn: sqlite3.Connection, ids) -> dict[str, set[str]]:
+        """Item id -> the annotators with an active, non-gold answer on it (for the given ids)."""
+        out: dict[str, set[str]] = {}
+        ids = list(ids)
+        for i in range(0, len(ids), 500):
+            chunk = ids[i:i + 500]
+            rows = conn.execute(f"SELECT DISTINCT e.sample_id, e.annotator FROM events e WHERE {_ACTIVE} AND {_NOT_GOLD}"
+                                f" AND e.sample_id IN ({', '.join('?' * len(chunk))})", chunk).fetchall()
+            for sid, who in rows:
+                out.setdefault(sid, set()).add(who)
+        return out
 
     @staticmethod
     def _answered(conn: sqlite3.Connection, round: Optional[int] = None, batch_id: Optional[str] = None) -> set[str]:
@@ -739,7 +775,8 @@ class LabelStore:
     def create_batch(self, annotator: str, strategy: str, model_version: int,
                      candidates: Sequence[tuple[str, Optional[float], Any]], n: int, *,
                      round: Optional[int] = None, supersedes: Optional[str] = None, keep: Sequence[str] = (),
-                     allow_answered: bool = False) -> Optional[dict]:
+                     allow_answered: bool = False, overlap: Sequence[str] = (), overlap_k: int = 2,
+                     gold: Sequence[tuple[int, str, Optional[float], Any]] = ()) -> Optional[dict]:
         """Hand ``annotator`` a new batch, atomically with respect to every other writer of the file.
 
         ``candidates`` is an ordered list of ``(item_id, score, prediction)``. Inside one BEGIN IMMEDIATE
@@ -748,6 +785,12 @@ class LabelStore:
         assign ``round = last_round() + 1`` when ``round`` is None, and insert the batch. ``keep`` lists item
         ids (the answered items of the batch named by ``supersedes``) placed first, unchanged. Returns the
         batch as ``load_batch`` does, or None (and writes nothing) when no candidate is left.
+
+        ``overlap`` names candidates that go to several annotators: one of them may be handed out although others
+        answered it, while fewer than ``overlap_k`` different annotators gave it a (non-gold) answer and
+        ``annotator`` has not. ``gold`` lists ``(position, item_id, score, prediction)`` gold items mixed into the
+        batch (hidden gold): allowed whether answered or not, never while they wait in another annotator's batch;
+        they do not count towards ``n``.
         """
         _check_id(annotator, "annotator")
         if isinstance(n, bool) or not isinstance(n, int) or n < 0:
@@ -773,12 +816,25 @@ class LabelStore:
                     raise StoreError(f"batch {supersedes!r} was already superseded in {self.path}; "
                                      "reload the open batch and retry")
                 old = self._batch_row(rows[0])
-            blocked = self._reserved(conn, annotator)
+            reserved = self._reserved(conn, annotator)
+            blocked = set(reserved)
             if not allow_answered:
                 blocked |= self._answered(conn)
-            chosen = [c for c in cands if c[0] not in blocked][:n]
+            ov = set(overlap)
+            if ov:
+                by = self._answerers(conn, ov)
+                ok_ov = {sid for sid in ov if sid not in reserved and annotator not in by.get(sid, ())
+                         and len(by.get(sid, ())) < int(overlap_k)}
+                chosen = [c for c in cands if (c[0] in ok_ov if c[0] in ov else c[0] not in blocked)][:n]
+            else:
+                chosen = [c for c in cands if c[0] not in blocked][:n]
             if not chosen:
                 return None
+            taken = {c[0] for c in chosen} | set(keep)
+            for pos, sid, sc, pr in sorted(gold, key=lambda g: g[0]):
+                if _check_id(sid, "gold item id") not in reserved and sid not in taken:
+                    chosen.insert(max(0, min(int(pos), len(chosen))), (sid, sc, pr))
+                    taken.add(sid)
             round_ = self._last_round(conn) + 1 if round is None else round
             batch_id = f"r{round_}-{uuid.uuid4().hex[:12]}"
             kept = []
@@ -833,16 +889,47 @@ class LabelStore:
         return self._reserved(self._conn(), exclude_annotator)
 
     def _reserved(self, conn: sqlite3.Connection, exclude: Optional[str]) -> set[str]:
-        # batches from before annotators were recorded ('') reserve nothing: their items return to the pool
+        # batches from before annotators were recorded ('') reserve nothing: their items return to the pool;
+        # so do released batches (a session closed, its kernel shut down) and batches whose lease ran out
         rows = conn.execute(
-            "SELECT round, item_ids_json FROM batches WHERE rowid IN (SELECT MAX(rowid) FROM batches WHERE "
-            + self._NOT_SUPERSEDED + " AND annotator != '' AND annotator != ? GROUP BY annotator)",
-            ("" if exclude is None else exclude,)).fetchall()
+            "SELECT batch_id, round, item_ids_json, created_at, annotator, strategy FROM batches WHERE rowid IN"
+            " (SELECT MAX(rowid) FROM batches WHERE " + self._NOT_SUPERSEDED + " AND annotator != '' AND annotator != ?"
+            " GROUP BY annotator)", ("" if exclude is None else exclude,)).fetchall()
         out: set[str] = set()
-        for round_, raw in rows:
+        for batch_id, round_, raw, created, who, strategy in rows:
+            if str(strategy).startswith(GOLD_PREFIX):
+                continue  # a qualification test holds nothing: every candidate answers the same gold items
+            if not self._holds(conn, batch_id, round_, created, who):
+                continue
             ids = json.loads(raw)
             out |= set(ids) - self._answered(conn, round_)
         return out
+
+    def _holds(self, conn: sqlite3.Connection, batch_id: str, round_: int, created_at: float, annotator: str) -> bool:
+        """Does this open batch still hold its unanswered items? Not once released, nor once its lease ran out
+        (no answer in it for ``lease_s`` seconds)."""
+        if conn.execute("SELECT 1 FROM records WHERE kind = ? AND json_extract(value_json, '$.batch_id') = ? LIMIT 1",
+                        (RELEASE, batch_id)).fetchone():
+            return False
+        if self.lease_s is None:
+            return True
+        last = conn.execute("SELECT MAX(created_at) FROM events WHERE round = ? AND annotator = ?",
+                            (round_, annotator)).fetchone()[0]
+        return time.time() - max(float(created_at), float(last or 0)) <= self.lease_s
+
+    @_translated
+    def batch_holds(self, batch_id: str) -> bool:
+        """True while the batch reserves its unanswered items (not released, lease not run out)."""
+        conn = self._conn()
+        row = conn.execute("SELECT round, created_at, annotator FROM batches WHERE batch_id = ?", (batch_id,)).fetchone()
+        if row is None:
+            raise StoreError(f"no batch {batch_id!r} in {self.path.name}")
+        return self._holds(conn, batch_id, row[0], row[1], row[2])
+
+    def release_batch(self, batch_id: str, reason: str = "closed") -> int:
+        """Give the unanswered items of an open batch back to the pool (appended record); answers stay."""
+        _check_id(batch_id, "batch_id")
+        return self.append_record(RELEASE, {"batch_id": batch_id, "reason": str(reason)})
 
     @_translated
     def batches(self) -> list[dict]:

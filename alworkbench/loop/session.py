@@ -35,6 +35,20 @@ class GuidelineChangedError(AnswerError):
     """The guideline changed since the annotator last acknowledged it; they must read it before answering."""
 
 
+class QualificationError(AlwbError):
+    """The annotator failed the qualification test and must re-read the guideline (acknowledge it) to retry, or
+    the project has too few gold items for the test."""
+
+
+def _release_at_exit(ref) -> None:
+    s = ref()
+    if s is not None:
+        try:
+            s.release()
+        except Exception:  # the interpreter is going away: the lease returns the items anyway
+            pass
+
+
 class _Model:
     """A fitted head plus everything derived from it (immutable once built)."""
 
@@ -118,6 +132,15 @@ class Session:
         self._listeners: list[Callable[[RoundReport], None]] = []
         self._stable_rounds = 0
         self._reselected_away: dict[tuple[int, str], tuple[BatchItem, Batch]] = {}
+        # hidden gold placement has its own generator: turning gold on does not change what the strategy picks
+        self._gold_rng = np.random.default_rng([int(self.seed), 0x601D])
+        self._closed = False
+        import atexit
+        import weakref
+
+        # a kernel shut down (or a script ending) gives its open batch's unanswered items back to the pool; a
+        # killed kernel's items return when the batch's lease (quality.lease_s) runs out
+        atexit.register(_release_at_exit, weakref.ref(self))
         self._warn_unknown_labels()
         self.restored = False
         if warm_start and self._n_labelled() > 0:
@@ -202,9 +225,32 @@ class Session:
         self._listeners.append(callback)
 
     # ------------------------------------------------------------------ labels (derived from the store)
+    def quality(self):
+        """The project's quality state (gold, qualification, review, consensus), derived from the store now."""
+        from ..labels.quality import QualityView
+
+        return QualityView(self.store, self.config)
+
     def labels(self) -> dict:
-        """Current human labels: item id -> class (single-label) or tuple of tags (multi-label)."""
-        return self.store.tag_sets() if self.multilabel else self.store.labels()
+        """The labels trained on: item id -> class (single-label) or tuple of tags (multi-label). Per item: the
+        reviewer's label, else the consensus of the answers that count (a tie waits for review), else the one
+        answer, else the gold answer (not for held-out items). Answers of annotators who have not passed a
+        required qualification test are kept but left out."""
+        view = self.quality()
+        out = view.final_labels(include_gold=False)
+        for sid, v in view.gold.items():
+            i = self._index.get(sid)
+            if sid not in out and i is not None and not self.eval_mask[i]:
+                out[sid] = v
+        return out
+
+    def _gold_ids(self) -> set[str]:
+        from ..labels.quality import GOLD
+
+        ids: dict[str, bool] = {}
+        for r in self.store.records(GOLD):
+            ids[r["item_id"]] = not r.get("removed")
+        return {s for s, on in ids.items() if on}
 
     def coverage(self) -> dict[str, int]:
         return self.store.counts(self.classes, self.multilabel)
@@ -212,7 +258,7 @@ class Session:
     def pool_indices(self) -> np.ndarray:
         """Indices of items that may still be queried (not held out, not answered, not waiting unanswered in
         another annotator's open batch)."""
-        answered = self.store.answered_ids() | self.store.reserved_ids(self.annotator)
+        answered = self.store.answered_ids() | self.store.reserved_ids(self.annotator) | self._gold_ids()
         mask = ~self.eval_mask & self.ok_mask
         for sid in answered:
             i = self._index.get(sid)
@@ -259,15 +305,150 @@ class Session:
         return [bi for bi in b.items if bi.item.id not in done]
 
     def next_batch(self, n: Optional[int] = None) -> Batch:
-        """The open batch if it still has unanswered items (also after a restart), else a newly selected one."""
+        """The open batch if it still has unanswered items (also after a restart), else a newly selected one.
+
+        While a qualification test is required (``quality.qualification_items``) and not passed, the batch is the
+        test: that many gold items, scored when the last one is answered. A failed test raises
+        QualificationError until the guideline is acknowledged again. An open batch that was released (its
+        kernel closed) or whose lease ran out is resumed only if nobody took its items meanwhile."""
+        from ..labels.quality import QUALIFICATION_STRATEGY
+
         with self._lock:
             if self._batch is None:
                 rec = self.store.open_batch(annotator=self.annotator)
                 if rec is not None:
-                    self._batch = self._batch_from_record(rec)
+                    b = self._batch_from_record(rec)
+                    if self._resumable(rec, b):
+                        self._batch = b
             if self._batch is not None and self.pending():
                 return self._batch
+            if self._batch is not None and self._batch.strategy == QUALIFICATION_STRATEGY:
+                self._score_qualification(self._batch)
+            if self.needs_qualification():
+                return self._qualification_batch()
             return self._new_batch(n or self.batch_size)
+
+    def _resumable(self, rec: dict, b: Batch) -> bool:
+        if rec["strategy"].startswith(("queue:", "undo:", "gold:")) or self.store.batch_holds(rec["batch_id"]):
+            return True
+        self._batch = b
+        try:
+            pend = {x.item.id for x in self.pending()}
+        finally:
+            self._batch = None
+        taken = self.store.answered_ids() | self.store.reserved_ids(self.annotator)
+        return not (pend & taken)
+
+    # ------------------------------------------------------------------ qualification and gold
+    def needs_qualification(self) -> bool:
+        """True while a qualification test is required and this annotator has not passed one."""
+        return int(self.config.quality.qualification_items) > 0 and self.quality().qualified(self.annotator) is not True
+
+    def qualification_status(self) -> dict:
+        """{required, qualified, passed, score, correct, n, pass_mark, may_retry, attempts} for this annotator."""
+        view = self.quality()
+        last = view.qualification(self.annotator)
+        attempts = sum(1 for q in view.qualifications if q.get("annotator") == self.annotator)
+        return {"required": view.qualification_required(), "qualified": view.qualified(self.annotator),
+                "passed": None if last is None else bool(last.get("passed")),
+                "score": None if last is None else last.get("score"),
+                "correct": None if last is None else last.get("correct"), "n": None if last is None else last.get("n"),
+                "pass_mark": float(self.config.quality.pass_mark), "may_retry": view.may_retry(self.annotator),
+                "attempts": attempts}
+
+    def _qualification_batch(self) -> Batch:
+        from collections import Counter
+
+        from ..labels.quality import QUALIFICATION_STRATEGY
+
+        q = self.config.quality
+        view = self.quality()
+        last = view.qualification(self.annotator)
+        if not view.may_retry(self.annotator):
+            raise QualificationError(
+                f"qualification test failed: {last.get('correct')} of {last.get('n')} correct "
+                f"({float(last.get('score') or 0):.0%}), the pass mark is {float(q.pass_mark):.0%}. Read the guideline "
+                "again and acknowledge it (acknowledge_guideline(), or the button in the labeller) to retry")
+        n = int(q.qualification_items)
+        gold = [s for s in view.gold if s in self._index and self.ok_mask[self._index[s]]]
+        if len(gold) < n:
+            raise QualificationError(
+                f"the qualification test needs {n} gold items but this project has {len(gold)}: add gold with "
+                "`alwb gold import DIR FILE.csv` (id,label) or promote reviewed items (`alwb gold promote DIR`), "
+                "or set quality.qualification_items lower")
+        seen = Counter(e["sample_id"] for e in view.gold_events if e["annotator"] == self.annotator)
+        order = sorted(gold, key=lambda sid: (seen[sid], float(self._gold_rng.random())))
+        cands = [(sid, None, None) for sid in order]  # no suggestion: the test measures the person
+        rec = self.store.create_batch(self.annotator, QUALIFICATION_STRATEGY, self.model_version, cands, n,
+                                      allow_answered=True)
+        if rec is None or len(rec["item_ids"]) < n:
+            raise QualificationError("the gold items for the qualification test wait in other annotators' batches; "
+                                     "retry in a moment")
+        self._batch = self._batch_from_record(rec)
+        return self._batch
+
+    def _score_qualification(self, b: Batch) -> Optional[dict]:
+        """Score a completed qualification batch once (an appended ``qualification`` record)."""
+        from ..labels.quality import QUALIFICATION, _value, gold_answer_correct
+
+        view = self.quality()
+        if any(r.get("batch_id") == b.batch_id for r in view.qualifications):
+            return None
+        evs = {e["sample_id"]: e for e in view.gold_events
+               if e["batch_id"] == b.batch_id and e["annotator"] == self.annotator}
+        ids = [x.item.id for x in b.items]
+        correct = sum(1 for sid in ids if sid in evs and gold_answer_correct(_value(evs[sid]), view.gold.get(sid)))
+        n = len(ids)
+        score = correct / n if n else 0.0
+        rec = {"annotator": self.annotator, "batch_id": b.batch_id, "n": n, "correct": correct, "score": score,
+               "pass_mark": float(self.config.quality.pass_mark), "passed": score >= float(self.config.quality.pass_mark),
+               "guideline_version": self.guideline_version,
+               "wrong": [sid for sid in ids if sid not in evs or not gold_answer_correct(_value(evs[sid]),
+                                                                                         view.gold.get(sid))]}
+        self.store.append_record(QUALIFICATION, rec)
+        return rec
+
+    def quality_notice(self) -> Optional[str]:
+        """A one-line notice when this annotator's rolling known-answer accuracy fell below the pass mark."""
+        return self.quality().below_pass_mark(self.annotator)
+
+    def _hidden_gold(self, n: int, model) -> list:
+        """Gold items to hide in an ordinary batch of ``n``: about ``quality.gold_rate`` of the batch, the ones
+        this annotator answered least, at random places; shown with the model's suggestion like any item."""
+        rate = float(self.config.quality.gold_rate)
+        if rate <= 0 or n <= 0:
+            return []
+        gold = [s for s in self._gold_ids() if s in self._index and self.ok_mask[self._index[s]]]
+        if not gold:
+            return []
+        expected = n * rate / (1.0 - rate)
+        g = int(expected) + int(self._gold_rng.random() < expected - int(expected))
+        if g <= 0:
+            return []
+        from collections import Counter
+
+        seen = Counter(e["sample_id"] for e in self.store.active_events(gold=True) if e["annotator"] == self.annotator)
+        order = sorted(gold, key=lambda sid: (seen[sid], float(self._gold_rng.random())))[:g]
+        return [(int(self._gold_rng.integers(0, n + 1)), sid, None, self._prediction(model, self._index[sid]))
+                for sid in order]
+
+    def _overlap_candidates(self, n: int) -> list[str]:
+        """Items that go to several annotators (``quality.overlap_share`` of all, fixed by a stable hash): those
+        answered by others but by fewer than ``quality.overlap_k`` annotators and not by this one, oldest first;
+        at most half a batch."""
+        q = self.config.quality
+        if float(q.overlap_share) <= 0:
+            return []
+        from ..labels.quality import stable_unit
+
+        view = self.quality()
+        out = []
+        for sid, answers in view.answers.items():
+            if self.annotator in answers or len(answers) >= int(q.overlap_k) or sid not in self._index:
+                continue
+            if stable_unit("overlap", sid) < float(q.overlap_share):
+                out.append((min(e["id"] for e in answers.values()), sid))
+        return [sid for _, sid in sorted(out)][:max(1, n // 2)]
 
     def _new_batch(self, n: int) -> Batch:
         pool = self.pool_indices()
@@ -277,7 +458,9 @@ class Session:
             raise PoolExhaustedError(0, n)
         model = self._model
         chosen, scores, strategy = self._select(pool, min(n, len(pool)), model)
-        return self._save_batch(chosen, scores, strategy, model)
+        overlap = self._overlap_candidates(len(chosen))
+        gold = self._hidden_gold(len(chosen), model)
+        return self._save_batch(chosen, scores, strategy, model, overlap=overlap, gold=gold)
 
     def _select(self, pool: np.ndarray, n: int, model: Optional[_Model]) -> tuple[np.ndarray, list, str]:
         """Run the query strategy on ``pool`` (indices into items) with ``model``; (chosen indices, scores, name).
@@ -318,7 +501,7 @@ class Session:
 
     def _save_batch(self, idx: Sequence[int], scores: list, strategy: str, model: Optional[_Model],
                     round: Optional[int] = None, supersedes: Optional[str] = None, keep: Sequence[str] = (),
-                    allow_answered: bool = False) -> Batch:
+                    allow_answered: bool = False, overlap: Sequence[str] = (), gold: Sequence = ()) -> Batch:
         """Hand this annotator the chosen items as a batch. The store does it in one transaction with every other
         writer: items answered meanwhile (unless ``allow_answered``: review queue, undo) or waiting in another
         annotator's open batch are dropped, and the round is assigned there. ``supersedes``/``keep``: a new
@@ -328,8 +511,12 @@ class Session:
 
         version = model.version if model is not None else self.model_version
         cands = [(self.items[int(i)].id, s, self._prediction(model, int(i))) for i, s in zip(idx, scores)]
-        rec = self.store.create_batch(self.annotator, strategy, version, cands, len(cands), round=round,
-                                      supersedes=supersedes, keep=keep, allow_answered=allow_answered)
+        n_want = len(cands)
+        if overlap:
+            cands = [(sid, None, self._prediction(model, self._index[sid])) for sid in overlap] + cands
+        rec = self.store.create_batch(self.annotator, strategy, version, cands, n_want, round=round,
+                                      supersedes=supersedes, keep=keep, allow_answered=allow_answered,
+                                      overlap=overlap, overlap_k=int(self.config.quality.overlap_k), gold=gold)
         if rec is None:
             if supersedes is not None:
                 return self._batch  # nothing to replace the open selection with: it stays as it is
@@ -345,7 +532,7 @@ class Session:
             finally:
                 self._taken_retries = tries
         for _ in range(3):  # another annotator took some chosen items meanwhile: top the batch up, same round
-            short = len(cands) - len(rec["item_ids"])
+            short = n_want + len(gold) - len(rec["item_ids"])
             if short <= 0 or supersedes is not None or allow_answered or not hasattr(self, "_select"):
                 break
             mine = set(rec["item_ids"])
@@ -455,9 +642,14 @@ class Session:
             if answer.time_spent_s is None and shown is not None:
                 answer = replace(answer, time_spent_s=round(time.time() - shown, 3))
             pred = bi.prediction
+            strategy = chosen_by.strategy
+            if not strategy.startswith("gold:") and item_id in self._gold_ids():
+                from ..labels.quality import HIDDEN_GOLD_STRATEGY
+
+                strategy = HIDDEN_GOLD_STRATEGY  # scored against the known answer, not counted as a new label
             eid = self.store.record(item_id, answer, round=b.round, annotator=self.annotator,
                                     batch_id=chosen_by.batch_id, model_version=chosen_by.model_version,
-                                    strategy=chosen_by.strategy, score=bi.score,
+                                    strategy=strategy, score=bi.score,
                                     prediction=pred, shown_at=shown)
             if self.store.acknowledged_guideline(self.annotator) is None:
                 self.acknowledge_guideline()
@@ -736,13 +928,15 @@ class Session:
             # the first pending item stays too: it is the one on screen or about to be (after a kernel restart the
             # in-memory "shown" marks are gone, but the person saw it before)
             first = pend[0].item.id if pend else None
+            gold = self._gold_ids()  # hidden gold stays where it was put
             stay = [x.item.id for x in b.items
-                    if x.item.id not in pending_ids or x.item.id in self._shown_at or x.item.id == first]
+                    if x.item.id not in pending_ids or x.item.id in self._shown_at or x.item.id == first
+                    or x.item.id in gold]
             return stay, len(b.items) - len(stay)
 
         with self._lock:
             b = self._batch
-            if b is None or b.strategy.startswith(("queue:", "undo:")) or b.model_version >= model.version \
+            if b is None or b.strategy.startswith(("queue:", "undo:", "gold:")) or b.model_version >= model.version \
                     or self._model is not model:
                 return 0
             stay, n = plan(b)
@@ -807,8 +1001,33 @@ class Session:
                 f.result(timeout=timeout)
                 seen.add(id(f))
 
+    def release(self) -> bool:
+        """Give the unanswered items of this annotator's open batch back to the pool (other annotators may get
+        them); answers stay. True when a batch was released."""
+        with self._lock:
+            b = self._batch
+            if b is None or b.strategy.startswith("gold:") or not self.pending():
+                return False
+            self.store.release_batch(b.batch_id, reason=f"session of {self.annotator} closed")
+            self._batch = None
+            return True
+
+    def review(self):
+        """A reviewer's view of this project (alworkbench.loop.review.ReviewSession), with this session's model
+        for suggestions."""
+        from .review import ReviewSession
+
+        return ReviewSession(self)
+
     def close(self) -> None:
+        """Wait for the running fit, then release the open batch's unanswered items to the pool."""
         self._executor.shutdown(wait=True)
+        if not self._closed:
+            self._closed = True
+            try:
+                self.release()
+            except AlwbError:  # a closed or read-only store: the lease returns the items
+                pass
 
     def __repr__(self) -> str:
         return (f"Session(project={self.project.name!r}, annotator={self.annotator!r}, "

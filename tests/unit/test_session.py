@@ -263,12 +263,13 @@ class _GatedHead:
 
 
 def test_answers_keep_arriving_while_a_fit_is_running(proj, X):
-    gate = threading.Event()
-    s = proj.session(embeddings=X, head_factory=lambda: _GatedHead(gate))
+    gate, entered = threading.Event(), threading.Event()
+    s = proj.session(embeddings=X, head_factory=lambda: _GatedHead(gate, entered))
     o = Oracle(s)
     o.label_batch(s.next_batch())
     fut = s.retrain_async()
     assert s.is_training and not fut.done()
+    assert entered.wait(timeout=60)  # the fit read its 10 labels and is running
     b = s.next_batch()  # the fit is blocked: selection and answers must not wait for it
     for bi in b.items:
         s.submit(bi.item.id, o.answer_for(bi.item))
