@@ -317,9 +317,7 @@ class Session:
             if self._batch is None:
                 rec = self.store.open_batch(annotator=self.annotator)
                 if rec is not None:
-                    b = self._batch_from_record(rec)
-                    if self._resumable(rec, b):
-                        self._batch = b
+                    self._batch = self._resume(rec, self._batch_from_record(rec))
             if self._batch is not None and self.pending():
                 return self._batch
             if self._batch is not None and self._batch.strategy == QUALIFICATION_STRATEGY:
@@ -328,16 +326,31 @@ class Session:
                 return self._qualification_batch()
             return self._new_batch(n or self.batch_size)
 
-    def _resumable(self, rec: dict, b: Batch) -> bool:
+    def _resume(self, rec: dict, b: Batch) -> Optional[Batch]:
+        """The open batch found in the store at restart. One that was released (its kernel closed) or whose lease
+        ran out holds its items again only if nobody took them meanwhile: it is renewed as a new batch record
+        (same round, same items, superseding it), so other annotators see it held again; else None (a new batch
+        is selected)."""
         if rec["strategy"].startswith(("queue:", "undo:", "gold:")) or self.store.batch_holds(rec["batch_id"]):
-            return True
+            return b
         self._batch = b
         try:
-            pend = {x.item.id for x in self.pending()}
+            pend = [x for x in self.pending()]
         finally:
             self._batch = None
+        if not pend:
+            return b
         taken = self.store.answered_ids() | self.store.reserved_ids(self.annotator)
-        return not (pend & taken)
+        if any(x.item.id in taken for x in pend):
+            return None
+        pending_ids = {x.item.id for x in pend}
+        keep = [x.item.id for x in b.items if x.item.id not in pending_ids]
+        renewed = self.store.create_batch(self.annotator, b.strategy, b.model_version,
+                                          [(x.item.id, x.score, x.prediction) for x in pend], len(pend),
+                                          round=b.round, supersedes=b.batch_id, keep=keep)
+        if renewed is None or len(renewed["item_ids"]) != len(b.items):
+            return None  # someone took an item at this very moment: select anew
+        return self._batch_from_record(renewed)
 
     # ------------------------------------------------------------------ qualification and gold
     def needs_qualification(self) -> bool:

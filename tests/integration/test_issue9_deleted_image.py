@@ -60,12 +60,14 @@ def test_finding6_deleted_image_of_open_batch_is_dropped_and_labelling_carries_o
         b2 = s2.next_batch()
     notices = [str(w.message) for w in rec if "no longer in this project" in str(w.message)]
     assert len(notices) == 1 and "\n" not in notices[0] and "2 item(s)" in notices[0], notices
-    assert b2.batch_id == b.batch_id and [bi.item.id for bi in b2.items] == [ids[0]] + ids[3:]
+    # the batch closed with the session is renewed on reopening (same round, superseding it), minus the deleted images
+    assert b2.round == b.round and [bi.item.id for bi in b2.items] == [ids[0]] + ids[3:]
+    assert p2.store.load_batch(b2.batch_id)["supersedes"] == b.batch_id
     assert [bi.item.id for bi in s2.pending()] == ids[3:]
     for bi in s2.pending():
         s2.submit(bi.item.id, Answer.skip())
     nxt = s2.next_batch()  # the batch is complete: a new one, without the deleted images
-    assert nxt.batch_id != b.batch_id and not set(gone) & {bi.item.id for bi in nxt.items}
+    assert nxt.batch_id not in (b.batch_id, b2.batch_id) and not set(gone) & {bi.item.id for bi in nxt.items}
     s2.close()
     p2.close()
 

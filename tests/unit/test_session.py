@@ -92,7 +92,11 @@ def test_resume_open_batch_after_restart(tmp_path, X):
     p2 = Project.open(tmp_path / "q")
     s2 = p2.session(embeddings=X)
     b2 = s2.next_batch()
-    assert b2.batch_id == b.batch_id
+    # closing released the batch; nobody took its items, so reopening renews it: same round, same items, a new
+    # record that supersedes the released one (so other annotators see it held again)
+    assert b2.round == b.round and [x.item.id for x in b2.items] == [x.item.id for x in b.items]
+    assert b2.batch_id == b.batch_id or p2.store.load_batch(b2.batch_id)["supersedes"] == b.batch_id
+    assert p2.store.batch_holds(b2.batch_id)
     assert [x.item.id for x in s2.pending()] == [x.item.id for x in b.items[4:]]
     s2.wait()  # warm start retrains on the 4 stored labels in the background
     assert s2.model_version == 1 and s2.reports[-1].n_labels == 4
