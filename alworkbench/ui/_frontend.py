@@ -1,9 +1,13 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
 Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
-time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"poll"|"hello", view, client_seq}``.
+time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``;
+reviewer mode: ``{type: "review_accept"|"review_skip", item_id}``, ``{type: "review_correct", item_id,
+answer: {kind, label, tags}, reason}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
-id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``.
+id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``,
+``quality`` (qualification result / failure with the guideline / error, and the accuracy notice), ``review``
+(reviewer mode: the entry shown, its place and the queue length). ``ui_mode`` picks the screen.
 The view sends at most one message at a time and ignores keys until that message is acknowledged.
 """
 
@@ -16,6 +20,14 @@ function h(tag, cls, text) {
 }
 
 function render({ model, el }) {
+  if (model.get("ui_mode") === "review") return renderReview({ model, el });
+  return renderLabeller({ model, el });
+}
+
+// a JupyterLab-safe key handler: our keys never reach the notebook's command-mode shortcuts
+function swallow(e) { e.preventDefault(); e.stopPropagation(); }
+
+function renderLabeller({ model, el }) {
   const view = Math.random().toString(36).slice(2, 10);
   let seq = 0;
   let inflight = null;
@@ -79,15 +91,26 @@ function render({ model, el }) {
   noteRow.appendChild(noteInput);
 
   const message = h("div", "alwb-message");
+  const notice = h("div", "alwb-notice");
+  notice.setAttribute("role", "status");
+  const qualBox = h("div", "alwb-qual");
+  const qualResult = h("div", "alwb-qual-result");
+  const qualError = h("div", "alwb-qual-error");
+  const qualGuide = h("div", "alwb-qual-guideline alwb-guideline-body");
+  const qualRetry = h("button", "alwb-qual-retry", "I have read the guideline \u2014 retry (Enter)");
+  qualBox.append(qualResult, qualError, qualGuide, qualRetry);
   const coverage = h("div", "alwb-coverage");
   const report = h("div", "alwb-report");
   const help = h("div", "alwb-help");
 
-  root.append(header, guideBanner, guide, main, actions, noteRow, message, coverage, report, help);
+  root.append(header, guideBanner, notice, qualBox, guide, main, actions, noteRow, message, coverage, report, help);
   el.appendChild(root);
 
   function isMulti() { return model.get("mode") === "multi"; }
   function suggestionsOn() { return (model.get("progress") || {}).show_suggestions !== false; }
+  function inTest() { return !!(model.get("item") || {}).qualification; }
+  function qual() { return model.get("quality") || {}; }
+  function canRetry() { const q = qual(); return !!(q.blocked || q.error); }
   function pct(x) { return Math.round(100 * x) + "%"; }
   // the same words as the round summary (render.model_line), so the two can be matched
   function modelLine(m) {
@@ -163,6 +186,7 @@ function render({ model, el }) {
   function acceptSuggestion() {
     const it = model.get("item") || {};
     if (it.suggestions === false || !suggestionsOn()) { say(SUGGESTIONS_OFF, "warn"); return; }
+    if (it.qualification) { say("no suggestions in the qualification test: pick the class yourself", "warn"); return; }
     const pred = it.prediction || [];
     if (!pred.length) { say("no model suggestion yet (the first model trains after the first batch)", "warn"); return; }
     if (isMulti()) {
@@ -235,14 +259,21 @@ function render({ model, el }) {
     currentId = newId;
     root.dataset.shownSeq = it.shown_seq;
     root.dataset.itemId = newId || "";
+    root.dataset.test = it.qualification ? "1" : "0";
     if (newId) {
       img.style.display = "";
       img.classList.toggle("alwb-pixelated", !!it.pixelated);
       if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
       else { img.style.width = ""; img.style.height = ""; }
       if (img.getAttribute("src") !== it.src) img.src = it.src;
-      position.textContent = "round " + it.round + " \u00b7 item " + it.position + " of " + it.batch_size
-        + (it.redo ? " (undone, answer again)" : "");
+      if (it.qualification) {
+        position.textContent = "Qualification test: item " + it.position + " of " + it.batch_size
+          + " \u2014 answers are scored against known answers, no suggestions"
+          + (it.redo ? " (undone, answer again)" : "");
+      } else {
+        position.textContent = "round " + it.round + " \u00b7 item " + it.position + " of " + it.batch_size
+          + (it.redo ? " (undone, answer again)" : "");
+      }
       position.dataset.round = it.round;
     } else {
       img.style.display = "none";
@@ -255,6 +286,8 @@ function render({ model, el }) {
     predBox.dataset.suggestions = off ? "off" : "on";
     if (off) {
       predBox.appendChild(h("div", "alwb-pred-title alwb-pred-off", "suggestions are turned off for this project"));
+    } else if (it.qualification) {
+      predBox.appendChild(h("div", "alwb-pred-title alwb-pred-off", "qualification test: no suggestions"));
     } else if (pred.length) {
       predBox.appendChild(h("div", "alwb-pred-title", trustLine(it.model)));
       pred.forEach((p) => {
@@ -272,8 +305,9 @@ function render({ model, el }) {
       predBox.appendChild(h("div", "alwb-pred-title", "no model yet: suggestions appear after the first retrain"));
     }
     acceptBtn.disabled = !pred.length;
-    acceptBtn.style.display = off ? "none" : "";
+    acceptBtn.style.display = (off || it.qualification) ? "none" : "";
     drawChoices();
+    drawHelp();
   }
 
   function drawProgress() {
@@ -332,6 +366,33 @@ function render({ model, el }) {
 
   function drawReport() { report.innerHTML = model.get("report_html") || ""; }
 
+  // the qualification test's result (after its last answer), a failure with the guideline and the retry, an
+  // error that kept a test from starting, and the accuracy notice: all computed by the session
+  function drawQuality() {
+    const q = qual();
+    notice.textContent = q.notice ? "\u26a0 " + q.notice : "";
+    notice.style.display = q.notice ? "" : "none";
+    const res = q.result;
+    qualResult.textContent = res ? res.text : "";
+    qualResult.dataset.passed = res ? (res.passed ? "1" : "0") : "";
+    qualResult.style.display = res ? "" : "none";
+    qualError.textContent = q.error || "";
+    qualError.style.display = q.error ? "" : "none";
+    qualGuide.innerHTML = q.blocked ? (q.guideline_html || "<em>no guideline text in this project</em>") : "";
+    qualGuide.style.display = q.blocked ? "" : "none";
+    qualRetry.textContent = q.blocked ? "I have read the guideline \u2014 retry (Enter)" : "Try again (Enter)";
+    qualRetry.style.display = canRetry() ? "" : "none";
+    qualBox.style.display = (res || q.error) ? "" : "none";
+    qualBox.dataset.state = q.blocked ? "failed" : (q.error ? "error" : (res ? (res.passed ? "passed" : "failed") : ""));
+    root.dataset.qualification = qualBox.dataset.state;
+    drawHelp();
+  }
+
+  function retryQualification() {
+    if (inflight !== null || !canRetry()) return;
+    send({ type: "qualification_retry" });
+  }
+
   function drawPrefetch() {
     keep.length = 0;
     (model.get("prefetch") || []).forEach((src) => {
@@ -344,6 +405,12 @@ function render({ model, el }) {
 
   function drawHelp() {
     const multi = isMulti();
+    if (canRetry()) { help.textContent = "keys: Enter or r " + (qual().blocked ? "retries the qualification test (after you read the guideline)" : "tries again"); return; }
+    if (inTest()) {
+      help.textContent = (multi ? "keys: tag keys toggle, Enter submits" : "keys: 1-9/0 pick a class")
+        + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo \u00b7 qualification test: no suggestions";
+      return;
+    }
     help.textContent = (multi
       ? "keys: tag keys toggle, Enter submits"
       : (choices().length > 10 ? "keys: 1-9/0 first classes, / filter then Enter" : "keys: 1-9/0 pick a class"))
@@ -363,6 +430,7 @@ function render({ model, el }) {
   model.on("change:guideline", drawGuideline);
   model.on("change:report_html", drawReport);
   model.on("change:prefetch", drawPrefetch);
+  model.on("change:quality", drawQuality);
   model.on("change:choices", () => { drawChoices(); drawHelp(); });
   model.on("change:mode", () => { drawChoices(); drawHelp(); });
   model.on("change:annotator", () => { if (document.activeElement !== annInput) annInput.value = model.get("annotator"); });
@@ -423,10 +491,16 @@ function render({ model, el }) {
   btn(undoBtn, () => { if (inflight === null) send({ type: "undo" }); });
   btn(submitBtn, submitTags);
   btn(guideAck, () => { if (inflight === null) send({ type: "ack_guideline", version: guideAck.dataset.version }); });
+  btn(qualRetry, retryQualification);
+  qualRetry.tabIndex = 0;   // reachable with Tab too; Enter / Space on it retry
+  qualRetry.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { swallow(e); retryQualification(); root.focus({ preventScroll: true }); }
+    else if (!(e.ctrlKey || e.metaKey || e.altKey) && e.key !== "Tab") e.stopPropagation();
+  });
 
   root.addEventListener("mousedown", (e) => {
     const t = e.target;
-    if (t === annInput || t === noteInput || t === search || (t.closest && t.closest(".alwb-guideline-body, summary"))) return;
+    if (t === annInput || t === noteInput || t === search || t === qualRetry || (t.closest && t.closest(".alwb-guideline-body, summary"))) return;
     setTimeout(() => root.focus({ preventScroll: true }), 0);
   });
 
@@ -438,6 +512,8 @@ function render({ model, el }) {
     if (inflight !== null) {
       // swallow our own keys while an answer is in flight; nothing is queued
       handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " ";
+    } else if ((k === "Enter" || k === "r") && canRetry()) {
+      retryQualification();
     } else if (k === "Enter") {
       if (isMulti()) submitTags();
     } else if (k === "s") {
@@ -460,12 +536,341 @@ function render({ model, el }) {
     if (handled) { e.preventDefault(); e.stopPropagation(); }
   });
 
-  drawGuideline(); drawProgress(); drawItem(); drawReport(); drawHelp(); drawPrefetch();
+  drawGuideline(); drawProgress(); drawItem(); drawReport(); drawQuality(); drawHelp(); drawPrefetch();
   setBusy(false);
   root.focus({ preventScroll: true });
   requestAnimationFrame(() => root.focus({ preventScroll: true }));
   model.send({ type: "hello", view: view });
   return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); };
+}
+
+// ---------------------------------------------------------------------------------------------------- reviewer
+// The review queue, one entry at a time. Enter / a accept; a class key starts a correction (a tag key toggles),
+// its reason box takes focus, Enter there saves (the core refuses an empty reason), Escape cancels; n / Right
+// arrow skips. Keys typed in the reason box stay there; the widget's own keys never reach JupyterLab.
+function renderReview({ model, el }) {
+  const view = Math.random().toString(36).slice(2, 10);
+  let seq = 0;
+  let inflight = null;
+  let inflightTimer = null;
+  let currentId = null;
+  let selected = new Set();     // the correction being composed
+  const keep = [];
+
+  const root = h("div", "alwb-root alwb-review-root");
+  root.tabIndex = 0;
+  root.setAttribute("role", "application");
+  root.setAttribute("aria-label", "review queue");
+
+  const header = h("div", "alwb-header");
+  const title = h("span", "alwb-review-title");
+  const position = h("span", "alwb-position alwb-review-position");
+  const modelInfo = h("span", "alwb-model");
+  header.append(title, position, modelInfo);
+
+  const guide = h("details", "alwb-guideline");
+  const guideSummary = h("summary", "alwb-guideline-summary");
+  const guideBody = h("div", "alwb-guideline-body");
+  guide.append(guideSummary, guideBody);
+
+  const main = h("div", "alwb-main");
+  const imgBox = h("div", "alwb-imgbox");
+  const img = h("img", "alwb-image");
+  img.alt = "item to review";
+  img.draggable = false;
+  imgBox.appendChild(img);
+  const side = h("div", "alwb-side");
+  const reasonsBox = h("div", "alwb-review-reasons");
+  const answersBox = h("div", "alwb-review-answers");
+  const consensusBox = h("div", "alwb-review-consensus");
+  const predBox = h("div", "alwb-predictions alwb-review-suggestion");
+  const choicesTitle = h("div", "alwb-review-choices-title");
+  const choicesBox = h("div", "alwb-choices");
+  side.append(reasonsBox, answersBox, consensusBox, predBox, choicesTitle, choicesBox);
+  main.append(imgBox, side);
+  const empty = h("div", "alwb-review-empty");
+
+  const actions = h("div", "alwb-actions");
+  const acceptBtn = h("button", "alwb-review-accept", "Accept (Enter / a)");
+  const skipBtn = h("button", "alwb-review-skip", "Next without deciding (n / \u2192)");
+  actions.append(acceptBtn, skipBtn);
+  const reasonRow = h("div", "alwb-reason-row");
+  const reasonLabel = h("span", "alwb-reason-label");
+  const reasonInput = h("input", "alwb-reason-input");
+  reasonInput.type = "text"; reasonInput.spellcheck = true;
+  reasonInput.placeholder = "reason for the correction (required) \u2014 Enter saves, Esc cancels";
+  const saveBtn = h("button", "alwb-reason-save", "Save correction (Enter)");
+  reasonRow.append(reasonLabel, reasonInput, saveBtn);
+
+  const message = h("div", "alwb-message");
+  const help = h("div", "alwb-help");
+  root.append(header, guide, empty, main, actions, reasonRow, message, help);
+  el.appendChild(root);
+
+  function isMulti() { return model.get("mode") === "multi"; }
+  function choices() { return model.get("choices") || []; }
+  function rev() { return model.get("review") || {}; }
+  function correcting() { return selected.size > 0; }
+  function pct(x) { return Math.round(100 * x) + "%"; }
+
+  function say(text, kind) { message.textContent = text || ""; message.dataset.kind = kind || "info"; }
+  function setBusy(b) { root.dataset.busy = b ? "1" : "0"; root.classList.toggle("alwb-busy", !!b); }
+  function send(msg) {
+    if (inflight !== null) return false;
+    seq += 1;
+    inflight = seq;
+    msg.view = view;
+    msg.client_seq = seq;
+    setBusy(true);
+    clearTimeout(inflightTimer);
+    inflightTimer = setTimeout(() => {
+      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+    }, 3000);
+    model.send(msg);
+    return true;
+  }
+
+  function selectionText() { return Array.from(selected).sort().join(" + "); }
+
+  function openReason(focus) {
+    reasonRow.classList.add("alwb-open");
+    reasonLabel.textContent = "correct to " + selectionText() + ":";
+    if (focus) reasonInput.focus();
+  }
+  function cancelCorrection(text) {
+    selected = new Set();
+    reasonInput.value = "";
+    reasonRow.classList.remove("alwb-open");
+    drawChoices();
+    root.focus({ preventScroll: true });
+    if (text) say(text, "info");
+  }
+
+  function pick(name) {
+    if (inflight !== null) return;
+    if (!currentId) { say("nothing to review right now", "warn"); return; }
+    if (isMulti()) {
+      if (selected.has(name)) selected.delete(name); else selected.add(name);
+      drawChoices();
+      if (selected.size) { openReason(false); say("tags for the correction: " + selectionText() + " \u2014 Enter writes the reason", "info"); }
+      else cancelCorrection("correction cancelled");
+    } else {
+      selected = new Set([name]);
+      drawChoices();
+      openReason(true);
+      say("", "info");
+    }
+  }
+
+  function accept() {
+    if (inflight !== null) return;
+    if (!currentId) { say("nothing to accept: the review queue is empty", "warn"); return; }
+    if (correcting()) { say("a correction is open: Enter in the reason box saves it, Esc cancels it", "warn"); return; }
+    send({ type: "review_accept", item_id: currentId });
+  }
+
+  function skip() {
+    if (inflight !== null) return;
+    if (correcting()) cancelCorrection();
+    send({ type: "review_skip", item_id: currentId });
+  }
+
+  function submitCorrection() {
+    if (inflight !== null) return;
+    if (!currentId) { say("nothing to review right now", "warn"); return; }
+    if (!correcting()) { say("pick the right " + (isMulti() ? "tags" : "class") + " first (its key)", "warn"); return; }
+    const answer = isMulti() ? { kind: "tags", tags: Array.from(selected).sort() }
+                             : { kind: "label", label: Array.from(selected)[0] };
+    send({ type: "review_correct", item_id: currentId, answer: answer, reason: reasonInput.value });
+  }
+
+  function drawChoices() {
+    choicesBox.textContent = "";
+    const multi = isMulti();
+    choices().forEach((c) => {
+      const b = h("button", multi ? "alwb-tag" : "alwb-choice");
+      b.dataset.name = c.name;
+      b.tabIndex = -1;
+      if (c.key) b.appendChild(h("kbd", "alwb-key", c.key));
+      b.appendChild(h("span", "alwb-name", c.name));
+      if (selected.has(c.name)) b.classList.add(multi ? "alwb-on" : "alwb-hit");
+      b.addEventListener("mousedown", (e) => e.preventDefault());
+      b.addEventListener("click", (e) => { e.preventDefault(); if (!multi) root.focus({ preventScroll: true }); pick(c.name); });
+      choicesBox.appendChild(b);
+    });
+    choicesTitle.textContent = multi ? "or correct it: toggle the right tags (their keys), then Enter for the reason"
+                                     : "or correct it: pick the right class (its key), then give a reason";
+  }
+
+  function drawGuideline() {
+    const g = model.get("guideline") || {};
+    guideSummary.textContent = "Labelling guideline" + (g.version ? " (version " + g.version + ")" : "");
+    guideBody.innerHTML = g.html || "<em>no guideline text in this project</em>";
+  }
+
+  function drawProgress() {
+    const p = model.get("progress") || {};
+    const m = p.model;
+    modelInfo.textContent = m ? "model v" + m.version + " \u00b7 trained on " + m.n_labels + " labels" : "no model yet";
+  }
+
+  function drawReview() {
+    const r = rev();
+    const e = r.entry || null;
+    const newId = e ? e.item_id : null;
+    if (r.shown_seq !== root.dataset.shownSeq) {
+      const hadFocus = root.contains(document.activeElement);
+      selected = new Set();
+      reasonInput.value = "";
+      reasonRow.classList.remove("alwb-open");
+      if (hadFocus) root.focus({ preventScroll: true });
+    }
+    currentId = newId;
+    root.dataset.shownSeq = r.shown_seq || "";
+    root.dataset.itemId = newId || "";
+    root.dataset.queueLength = r.queue_length || 0;
+    root.dataset.position = r.position || 0;
+    title.textContent = "Review \u00b7 reviewer " + (r.reviewer || "");
+    reasonsBox.textContent = ""; answersBox.textContent = ""; consensusBox.textContent = ""; predBox.textContent = "";
+    if (!e) {
+      position.textContent = "review queue empty";
+      empty.textContent = r.empty || "The review queue is empty.";
+      empty.style.display = "";
+      main.style.display = "none";
+      actions.style.display = "none";
+      img.removeAttribute("src");
+      drawChoices();
+      return;
+    }
+    empty.style.display = "none";
+    main.style.display = "";
+    actions.style.display = "";
+    position.textContent = "item " + r.position + " of " + r.queue_length + " in the review queue";
+    img.classList.toggle("alwb-pixelated", !!e.pixelated);
+    if (e.display_w) { img.style.width = e.display_w + "px"; img.style.height = e.display_h + "px"; }
+    else { img.style.width = ""; img.style.height = ""; }
+    if (img.getAttribute("src") !== e.src) img.src = e.src;
+    reasonsBox.appendChild(h("span", "alwb-review-label", "queued: "));
+    (e.reasons || []).forEach((why, i) => {
+      const chip = h("span", "alwb-review-reason", (e.reasons_text || [])[i] || why);
+      chip.dataset.reason = why;
+      reasonsBox.appendChild(chip);
+    });
+    answersBox.appendChild(h("div", "alwb-review-label", "answers:"));
+    (e.answers || []).forEach((a) => {
+      const row = h("div", "alwb-review-answer");
+      row.dataset.annotator = a.annotator;
+      row.dataset.kind = a.kind;
+      row.appendChild(h("strong", "alwb-review-who", a.annotator));
+      row.appendChild(h("span", "alwb-review-what", " " + a.text));
+      answersBox.appendChild(row);
+    });
+    consensusBox.textContent = e.tie ? "consensus: none (a tie between the answers)"
+      : (e.consensus_text ? "consensus: " + e.consensus_text : "consensus: none (no label among the answers)");
+    consensusBox.dataset.tie = e.tie ? "1" : "0";
+    if (e.suggestions === false) {
+      predBox.appendChild(h("div", "alwb-pred-title alwb-pred-off", "suggestions are turned off for this project"));
+    } else if ((e.suggestion || []).length) {
+      predBox.appendChild(h("div", "alwb-pred-title", "the model suggests:"));
+      e.suggestion.forEach((p) => {
+        const row = h("div", "alwb-pred");
+        row.dataset.name = p[0];
+        row.appendChild(h("span", "alwb-pred-name", p[0]));
+        const bar = h("span", "alwb-pred-bar");
+        const fill = h("span", "alwb-pred-fill"); fill.style.width = pct(p[1]);
+        bar.appendChild(fill);
+        row.appendChild(bar);
+        row.appendChild(h("span", "alwb-pred-p", pct(p[1])));
+        predBox.appendChild(row);
+      });
+    } else {
+      predBox.appendChild(h("div", "alwb-pred-title", "no model suggestion yet"));
+    }
+    drawChoices();
+  }
+
+  function drawHelp() {
+    help.textContent = "keys: Enter/a accept \u00b7 " + (isMulti() ? "tag keys toggle a correction, Enter then the reason"
+      : "1-9/0 correct to that class, then the reason") + " (Enter saves, Esc cancels) \u00b7 n/\u2192 next without deciding";
+  }
+
+  function drawPrefetch() {
+    keep.length = 0;
+    (model.get("prefetch") || []).forEach((src) => {
+      const im = new Image();
+      im.src = src;
+      if (im.decode) im.decode().catch(() => {});
+      keep.push(im);
+    });
+  }
+
+  model.on("change:ack", () => {
+    const a = model.get("ack") || {};
+    if (a.view !== view || a.client_seq !== inflight) return;
+    inflight = null;
+    clearTimeout(inflightTimer);
+    setBusy(false);
+    if (a.ok) say(a.info || "", "info"); else say(a.error || "refused", "error");
+  });
+  model.on("change:review", drawReview);
+  model.on("change:progress", drawProgress);
+  model.on("change:guideline", drawGuideline);
+  model.on("change:prefetch", drawPrefetch);
+  model.on("change:choices", () => { drawChoices(); drawHelp(); });
+
+  reasonInput.addEventListener("keydown", (e) => {
+    e.stopPropagation();                    // typing a reason never triggers the widget's or JupyterLab's keys
+    if (e.key === "Enter") { e.preventDefault(); submitCorrection(); }
+    else if (e.key === "Escape") { e.preventDefault(); cancelCorrection("correction cancelled"); }
+  });
+
+  function btn(b, fn) {
+    b.tabIndex = -1;
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", (e) => { e.preventDefault(); root.focus({ preventScroll: true }); fn(); });
+  }
+  btn(acceptBtn, accept);
+  btn(skipBtn, skip);
+  saveBtn.tabIndex = -1;
+  saveBtn.addEventListener("mousedown", (e) => e.preventDefault());
+  saveBtn.addEventListener("click", (e) => { e.preventDefault(); submitCorrection(); });
+
+  root.addEventListener("mousedown", (e) => {
+    const t = e.target;
+    if (t === reasonInput || (t.closest && t.closest(".alwb-guideline-body, summary"))) return;
+    setTimeout(() => { if (document.activeElement !== reasonInput) root.focus({ preventScroll: true }); }, 0);
+  });
+
+  root.addEventListener("keydown", (e) => {
+    if (e.target !== root) return;                  // the reason box handles its own keys
+    if (e.ctrlKey || e.metaKey || e.altKey) return;   // leave JupyterLab's shortcuts alone
+    const k = e.key;
+    let handled = true;
+    if (inflight !== null) {
+      handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " " || k === "ArrowRight" || k === "Escape";
+    } else if (k === "Enter") {
+      if (correcting()) openReason(true); else accept();
+    } else if (k === "a") {
+      accept();
+    } else if (k === "n" || k === "ArrowRight") {
+      skip();
+    } else if (k === "Escape") {
+      if (correcting()) cancelCorrection("correction cancelled"); else handled = false;
+    } else if (k === " ") {
+      // space would scroll the notebook; do nothing
+    } else {
+      const c = choices().find((c) => c.key === k);
+      if (c) pick(c.name); else handled = false;
+    }
+    if (handled) swallow(e);
+  });
+
+  drawGuideline(); drawProgress(); drawReview(); drawHelp(); drawPrefetch();
+  setBusy(false);
+  root.focus({ preventScroll: true });
+  requestAnimationFrame(() => root.focus({ preventScroll: true }));
+  model.send({ type: "hello", view: view });
+  return () => { clearTimeout(inflightTimer); };
 }
 
 export default { render };
@@ -525,4 +930,25 @@ CSS = r"""
 .alwb-report-table th, .alwb-report-table td { padding: 1px 6px; text-align: center; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
 .alwb-report-table th { text-align: left; font-weight: 600; }
 .alwb-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 6px; }
+.alwb-notice { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 5px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-qual { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 6px 8px; margin: 4px 0; }
+.alwb-qual[data-state="failed"] { border-color: #e57373; background: #fff6f5; }
+.alwb-qual[data-state="passed"] { border-color: #7cb77c; background: #f3faf3; }
+.alwb-qual-result { font-weight: 600; }
+.alwb-qual-error { color: #c62828; font-weight: 600; }
+.alwb-qual-guideline { margin: 6px 0; }
+.alwb-qual-retry { font: inherit; cursor: pointer; padding: 3px 9px; }
+.alwb-qual-retry:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.alwb-review-title { font-weight: 600; }
+.alwb-review-reasons, .alwb-review-answers, .alwb-review-consensus { margin-bottom: 6px; }
+.alwb-review-label { color: var(--jp-ui-font-color2, #666); margin-right: 4px; }
+.alwb-review-reason { display: inline-block; border-radius: 10px; padding: 0 8px; margin-right: 4px; background: #fff3cd; border: 1px solid #e0b84c; }
+.alwb-review-reason[data-reason="disagreement"] { background: #fdecea; border-color: #e57373; }
+.alwb-review-answer[data-kind="flag"] .alwb-review-what { color: #9a6700; }
+.alwb-review-empty { padding: 12px 4px; font-weight: 600; }
+.alwb-reason-row { display: none; margin-top: 6px; gap: 6px; align-items: center; }
+.alwb-reason-row.alwb-open { display: flex; }
+.alwb-reason-label { font-weight: 600; white-space: nowrap; }
+.alwb-reason-input { flex: 1 1 auto; font: inherit; }
+.alwb-reason-save { font: inherit; cursor: pointer; padding: 3px 9px; }
 """

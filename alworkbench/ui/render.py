@@ -150,3 +150,53 @@ def report_html(reports: Sequence[RoundReport], names: Sequence[str] = (), *, mo
              f"<tr><th>labels</th>{counts}</tr></table>")
     return (f"<div class='alwb-report-box'>{head}<div style='display:flex;gap:16px;align-items:flex-start;"
             f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div></div>")
+
+
+# ---------------------------------------------------------------------------------------------- the quality loop
+def value_text(value) -> str:
+    """A class name, or a tag set as ``even + round`` (the empty set as ``no tags``)."""
+    if value is None:
+        return ""
+    if isinstance(value, (list, tuple)):
+        return " + ".join(str(v) for v in value) if value else "no tags"
+    return str(value)
+
+
+def answer_text(answer: dict) -> str:
+    """One answer of a review queue entry (without the annotator's name): ``3``, ``flagged: “blurry”``, ``skipped``."""
+    kind = answer.get("kind")
+    note = str(answer.get("note") or "").strip()
+    if kind == "flag":
+        return "flagged for review" + (f": \u201c{note}\u201d" if note else " (no note)")
+    if kind == "skip":
+        return "skipped"
+    text = value_text(answer.get("value"))
+    return text + (f" (note: \u201c{note}\u201d)" if note else "")
+
+
+def review_reason_text(reason: str) -> str:
+    """Why an item is in the review queue, in words (``flag``, ``disagreement``, ``sample:<annotator>``)."""
+    if reason == "flag":
+        return "flagged by an annotator"
+    if reason == "disagreement":
+        return "the annotators disagree"
+    if reason.startswith("sample:"):
+        return f"sampled from {reason[len('sample:'):]}'s answers"
+    if reason == "chosen":
+        return "chosen by the reviewer"
+    return reason
+
+
+def qualification_result_text(status: dict) -> str:
+    """``Qualification test passed: 3 of 3 correct (100%); the pass mark is 95%.`` from
+    ``Session.qualification_status()``."""
+    correct, n = status.get("correct"), status.get("n")
+    score, mark = status.get("score"), status.get("pass_mark")
+    passed = status.get("passed")
+    word = "passed" if passed else "failed"
+    out = f"Qualification test {word}: {correct} of {n} correct"
+    if score is not None:
+        out += f" ({percent(float(score))})"
+    if mark is not None:
+        out += f"; the pass mark is {percent(float(mark))}"
+    return out + "."

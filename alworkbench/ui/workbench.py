@@ -3,6 +3,11 @@
 Every answer travels as ``{item_id, answer, client_seq}``; Python stores it with ``session.submit`` and only then
 sends the acknowledgement together with the next image (one comm message). The view ignores keys while a
 message is in flight, so an answer can never be recorded twice or for the wrong image.
+
+The same widget runs the quality loop's two screens: the qualification test (a batch of gold items without
+suggestions, its result, and a retry after re-reading the guideline) and, with ``mode="review"``, the reviewer's
+queue (:class:`~alworkbench.loop.review.ReviewSession`): accept, or correct with a reason. Every decision is the
+core's; the widget only shows what the session and the review session computed.
 """
 from __future__ import annotations
 
@@ -20,9 +25,12 @@ import ipywidgets
 import traitlets
 
 from ..errors import AlwbError, NothingToUndoError, PoolExhaustedError
+from ..labels.quality import QUALIFICATION_STRATEGY
+from ..loop.session import QualificationError
 from ..types import Answer, RoundReport
 from ._frontend import CSS, ESM
-from .render import guideline_html, report_html
+from .render import (answer_text, guideline_html, qualification_result_text, report_html, review_reason_text,
+                     value_text)
 
 MAX_SIDE = 768          # images are downsized to at most this many pixels per side before sending
 PIXELATED_BELOW = 64    # images smaller than this are upscaled with crisp, blocky pixels
@@ -31,6 +39,9 @@ PREFETCH = 2            # upcoming images encoded ahead of time
 SINGLE_KEYS = list("1234567890")
 # tag keys: digits first, then letters that are not action keys (a accept, f flag, s skip, z undo)
 TAG_KEYS = list("1234567890") + [c for c in "qwertyuiopghjklxcvbnm" if c not in "afsz"]
+# keys the reviewer's screen keeps for itself (a accept, n skip, r: none of them a class key there)
+REVIEW_ACTION_KEYS = frozenset("anr")
+MODES = ("label", "review")
 
 
 def headless() -> bool:
@@ -70,6 +81,13 @@ def encode_image(img, max_side: int = MAX_SIDE) -> dict:
         zoom = max(1, SMALL_DISPLAY // max(w, h))
         out["display_w"], out["display_h"] = w * zoom, h * zoom
     return out
+
+
+def _jsonable(v):
+    """Tag tuples (the core's normal form) as lists, for the synced state."""
+    if isinstance(v, (list, tuple)):
+        return [str(x) for x in v]
+    return v
 
 
 def _answer_from_msg(a: Any, time_spent_s: Any) -> Answer:
@@ -116,6 +134,16 @@ class Workbench(anywidget.AnyWidget):
     The header shows the open batch's round and place ("round 4 · item 3 of 20"), the labels in the store and the
     current model ("model v3 · trained on 60 labels · cross-validated accuracy 71%"); the round summary names the
     same model line. ``ui: {show_suggestions: false}`` in alwb.yaml hides every prediction and disables ``a``.
+
+    Qualification (``quality.qualification_items`` > 0): until the annotator passed, the batches are the test
+    ("Qualification test: item 2 of 5", no suggestions); its result follows the last answer. After a failed test
+    the guideline is shown with "I have read the guideline — retry" (Enter or ``r``), which acknowledges the
+    guideline and starts a new test. A warning line shows ``session.quality_notice()`` after each answer.
+
+    ``mode="review"``: the reviewer's queue, one entry at a time (image, who answered what and their notes, why it
+    is queued, the consensus, the model's suggestion). Enter or ``a`` accepts; a class key (a tag key toggles)
+    starts a correction whose reason box takes focus, Enter there saves it, Escape cancels; ``n`` / Right arrow
+    skips to the next entry without deciding.
     """
 
     _esm = ESM
@@ -130,11 +158,16 @@ class Workbench(anywidget.AnyWidget):
     report_html = traitlets.Unicode("").tag(sync=True)
     prefetch = traitlets.List().tag(sync=True)
     annotator = traitlets.Unicode("").tag(sync=True)
+    ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
+    quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
+    review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
 
-    def __init__(self, session, *, retrain: bool = True, **kwargs):
+    def __init__(self, session, *, retrain: bool = True, mode: str = "label", **kwargs):
+        if mode not in MODES:
+            raise AlwbError(f"unknown Workbench mode {mode!r}; expected 'label' or 'review'")
         self.session = session
         self.project = session.project
-        self._retrain_enabled = bool(retrain)
+        self._retrain_enabled = bool(retrain) and mode == "label"
         self._ui_lock = threading.RLock()
         self._encoder = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alwb-encode")
         self._encoded: dict[str, cf.Future] = {}
@@ -148,15 +181,24 @@ class Workbench(anywidget.AnyWidget):
         self._report_key: Optional[tuple] = None  # what the shown round summary was rendered from
         self._cfg_mtime = self._config_mtime()
         self.answers_log: list[dict] = []  # what this widget stored, in order (item_id, kind, value, event id)
+        self._qual: Optional[dict] = None     # the qualification result / block / error on screen
+        self._notice: Optional[str] = None    # session.quality_notice() after the latest answer
+        self._review_session = None
+        self._review_entry: Optional[dict] = None
+        self._review_ids: list[str] = []      # the queue as last computed (for the prefetch)
+        self._review_skipped: list[str] = []  # entries passed over with n / Right arrow, in order
+        self._review_seq = 0
+        self.reviews_log: list[dict] = []     # reviewer mode: what this widget stored (item_id, action, record id)
         schema = session.schema
         multi = bool(schema.multilabel)
         names = list(schema.names)
         keys = TAG_KEYS if multi else SINGLE_KEYS
-        super().__init__(
-            mode="multi" if multi else "single",
-            choices=[{"name": n, "key": keys[i] if i < len(keys) else ""} for i, n in enumerate(names)],
-            annotator=session.annotator, **kwargs)
-        self.add_class("alwb-labeller")
+        choices = [{"name": n, "key": keys[i] if i < len(keys) else ""} for i, n in enumerate(names)]
+        if mode == "review":  # the reviewer's action keys are never class keys (those tags are picked by click)
+            choices = [{**c, "key": "" if c["key"] in REVIEW_ACTION_KEYS else c["key"]} for c in choices]
+        super().__init__(mode="multi" if multi else "single", choices=choices, annotator=session.annotator,
+                         ui_mode=mode, **kwargs)
+        self.add_class("alwb-labeller" if mode == "label" else "alwb-reviewer")
         self.on_msg(self._on_msg)
         self.observe(self._on_annotator, names="annotator")
         ref = weakref.WeakMethod(self._on_report_thread)
@@ -169,14 +211,21 @@ class Workbench(anywidget.AnyWidget):
         session.on_report(listener)
         with self._ui_lock, self.hold_sync():
             self._push_guideline()
-            self._start()
+            if mode == "review":
+                self._review_session = session.review()
+                self._review_show()
+                self._push_progress()
+            else:
+                self._start()
+                self._update_notice()
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
     def open_project(cls, directory, annotator: Optional[str] = None, *, images: Optional[str] = None,
-             retrain: bool = True, **init_kwargs) -> "Workbench":
+             retrain: bool = True, mode: str = "label", **init_kwargs) -> "Workbench":
         """Open the project in ``directory`` (creating it from ``images`` when it has no alwb.yaml yet) and
-        return a widget at the first unanswered image of the open batch."""
+        return a widget at the first unanswered image of the open batch (``mode="review"``: at the first entry
+        of the review queue, reviewed by ``annotator``)."""
         from ..config import CONFIG_FILENAME
         from ..project import Project
 
@@ -188,7 +237,7 @@ class Workbench(anywidget.AnyWidget):
         else:
             raise AlwbError(f"{d / CONFIG_FILENAME} does not exist: pass images='digits' (or a folder / CSV) "
                             "to create the project, or run `alwb init` first")
-        return cls(project.session(annotator=annotator), retrain=retrain)
+        return cls(project.session(annotator=annotator), retrain=retrain, mode=mode)
 
     open = _OpenDescriptor()
 
@@ -278,10 +327,18 @@ class Workbench(anywidget.AnyWidget):
             self._encoded[item.id] = fut
         return fut
 
+    def _in_qualification(self) -> bool:
+        """Is the open batch a qualification test (gold items, no suggestions)?"""
+        b = self.session.current_batch
+        return b is not None and b.strategy == QUALIFICATION_STRATEGY
+
     def _suggestions(self, item_id: str) -> dict:
-        """The item's top predictions and the model that made them (nothing when suggestions are off)."""
+        """The item's top predictions and the model that made them (nothing when suggestions are off, and none in a
+        qualification test: it measures the person)."""
         if not self.show_suggestions:
             return {"prediction": [], "model_version": None, "model": None, "suggestions": False}
+        if self._in_qualification():
+            return {"prediction": [], "model_version": None, "model": None, "suggestions": True}
         model = self._model_state()
         pred = self.session.predict(item_id)
         if pred is not None and (model is None or model["version"] != pred.model_version):
@@ -295,14 +352,58 @@ class Workbench(anywidget.AnyWidget):
         self._shown_seq += 1
         return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
-                **self._suggestions(bi.item.id), "preselect": [], "status": ""}
+                **self._suggestions(bi.item.id), "preselect": [], "status": "",
+                "qualification": self._in_qualification()}
 
     def _start(self) -> None:
-        try:
-            self.session.next_batch()
-        except PoolExhaustedError as e:
-            self._status = f"nothing left to label ({e})"
+        self._open_next_batch(start=True)
         self._show_next()
+
+    def _open_next_batch(self, start: bool = False) -> None:
+        """``session.next_batch()``, with what it says shown in the widget: the end of the pool, a finished
+        qualification test (its result; after a failure the guideline and the retry), or why there is no test."""
+        s = self.session
+        was_test = self._in_qualification()
+        try:
+            s.next_batch()
+        except PoolExhaustedError as e:
+            self._status = f"nothing left to label ({e})" if start else f"all items are answered: {e}"
+            return
+        except QualificationError as e:
+            self._qualification_stopped(e)
+            return
+        if was_test and not self._in_qualification():
+            # the last answer completed the test and next_batch scored it: passed, ordinary batches follow
+            self._qual = {"result": s.qualification_status(), "blocked": False, "error": ""}
+            self._push_quality()
+
+    def _qualification_stopped(self, exc: QualificationError) -> None:
+        st = self.session.qualification_status()
+        failed = st["passed"] is False and not st["may_retry"]
+        self._qual = {"result": st if failed else None, "blocked": failed, "error": "" if failed else str(exc)}
+        self._status = ("qualification test failed: read the guideline, then retry" if failed
+                        else "no qualification test can start (see below)")
+        self._push_quality()
+
+    def _push_quality(self) -> None:
+        q = self._qual or {}
+        st = q.get("result")
+        blocked = bool(q.get("blocked"))
+        result = None
+        if st is not None:
+            result = {k: st.get(k) for k in ("passed", "score", "correct", "n", "pass_mark", "attempts")}
+            result["text"] = qualification_result_text(st)
+        self.quality = {"result": result, "blocked": blocked, "error": str(q.get("error") or ""),
+                        "guideline_html": guideline_html(self.session.guideline_text) if blocked else "",
+                        "guideline_version": self.session.guideline_version, "notice": self._notice or ""}
+
+    def _update_notice(self) -> None:
+        """The session's accuracy notice (None unless the rolling known-answer accuracy is below the pass mark).
+        Not shown during a qualification test: it would tell right from wrong answer by answer."""
+        notice = None if (self.ui_mode != "label" or self._in_qualification()) else self.session.quality_notice()
+        if notice != self._notice or not self.quality:
+            self._notice = notice
+            self._push_quality()
 
     def _show_next(self) -> None:
         """Show the undone item (if any) or the first unanswered item of the open batch; at the end of a batch
@@ -332,18 +433,18 @@ class Workbench(anywidget.AnyWidget):
 
     def _finish_batch(self) -> None:
         s = self.session
-        if self._retrain_enabled and s.labels():
+        if self._retrain_enabled and not self._in_qualification() and s.labels():
             self._train_error = ""
             fut = s.retrain_async()
             self._train_future = fut
             fut.add_done_callback(self._on_train_done)
-        try:
-            s.next_batch()
-        except PoolExhaustedError as e:
-            self._status = f"all items are answered: {e}"
+        self._open_next_batch()
 
     def _after_show(self) -> None:
         """Encode the next images ahead of time and let the browser decode them (after the ack is sent)."""
+        if self.ui_mode == "review":
+            self._review_after_show()
+            return
         pending = [bi for bi in self.session.pending() if bi.item.id != self._current_id][:PREFETCH]
         futs = [self._image_future(bi.item) for bi in pending]
         srcs = []
@@ -385,6 +486,12 @@ class Workbench(anywidget.AnyWidget):
                         self.session.acknowledge_guideline()
                         self._push_guideline()
                         reply["info"] = f"guideline version {self.session.guideline_version} acknowledged"
+                    elif kind == "qualification_retry":
+                        reply["info"] = self._handle_qualification_retry()
+                        shown = True
+                    elif kind in ("review_accept", "review_correct", "review_skip"):
+                        reply["info"] = self._handle_review(kind, content)
+                        shown = True
                     else:
                         raise AlwbError(f"unknown message type {kind!r}")
                 except (AlwbError, ValueError, KeyError) as e:
@@ -398,12 +505,17 @@ class Workbench(anywidget.AnyWidget):
                 self.ack = reply
             if shown:
                 self._after_show()
+                if self.ui_mode == "label":
+                    with self.hold_sync():   # after the next image went out: the notice never delays it
+                        self._update_notice()
 
     def _handle_answer(self, content: dict) -> str:
         item_id = content.get("item_id")
         if self._current_id is None or item_id != self._current_id:
             raise AlwbError(f"answer for item {item_id!r} refused: the widget shows {self._current_id!r} "
                             "(stale message)")
+        if self.ui_mode != "label":
+            raise AlwbError("this is the reviewer's screen: accept or correct, answers are given in the labeller")
         self._check_guideline_file()
         if content.get("via") == "accept":
             if not self.show_suggestions:
@@ -415,10 +527,40 @@ class Workbench(anywidget.AnyWidget):
         eid = self.session.submit(item_id, answer)
         self.answers_log.append({"item_id": item_id, "kind": answer.kind, "label": answer.label,
                                  "tags": list(answer.tags), "note": answer.note, "event_id": eid})
+        if self._qual is not None and not self._qual.get("blocked"):
+            self._qual = None  # a passed test's result stays up until the first ordinary answer
+            self._push_quality()
         self._show_next()
         return ""
 
+    def _handle_qualification_retry(self) -> str:
+        """After a failed test: acknowledge the guideline (read again) and start a new test. After an error (no
+        test could start, e.g. the gold items wait in other batches): try again."""
+        q = self._qual or {}
+        if not q.get("blocked") and not q.get("error"):
+            raise AlwbError("there is no qualification test to retry")
+        s = self.session
+        if q.get("blocked"):
+            s.acknowledge_guideline()
+            self._push_guideline()
+        self._qual, self._status, self._front = None, "", None
+        self._push_quality()
+        self._open_next_batch(start=True)
+        self._show_next()
+        if self._qual is not None:
+            return ""
+        if self._in_qualification():
+            return (f"guideline version {s.guideline_version} acknowledged: a new qualification test starts"
+                    if q.get("blocked") else "the qualification test starts")
+        return ""
+
     def _handle_undo(self) -> str:
+        if self.ui_mode != "label":
+            raise AlwbError("nothing to undo on the reviewer's screen: a review is corrected by another review")
+        q = self._qual or {}
+        if q.get("blocked") or q.get("result") is not None:
+            raise AlwbError("the qualification test was scored: its answers cannot be undone"
+                            + ("; read the guideline and retry" if q.get("blocked") else ""))
         try:
             ev = self.session.undo()
         except NothingToUndoError as e:
@@ -438,7 +580,129 @@ class Workbench(anywidget.AnyWidget):
         with self._ui_lock, self.hold_sync():
             self.session.annotator = name
             self._push_guideline()
+            if self.ui_mode == "review":
+                self._review_session = self.session.review()
+                self._review_skipped = []
+                self._review_show()
+            else:
+                self._update_notice()
             self._push_progress()
+
+    # ------------------------------------------------------------------ reviewer mode
+    def _entry_state(self, entry: dict) -> dict:
+        """One queue entry as the view shows it (plain JSON: tag tuples as lists, texts rendered here)."""
+        rs = self._review_session
+        img = self._image_future(rs.item(entry["item_id"])).result()
+        sugg = []
+        if self.show_suggestions:
+            sugg = [[str(c), float(p)] for c, p in (entry.get("suggestion") or [])]
+        answers = [{"annotator": a["annotator"], "kind": a["kind"], "value": _jsonable(a["value"]),
+                    "note": a.get("note") or "", "text": answer_text(a)} for a in entry["answers"]]
+        cons = entry.get("consensus")
+        return {"item_id": entry["item_id"], **img, "reasons": list(entry["reasons"]),
+                "reasons_text": [review_reason_text(r) for r in entry["reasons"]], "answers": answers,
+                "consensus": _jsonable(cons), "consensus_text": "" if cons is None else value_text(cons),
+                "tie": bool(entry.get("tie")), "suggestion": sugg, "suggestions": self.show_suggestions}
+
+    def _review_show(self) -> bool:
+        """Recompute the queue from the store and show its first entry that was not skipped (after every entry
+        was skipped once, the first again: returns True then)."""
+        rs = self._review_session
+        q = rs.queue()
+        self._review_ids = [e["item_id"] for e in q]
+        entry = next((e for e in q if e["item_id"] not in self._review_skipped), None)
+        wrapped = entry is None and bool(q)
+        if wrapped:
+            self._review_skipped = []
+            entry = q[0]
+        self._review_seq += 1
+        state = {"reviewer": rs.reviewer, "shown_seq": str(self._review_seq), "queue_length": len(q),
+                 "multilabel": bool(self.session.multilabel)}
+        if entry is None:
+            self._review_entry = None
+            self.review = {**state, "entry": None, "position": 0,
+                           "empty": "The review queue is empty: nothing to review (n looks again)."}
+        else:
+            self._review_entry = entry
+            self.review = {**state, "entry": self._entry_state(entry),
+                           "position": self._review_ids.index(entry["item_id"]) + 1, "empty": ""}
+        return wrapped
+
+    def _review_after_show(self) -> None:
+        """Encode the entry that comes after the shown one and let the browser decode it."""
+        cur = self._review_entry
+        if cur is None:
+            self.prefetch = []
+            return
+        rest = [i for i in self._review_ids if i != cur["item_id"] and i not in self._review_skipped]
+        keep = {cur["item_id"], *rest[:1]}
+        for k in [k for k in self._encoded if k not in keep]:
+            del self._encoded[k]
+        if not rest:
+            self.prefetch = []
+            return
+        try:
+            self.prefetch = [self._image_future(self._review_session.item(rest[0])).result()["src"]]
+        except Exception as e:  # noqa: BLE001 - an unreadable image shows its error when it becomes current
+            self._status = f"could not prepare an upcoming image: {e}"
+
+    def _handle_review(self, kind: str, content: dict) -> str:
+        if self.ui_mode != "review":
+            raise AlwbError("review actions need the reviewer's screen: Workbench(session, mode='review')")
+        rs = self._review_session
+        cur = self._review_entry
+        item_id = content.get("item_id")
+        if (cur is None and item_id is not None) or (cur is not None and item_id != cur["item_id"]):
+            raise AlwbError(f"review of item {item_id!r} refused: the widget shows "
+                            f"{None if cur is None else cur['item_id']!r} (stale message)")
+        if kind == "review_skip":
+            if cur is None:
+                self._review_show()
+                return "" if self._review_entry is None else "new entries arrived in the review queue"
+            self._review_skipped.append(item_id)
+            wrapped = self._review_show()
+            return ("every entry was skipped once: back to the first" if wrapped
+                    else f"skipped {item_id} (still in the queue)")
+        if kind == "review_accept":
+            rid = rs.accept(item_id, reason=str(content.get("reason") or ""))
+            self.reviews_log.append({"item_id": item_id, "action": "accept", "record_id": rid})
+            info = f"accepted {item_id}"
+        else:
+            a = content.get("answer")
+            if not isinstance(a, dict):
+                raise AlwbError("malformed correction message: expected an answer object")
+            if self.session.multilabel:
+                value = [str(t) for t in (a.get("tags") or [])]
+                if not value:
+                    raise AlwbError("choose at least one tag for the correction")
+            else:
+                value = str(a.get("label") or "")
+                if not value:
+                    raise AlwbError("choose the class for the correction first")
+            rid = rs.correct(item_id, value, str(content.get("reason") or ""))
+            self.reviews_log.append({"item_id": item_id, "action": "correct", "value": value,
+                                     "reason": str(content.get("reason")), "record_id": rid})
+            info = f"corrected {item_id} to {value_text(value)}"
+        self._review_skipped = [x for x in self._review_skipped if x != item_id]
+        self._review_show()
+        return info
+
+    def _refresh_review_suggestion(self) -> None:
+        cur = self._review_entry
+        if cur is None or not self.show_suggestions:
+            return
+        try:
+            pred = self.session.predict(cur["item_id"])
+        except AlwbError:
+            return
+        if pred is None:
+            return
+        shown = dict(self.review)
+        entry = dict(shown.get("entry") or {})
+        if entry.get("item_id") != cur["item_id"]:
+            return
+        entry["suggestion"] = [[str(c), float(p)] for c, p in pred.top]
+        self.review = {**shown, "entry": entry}
 
     # ------------------------------------------------------------------ training results
     def _on_train_done(self, fut: cf.Future) -> None:
@@ -473,6 +737,8 @@ class Workbench(anywidget.AnyWidget):
             # start encoding the newly selected upcoming images (no waiting here: this may be the fit's thread)
             for bi in [bi for bi in s.pending() if bi.item.id != self._current_id][:PREFETCH]:
                 self._image_future(bi.item)
+            if self.ui_mode == "review":
+                self._refresh_review_suggestion()
             self._push_progress()  # the header's model and the summary change together
 
     # ------------------------------------------------------------------ headless use
@@ -511,8 +777,14 @@ class Workbench(anywidget.AnyWidget):
             self._push_progress()
 
     def close(self) -> None:
-        self._encoder.shutdown(wait=False)
+        enc = getattr(self, "_encoder", None)   # absent when __init__ refused its arguments
+        if enc is not None:
+            enc.shutdown(wait=False)
         super().close()
 
     def __repr__(self) -> str:
+        if self.ui_mode == "review":
+            cur = self._review_entry
+            return (f"Workbench({self.session!r}, mode='review', showing="
+                    f"{None if cur is None else cur['item_id']!r})")
         return f"Workbench({self.session!r}, showing={self._current_id!r})"
