@@ -96,7 +96,7 @@ function renderLabeller({ model, el }) {
   const qualBox = h("div", "alwb-qual");
   const qualResult = h("div", "alwb-qual-result");
   const qualError = h("div", "alwb-qual-error");
-  const qualGuide = h("div", "alwb-qual-guideline alwb-guideline-body");
+  const qualGuide = h("div", "alwb-qual-guideline");
   const qualRetry = h("button", "alwb-qual-retry", "I have read the guideline \u2014 retry (Enter)");
   qualBox.append(qualResult, qualError, qualGuide, qualRetry);
   const coverage = h("div", "alwb-coverage");
@@ -307,6 +307,7 @@ function renderLabeller({ model, el }) {
     acceptBtn.disabled = !pred.length;
     acceptBtn.style.display = (off || it.qualification) ? "none" : "";
     drawChoices();
+    drawLayout();
     drawHelp();
   }
 
@@ -385,7 +386,17 @@ function renderLabeller({ model, el }) {
     qualBox.style.display = (res || q.error) ? "" : "none";
     qualBox.dataset.state = q.blocked ? "failed" : (q.error ? "error" : (res ? (res.passed ? "passed" : "failed") : ""));
     root.dataset.qualification = qualBox.dataset.state;
+    drawLayout();
     drawHelp();
+  }
+
+  // while a failed test (or an error) stops the labelling, only the result, the guideline and the retry show
+  function drawLayout() {
+    const q = qual();
+    const stopped = canRetry() && !currentId;
+    main.style.display = stopped ? "none" : "";
+    actions.style.display = stopped ? "none" : "";
+    guide.style.display = q.blocked ? "none" : "";   // the failure panel shows the guideline itself
   }
 
   function retryQualification() {
@@ -500,7 +511,7 @@ function renderLabeller({ model, el }) {
 
   root.addEventListener("mousedown", (e) => {
     const t = e.target;
-    if (t === annInput || t === noteInput || t === search || t === qualRetry || (t.closest && t.closest(".alwb-guideline-body, summary"))) return;
+    if (t === annInput || t === noteInput || t === search || t === qualRetry || (t.closest && t.closest(".alwb-guideline-body, .alwb-qual-guideline, summary"))) return;
     setTimeout(() => root.focus({ preventScroll: true }), 0);
   });
 
@@ -936,7 +947,7 @@ CSS = r"""
 .alwb-qual[data-state="passed"] { border-color: #7cb77c; background: #f3faf3; }
 .alwb-qual-result { font-weight: 600; }
 .alwb-qual-error { color: #c62828; font-weight: 600; }
-.alwb-qual-guideline { margin: 6px 0; }
+.alwb-qual-guideline { margin: 6px 0; padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
 .alwb-qual-retry { font: inherit; cursor: pointer; padding: 3px 9px; }
 .alwb-qual-retry:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
 .alwb-review-title { font-weight: 600; }
