@@ -227,3 +227,7 @@ def test_review_mode_multilabel_correction_takes_tags(tmp_path):
     assert v.review("review_correct", answer={"kind": "tags", "tags": ["round", "even"]}, reason="an 8")["ok"]
     (rec,) = p.store.records("review")
     assert rec["action"] == "correct" and sorted(rec["tags"]) == ["even", "round"] and rec["reason"] == "an 8"
+    # the same screen from the project folder
+    w2 = Workbench.open(tmp_path / "tags", annotator="rita", mode="review")
+    assert w2.ui_mode == "review" and w2.review["entry"] is None and w2.review["queue_length"] == 0
+    assert w2.review["reviewer"] == "rita"
