@@ -669,8 +669,18 @@ class Session:
             return eid
 
     def undo(self) -> dict:
-        """Undo this annotator's latest answer; if it belongs to the open batch the item is pending again."""
+        """Undo this annotator's latest answer; if it belongs to the open batch the item is pending again. The answers
+        of a qualification test that was already scored stay (NothingToUndoError)."""
+        from ..errors import NothingToUndoError
+
         with self._lock:
+            scored = {r.get("batch_id") for r in self.store.records("qualification")
+                      if r.get("annotator") == self.annotator}
+            if scored:
+                mine = [e for e in self.store.active_events() if e["annotator"] == self.annotator]
+                if mine and mine[-1]["batch_id"] in scored:
+                    raise NothingToUndoError("the qualification test was scored: its answers stay (answer the next "
+                                             "item, or ask a reviewer to correct a label)")
             ev = self.store.undo(annotator=self.annotator)
             b = self._batch
             sid = ev["sample_id"]

@@ -151,6 +151,10 @@ def test_qualification_gates_training_and_retry_needs_the_guideline(proj, X):
         ben.submit(bi.item.id, Answer.of_label(_truth(proj, bi.item.id)))
     b3 = ben.next_batch()
     assert b3.strategy not in (QUALIFICATION_STRATEGY,) and not ben.needs_qualification()
+    from alworkbench.errors import NothingToUndoError
+
+    with pytest.raises(NothingToUndoError, match="scored"):  # a scored test's answers stay
+        ben.undo()
     assert [r["passed"] for r in proj.store.records("qualification")] == [False, True]
     # gold answers are scored, never labels
     assert not (set(proj.store.labels()) & set(gold))
