@@ -80,7 +80,18 @@ def status_dict(p) -> dict:
         "model": _model_summary(store),
         "guideline_version": p.config.guideline.version,
         "unknown_labels": _unknown_labels(p),
+        **_review_status(p),
     }
+
+
+def _review_status(p) -> dict:
+    """Review states of the answered items, the open review queue's length and the gold count."""
+    from .labels.quality import REVIEW_STATES, QualityView
+
+    view = QualityView(p.store, p.config)
+    states = view.review_states()
+    return {"review_states": {s: sum(1 for v in states.values() if v == s) for s in REVIEW_STATES},
+            "review_queue": len(view.review_queue()), "gold": len(view.gold)}
 
 
 def _unknown_labels(p) -> dict:
@@ -122,6 +133,9 @@ def cmd_status(a) -> int:
     top = max(counts.values(), default=0) or 1
     for k, v in counts.items():
         print(f"    {k:>{width}s} {v:5d} {'#' * int(30 * v / top)}")
+    rs = st["review_states"]
+    print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
+          f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")
     if st["unknown_labels"]:
         from .classes import mismatch_message
 
@@ -144,7 +158,13 @@ def cmd_export(a) -> int:
         res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders", overwrite=overwrite)
     else:
         res = export(p, out, a.format, overwrite=overwrite)
-    print(json.dumps(res) if a.json else f"exported {res['n_exported']} labelled images to {res['path']}")
+    if a.json:
+        print(json.dumps(res))
+        return 0
+    print(f"exported {res['n_exported']} labelled images to {res['path']}")
+    if res.get("n_ties"):
+        print(f"  {res['n_ties']} item(s) left out: their annotators disagree without a majority (a tie); "
+              f"review them with `alwb review {a.dir}`")
     return 0
 
 
@@ -326,6 +346,255 @@ def cmd_label(a) -> int:
     return 0
 
 
+REVIEW_COMMANDS = {"a": "accept", ":a": "accept", ":accept": "accept", "s": "skip", ":s": "skip", ":skip": "skip",
+                   "q": "quit", ":q": "quit", ":quit": "quit", ":exit": "quit", "?": "help", ":h": "help",
+                   ":help": "help"}
+REVIEW_HELP = "Enter or a = accept the answer; {what} = correct it (a reason is asked next); s = skip; q = quit"
+
+
+def _review_choices(names: Sequence[str], multilabel: bool) -> str:
+    numbered = _numbers_allowed(names)
+    what = ("tag names or numbers separated by commas" if multilabel else "a class name or number") if numbered \
+        else ("tag names separated by commas" if multilabel else "a class name") + " (#N picks the N-th)"
+    listing = ", ".join(f"{i}:{n}" if numbered else n for i, n in enumerate(names, 1))
+    return REVIEW_HELP.format(what=what) + f"; {'tags' if multilabel else 'classes'}: {listing}"
+
+
+def parse_review_line(line: str, names: Sequence[str], multilabel: bool,
+                      accepted: Optional[Sequence[str]] = None) -> _Reply:
+    """One line typed at the `alwb review` prompt: accept (Enter, a), skip (s), quit (q), help (?), or a
+    correction (a class name, or tags with commas). A name that is also a command letter is refused as
+    ambiguous (type =NAME for the name, :accept / :skip / :quit for the command): nothing is guessed."""
+    raw = line.strip()
+    accepted = list(accepted if accepted is not None else names)
+    if not raw:
+        return _Reply("accept")
+    if raw.startswith("=") and len(raw) > 1:  # =NAME: always a name
+        r = parse_label_line(raw[1:], names, multilabel, accepted)
+        return _Reply("correct", r.value) if r.kind == "answer" else (
+            r if r.kind == "error" else _Reply("error", message=f"unknown {'tag' if multilabel else 'class'} {raw[1:]!r}"))
+    cmd = REVIEW_COMMANDS.get(raw.lower())
+    if cmd is not None:
+        if not raw.startswith(("?", ":")) and (raw in accepted or any(n.casefold() == raw.casefold() for n in accepted)):
+            return _Reply("error", message=f"{raw!r} is both a command and a {'tag' if multilabel else 'class'} name: "
+                                           f"type :{cmd} for the command or ={raw} for the name")
+        return _Reply(cmd)
+    if raw.startswith(":"):
+        return _Reply("error", message=f"unknown command {raw.split()[0]!r} here")
+    r = parse_label_line(raw, names, multilabel, accepted)
+    if r.kind == "answer":
+        return _Reply("correct", r.value)
+    if r.kind == "error":
+        return _Reply("error", message=r.message.split("; type :help")[0])
+    return _Reply("error", message=f"{raw!r} is not a review choice")
+
+
+def _review_model_session(p, reviewer: Optional[str]):
+    """``(session, why_no_model)``: a Session for the reviewer with the project's saved model restored for the
+    suggestions when it is current (trained after the latest answer, on this backbone's embeddings); nothing is
+    retrained, and without a usable model no embeddings are computed either."""
+    import numpy as np
+
+    rec = p.store.latest_model()
+    why = None
+    if rec is None:
+        why = "no model yet"
+    elif rec.get("snapshot") != p.store.n_events():
+        why = "no model yet for the latest answers (it retrains when an annotator finishes a batch)"
+    else:
+        from .embed.backbones import get_backbone
+
+        b = p.config.backbone
+        if rec.get("dim") != get_backbone(b.name, weights=b.weights, device="cpu").dim:
+            why = "no model yet on this project's embeddings"
+    if why is not None:
+        # a session over placeholder embeddings: never trained, never queried, only the review queue
+        return p.session(annotator=reviewer, embeddings=np.zeros((len(p.items), 1), np.float32),
+                         warm_start=False), why
+    s = p.session(annotator=reviewer, warm_start=False)
+    if not s._restore_model():  # the saved model files: restored, never refitted here
+        return s, "no model yet (the saved model could not be loaded)"
+    return s, None
+
+
+def _print_review_entry(rs, entry: dict, k: int, n: int, why_no_model: Optional[str]) -> None:
+    from .data.sources import display_path
+    from .names import text
+    from .quality_report import reason_text
+
+    it = rs.item(entry["item_id"])
+    where = it.uri if it.uri.startswith("builtin://") else display_path(it.uri)
+    print(f"\n[{k}/{n}] {text(entry['item_id'])}  {where}")
+    print(f"  why: {'; '.join(reason_text(r) for r in entry['reasons'])}")
+    for ans in entry["answers"]:
+        v = ans["value"]
+        what = {"skip": "skipped", "flag": "flagged"}.get(ans["kind"]) or (", ".join(v) if isinstance(v, (list, tuple)) else str(v))
+        note = f"  note: {text(ans['note'])!r}" if ans.get("note") else ""
+        print(f"  {text(ans['annotator'])}: {what}{note}")
+    cons = entry.get("consensus")
+    if entry.get("tie"):
+        cons_text = "none (a tie: no majority)"
+    elif cons is None:
+        cons_text = "none (no label answer)"
+    else:
+        cons_text = ", ".join(cons) if isinstance(cons, (list, tuple)) else str(cons)
+    print(f"  consensus: {cons_text}")
+    sug = entry.get("suggestion")
+    if sug:
+        print("  model: " + ", ".join(f"{c} {p:.0%}" for c, p in sug))
+    else:
+        print("  model: " + (why_no_model or "suggestions hidden (ui.show_suggestions: false)"))
+
+
+def _ask(prompt: str) -> Optional[str]:
+    try:
+        return input(prompt)
+    except EOFError:
+        return None
+
+
+def cmd_review(a) -> int:
+    """Review the queue in the terminal: accept, correct with a reason, skip, quit (one line per decision)."""
+    from .loop.review import ReviewError, ReviewSession
+    from .project import Project
+
+    p = Project.open(a.dir)
+    s, why_no_model = _review_model_session(p, a.reviewer)
+    try:
+        rs = ReviewSession(s)
+        names = list(s.classes)
+        accepted_names = list(getattr(s.schema, "allowed_tags", ()) or names) if s.multilabel else names
+        queue = rs.queue()
+        print(f"review queue of {p.name}: {len(queue)} item(s) for reviewer {rs.reviewer}"
+              + (f" ({why_no_model}: no suggestions)" if why_no_model else ""))
+        if queue:
+            print(_review_choices(names, s.multilabel))
+        counts = {"accepted": 0, "corrected": 0, "skipped": 0}
+        stopped = None
+        for k, entry in enumerate(queue, 1):
+            if entry["item_id"] not in {e["item_id"] for e in rs.view().review_queue(rs.reviewer)}:
+                print(f"\n[{k}/{len(queue)}] {entry['item_id']}: reviewed by someone else meanwhile (or answered "
+                      "again); next")
+                continue
+            _print_review_entry(rs, entry, k, len(queue), why_no_model)
+            while True:
+                line = _ask("review> ")
+                if line is None:
+                    stopped = "end of input: stopping here"
+                    break
+                r = parse_review_line(line, names, s.multilabel, accepted_names)
+                if r.kind == "error":
+                    print(f"  {r.message}\n  {_review_choices(names, s.multilabel)}")
+                    continue
+                if r.kind == "help":
+                    print(f"  {_review_choices(names, s.multilabel)}")
+                    continue
+                if r.kind == "quit":
+                    stopped = "stopped"
+                    break
+                if r.kind == "skip":
+                    counts["skipped"] += 1
+                    print("  skipped")
+                    break
+                if r.kind == "accept":
+                    try:
+                        rs.accept(entry["item_id"])
+                    except ReviewError as e:
+                        print(f"  {e}")
+                        continue
+                    counts["accepted"] += 1
+                    print("  accepted")
+                    break
+                # a correction: ask for the reason until one is given
+                reason = None
+                while True:
+                    reason = _ask("reason: ")
+                    if reason is None or reason.strip():
+                        break
+                    print("  a correction needs a reason (what was wrong)")
+                if reason is None:
+                    stopped = "end of input: stopping here (this correction was not saved)"
+                    break
+                try:
+                    rs.correct(entry["item_id"], r.value, reason.strip())
+                except ReviewError as e:
+                    print(f"  {e}")
+                    continue
+                counts["corrected"] += 1
+                value = ", ".join(r.value) if isinstance(r.value, (list, tuple)) else r.value
+                print(f"  corrected to {value}")
+                break
+            if stopped:
+                break
+        left = len(rs)
+        if stopped:
+            print(f"\n{stopped} (every decision so far is saved; rerun to continue)")
+        print(f"\nreviewed: {counts['accepted']} accepted, {counts['corrected']} corrected, {counts['skipped']} "
+              f"skipped; {left} left in the queue")
+    finally:
+        s.close()
+    return 0
+
+
+def cmd_quality(a) -> int:
+    """Per annotator accuracy, agreement, review states and the open queue; --json prints the report dict."""
+    from .labels.quality import QualityView
+    from .project import Project
+    from .quality_report import format_quality_report, jsonable
+
+    p = Project.open(a.dir)
+    report = jsonable(QualityView(p.store, p.config).report())
+    if a.json:
+        print(json.dumps(report, indent=2, ensure_ascii=False, allow_nan=False))
+        return 0
+    print(f"quality of {p.name} ({p.dir})")
+    print(format_quality_report(report))
+    return 0
+
+
+def cmd_gold(a) -> int:
+    """`alwb gold import DIR FILE.csv` / `alwb gold promote DIR [--item ID ...]` / `alwb gold list DIR`."""
+    from .labels.quality import QualityView, _norm, add_gold, promote_reviewed, read_gold_csv
+    from .names import text
+    from .project import Project
+
+    p = Project.open(a.dir)
+    if a.action == "import":
+        rows = read_gold_csv(a.file, p.schema)  # ConfigError naming the line: exit 2
+        if not rows:
+            raise AlwbError(f"gold file {a.file} has no rows (expected id,{'tags' if p.config.multilabel else 'label'})")
+        ids = {it.id for it in p.source.items}
+        gold = QualityView(p.store, p.config).gold
+        new = [(sid, v) for sid, v in rows if _norm(gold.get(sid)) != _norm(v)]
+        res = add_gold(p.store, new, multilabel=p.config.multilabel, source=f"csv:{Path(a.file).name}",
+                       known_ids=ids)
+        same = len(rows) - len(new)
+        print(f"gold: {res['added']} item(s) added from {a.file}" + (f", {same} already gold with that answer" if same else "")
+              + f"; {len(QualityView(p.store, p.config).gold)} gold item(s) in {p.name}")
+        if res["unknown"]:
+            shown = ", ".join(text(x) for x in res["unknown"][:10])
+            more = f" and {len(res['unknown']) - 10} more" if len(res["unknown"]) > 10 else ""
+            print(f"alwb: error: {len(res['unknown'])} id(s) in {a.file} are not items of this project and were not "
+                  f"added: {shown}{more}", file=sys.stderr)
+            return 1
+        return 0
+    if a.action == "promote":
+        n = promote_reviewed(p.store, p.config, a.item or None)
+        print(f"gold: {n} reviewed item(s) promoted; {len(QualityView(p.store, p.config).gold)} gold item(s) in {p.name}")
+        return 0
+    view = QualityView(p.store, p.config)
+    print(f"{len(view.gold)} gold item(s) in {p.name}")
+    answered = {}
+    for e in view.gold_events:
+        answered[e["sample_id"]] = answered.get(e["sample_id"], 0) + 1
+    for sid in sorted(view.gold):
+        v = view.gold[sid]
+        value = ", ".join(v) if isinstance(v, (list, tuple)) else str(v)
+        print(f"  {text(sid)}: {value}  (source {view.gold_source.get(sid) or '-'}; answered {answered.get(sid, 0)} "
+              f"time(s) as gold)")
+    return 0
+
+
 def cmd_classes(a) -> int:
     """`alwb classes list DIR` / `alwb classes rename DIR OLD NEW`."""
     from .classes import rename_class, unknown_labels
@@ -424,6 +693,32 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--annotator")
     p.add_argument("--oracle", action="store_true", help="answer from ground truth (simulated annotator)")
     p.set_defaults(fn=cmd_label)
+
+    p = sub.add_parser("review", help="review the queue in the terminal: accept, or correct with a reason")
+    p.add_argument("dir")
+    p.add_argument("--reviewer", help="your name, recorded with every decision (default: the config's annotator)")
+    p.set_defaults(fn=cmd_review)
+
+    p = sub.add_parser("quality", help="per-annotator accuracy, agreement, review states and the review queue")
+    p.add_argument("dir")
+    p.add_argument("--json", action="store_true", help="print the report as JSON (nothing else on stdout)")
+    p.set_defaults(fn=cmd_quality)
+
+    p = sub.add_parser("gold", help="the gold set: import a CSV, promote reviewed items, list")
+    gsub = p.add_subparsers(dest="action", required=True)
+    q = gsub.add_parser("import", help="add gold answers from a CSV (id,label or id,tags with ; between tags); "
+                        "exits 1 when ids are not items of the project (the others are added), 2 when the file is "
+                        "invalid (nothing added)")
+    q.add_argument("dir")
+    q.add_argument("file")
+    q.set_defaults(fn=cmd_gold)
+    q = gsub.add_parser("promote", help="make reviewed items gold (their reviewed label)")
+    q.add_argument("dir")
+    q.add_argument("--item", action="append", help="an item id (repeat; default: every reviewed item)")
+    q.set_defaults(fn=cmd_gold)
+    q = gsub.add_parser("list", help="the gold items with their answers and sources")
+    q.add_argument("dir")
+    q.set_defaults(fn=cmd_gold)
 
     p = sub.add_parser("classes", help="list classes with label counts, or rename a class in config and labels")
     csub = p.add_subparsers(dest="action", required=True)

@@ -77,3 +77,73 @@ def plot_coverage(counts: dict, ax=None, out: Optional[str | Path] = None):
         if out:
             fig.savefig(out, dpi=100)
     return ax
+
+
+def plot_annotator_accuracy(view, annotators=None, ax=None, out: Optional[str | Path] = None):
+    """Known-answer accuracy over time per annotator (from a QualityView): cumulative (solid) and rolling over
+    ``quality.window`` comparisons (dashed) vs the number of comparisons (gold, qualification test, sampled
+    reviews), with the pass mark as a horizontal line."""
+    own = ax is None
+    if own:
+        fig, ax = _figure((7, 4))
+    names = list(annotators) if annotators is not None else view.annotators()
+    colors = [f"C{i % 10}" for i in range(len(names))]
+    drawn = 0
+    for name, color in zip(names, colors):
+        series = view.accuracy_series(name)
+        if not series:
+            continue
+        x = [s["n"] for s in series]
+        ax.plot(x, [s["cumulative"] for s in series], color=color, lw=2, label=f"{name} cumulative")
+        ax.plot(x, [s["rolling"] for s in series], color=color, lw=1.2, ls="--",
+                label=f"{name} rolling ({int(view.q.window)})")
+        drawn += 1
+    mark = float(view.q.pass_mark)
+    ax.axhline(mark, color="0.3", lw=1, ls=":", label=f"pass mark {mark:.0%}")
+    ax.set_ylim(0, 1.05)
+    ax.set_xlabel("known-answer comparisons (gold, qualification, sampled reviews)")
+    ax.set_ylabel("accuracy")
+    ax.grid(alpha=0.3)
+    if not drawn:
+        ax.text(0.5, 0.5, "no known-answer comparisons yet", transform=ax.transAxes, ha="center", va="center")
+    ax.legend(fontsize="small", loc="lower right")
+    ax.set_title("annotator accuracy on known answers")
+    if own:
+        fig.tight_layout()
+        if out:
+            fig.savefig(out, dpi=100)
+    return ax
+
+
+def plot_annotator_confusion(view, a: str, b: str, ax=None, out: Optional[str | Path] = None):
+    """The confusion between annotators ``a`` (rows) and ``b`` (columns) on the items both answered (from a
+    QualityView; single-label projects), with the counts written in the cells."""
+    from .errors import AlwbError
+
+    if view.multilabel:
+        raise AlwbError("the confusion between annotators is for single-label projects; for tags, see the "
+                        "per-tag agreement in the report")
+    conf = view.confusion(a, b)
+    labels, mat = conf["labels"], np.asarray(conf["matrix"], dtype=np.int64)
+    own = ax is None
+    if own:
+        side = 1.5 + 0.45 * len(labels)
+        fig, ax = _figure((side + 1, side))
+    im = ax.imshow(mat, cmap="Blues", vmin=0, vmax=max(1, int(mat.max(initial=0))))
+    ax.set_xticks(range(len(labels)), labels=[str(x) for x in labels], rotation=45, ha="right")
+    ax.set_yticks(range(len(labels)), labels=[str(x) for x in labels])
+    top = mat.max(initial=0)
+    for i in range(mat.shape[0]):
+        for j in range(mat.shape[1]):
+            if mat[i, j]:
+                ax.text(j, i, str(int(mat[i, j])), ha="center", va="center", fontsize="small",
+                        color="white" if mat[i, j] > top / 2 else "black")
+    ax.set_xlabel(f"{b}")
+    ax.set_ylabel(f"{a}")
+    ax.set_title(f"{a} vs {b} on {conf['n']} item(s) both answered")
+    ax.figure.colorbar(im, ax=ax, fraction=0.046, pad=0.04)
+    if own:
+        fig.tight_layout()
+        if out:
+            fig.savefig(out, dpi=100)
+    return ax
