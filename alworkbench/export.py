@@ -13,6 +13,13 @@ Output rules (every exporter):
   export leaves ``out`` as it was.
 * Class names and item ids become folder and file names only through :mod:`alworkbench.names`; CSV cells go
   through :func:`alworkbench.names.csv_cell` (no spreadsheet formulas).
+
+What is exported (every exporter): the FINAL label of each item (:func:`labelled_items`): the reviewer's, else
+the consensus of the counted answers, else the single answer, else the gold answer. An item whose annotators
+disagree without a majority (a tie) has no final label: it is left out and reported (``n_ties``, ``ties``) until a
+reviewer decides. The CSV has the columns id, path, label (tags), annotator, round, answered_at (of the latest
+answer), review_state (unreviewed / accepted / corrected), label_source (review / consensus / single / gold) and
+annotators (who answered, ``|``-separated).
 """
 from __future__ import annotations
 
@@ -168,37 +175,83 @@ def _commit(tmp: Path, out: Path, previous: list[str]) -> None:
         os.replace(tmp / rel, dest)
 
 
-def _labelled_rows(project):
+class Labelled:
+    """What an export writes: ``rows`` of (item, row) with the FINAL label of each item (the reviewer's, else the
+    consensus of the counted answers, else the single answer, else the gold answer; see
+    :mod:`alworkbench.labels.quality`), and the items left out: ``ties`` (annotators disagree without a majority:
+    they wait for review), ``flagged`` and ``skipped`` (no label answer), ``not_counted`` (only answers of
+    annotators who have not passed a required qualification test).
+
+    Each row: ``value`` (class, or sorted tag tuple), ``source`` (review / consensus / single / gold),
+    ``review_state`` (unreviewed / accepted / corrected; "" for gold-only items), ``annotators`` (who answered,
+    sorted), and ``annotator`` / ``round`` / ``answered_at`` of the latest answer ("" for gold-only items)."""
+
+    def __init__(self):
+        self.rows: list[tuple] = []
+        self.ties: list[str] = []
+        self.flagged: list[str] = []
+        self.skipped: list[str] = []
+        self.not_counted: list[str] = []
+
+
+def labelled_items(project, view=None) -> Labelled:
+    """The final label of every item of ``project`` that has one, and the items left out (see :class:`Labelled`)."""
+    from .labels.quality import QualityView
+
+    view = view if view is not None else QualityView(project.store, project.config)
+    out = Labelled()
+    for it in project.source.items:
+        sid = it.id
+        if sid not in view.answers and sid not in view.gold and sid not in view.reviews:
+            continue
+        st = view.item_state(sid)
+        answers = st["answers"]
+        if st["final"] is None:
+            kinds = {e["kind"] for e in answers.values()}
+            if st["tie"]:
+                out.ties.append(sid)
+            elif "flag" in kinds:
+                out.flagged.append(sid)
+            elif kinds & {"label", "tags"}:
+                out.not_counted.append(sid)
+            elif "skip" in kinds:
+                out.skipped.append(sid)
+            continue
+        latest = max(answers.values(), key=lambda e: e["id"]) if answers else None
+        out.rows.append((it, {
+            "value": st["final"], "source": st["source"],
+            "review_state": st["review_state"] if answers else "",
+            "annotators": sorted(answers), "annotator": latest["annotator"] if latest else "",
+            "round": latest["round"] if latest else "", "answered_at": latest["created_at"] if latest else ""}))
+    return out
+
+
+def _labelled_rows(project) -> Labelled:
     from .classes import check_labels_match
 
     check_labels_match(project)  # labels whose class was renamed: one line naming `alwb classes rename`
-    answers = project.store.active_answers()
-    rows = []
-    for it in project.source.items:
-        ev = answers.get(it.id)
-        if ev is None or ev["kind"] not in ("label", "tags"):
-            continue
-        rows.append((it, ev))
-    flagged = sum(1 for e in answers.values() if e["kind"] == "flag")
-    skipped = sum(1 for e in answers.values() if e["kind"] == "skip")
-    return rows, flagged, skipped
+    return labelled_items(project)
+
+
+CSV_COLUMNS = ("id", "path", "label", "annotator", "round", "answered_at", "review_state", "label_source", "annotators")
 
 
 def _write_csv(f, rows, multilabel: bool) -> None:
     w = csv.writer(f)
-    w.writerow(["id", "path", "tags" if multilabel else "label", "annotator", "round", "answered_at"])
-    for it, ev in rows:
-        value = "|".join(ev["value"]) if multilabel else ev["value"]
+    w.writerow(["tags" if (multilabel and c == "label") else c for c in CSV_COLUMNS])
+    for it, row in rows:
+        value = "|".join(row["value"]) if multilabel else row["value"]
         path = display_path(it.uri) if not it.uri.startswith("builtin://") else ""  # valid UTF-8 (issue 9 #4)
-        w.writerow(csv_row([it.id, path, value, ev["annotator"], ev["round"], ev["created_at"]]))
+        w.writerow(csv_row([it.id, path, value, row["annotator"], row["round"], row["answered_at"],
+                            row["review_state"], row["source"], "|".join(row["annotators"])]))
 
 
 def _write_folders(project, rows, d: Path) -> None:
     src = project.source
-    folder = unique_components([*project.config.classes, *(ev["value"] for _, ev in rows)])
+    folder = unique_components([*project.config.classes, *(row["value"] for _, row in rows)])
     by_class: dict[str, list] = {}
-    for it, ev in rows:
-        by_class.setdefault(ev["value"], []).append(it)
+    for it, row in rows:
+        by_class.setdefault(row["value"], []).append(it)
     for label, items in by_class.items():
         cdir = safe_join(d, folder[label])
         cdir.mkdir(exist_ok=True)
@@ -218,7 +271,8 @@ def _write_folders(project, rows, d: Path) -> None:
 
 
 def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = False) -> dict:
-    """Write the current labels; returns {"format", "path", "n_exported", "n_flagged", "n_skipped"}.
+    """Write the final labels (review > consensus > single answer > gold; ties are left out and reported); returns
+    {"format", "path", "n_exported", "n_flagged", "n_skipped", "n_ties", "ties", "n_not_counted", "by_source"}.
 
     ``out``: for ``csv`` a ``.csv`` file or a folder (gets ``labels.csv``); for ``folders`` a folder with one
     sub-folder per class. See the module docstring for what ``out`` may be and what ``overwrite`` does."""
@@ -228,8 +282,12 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
     if fmt == "folders" and multilabel:
         raise AlwbError("a class-folder tree needs one class per image; this project uses tags: export csv")
     out = Path(out)
-    rows, flagged, skipped = _labelled_rows(project)
-    res = {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": flagged, "n_skipped": skipped}
+    lab = _labelled_rows(project)
+    rows = lab.rows
+    res = {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": len(lab.flagged),
+           "n_skipped": len(lab.skipped), "n_ties": len(lab.ties), "ties": lab.ties[:100],
+           "n_not_counted": len(lab.not_counted),
+           "by_source": {k: sum(1 for _, r in rows if r["source"] == k) for k in ("review", "consensus", "single", "gold")}}
     if fmt == "csv" and out.suffix.lower() == ".csv":
         out = check_out(project, out, overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
