@@ -9,10 +9,19 @@ Fields written on every sample (``alwb_id`` maps a FiftyOne sample back to the p
 alwb_id, alwb_index  the item id and its row in ``project.source.items`` (rows of the embedding matrix)
 split, holdout       the source split; whether the item is held out for evaluation (never queried)
 ground_truth         Classification (single-label) / Classifications (multi-label) when the source knows it
-label                the current human answer: Classification, or Classifications (+ sample tags) for tags
-label_status         "unlabelled" | "labelled" | "skipped" | "flagged"   (+ sample tags "flagged"/"skipped")
-flag_note            the note of a flag answer
-annotator, label_round, labelled_at, alwb_event   who answered, in which round, when; the store event id
+label                the FINAL label (alworkbench.labels.quality): the reviewer's, else the consensus of the
+                     counted answers, else the single answer, else the gold answer: Classification, or
+                     Classifications (+ sample tags) for tags; None for a tie (it waits for review)
+label_status         "unlabelled" | "labelled" (a final label) | "skipped" | "flagged" | "tie" (annotators disagree
+                     without a majority) | "not_counted" (only answers of annotators without a passing
+                     qualification test)   (+ sample tags "flagged"/"skipped")
+flag_note            the note of a flag answer ("who: note; ..." when several annotators flagged)
+annotator, label_round, labelled_at, alwb_event   the latest answer: who, in which round, when; its store event id
+review_state         "unreviewed" | "accepted" | "corrected" (None when nobody answered)
+label_source         where the final label comes from: "review" | "consensus" | "single" | "gold" ("tie": none)
+review_reasons       why the item waits in the review queue ("flag", "disagreement", "sample:<annotator>");
+                     empty when it does not
+alwb_state           what the label fields above were last written from (a sync rewrites an item when it changes)
 query_score, query_strategy, query_round, query_batch   the score that chose the item and the batch it was in
 predictions_r<k>     the model of round k (one field per round, also a registered run of the same key)
 predictions          the latest model's predictions (a copy of the newest predictions_r<k>)
@@ -42,7 +51,8 @@ PRED_PREFIX = "predictions_r"
 RUN_KIND = "alwb_predictions"
 MIN_DISPLAY_SIDE = 64  # built-in images smaller than this are upscaled (nearest) for the App only
 
-LABEL_FIELDS = ("label", "label_status", "flag_note", "annotator", "label_round", "labelled_at", "alwb_event")
+LABEL_FIELDS = ("label", "label_status", "flag_note", "annotator", "label_round", "labelled_at", "alwb_event",
+                "review_state", "label_source", "review_reasons", "alwb_state")
 QUERY_FIELDS = ("query_score", "query_strategy", "query_round", "query_batch")
 
 
@@ -195,8 +205,19 @@ def get_dataset(project, create: bool = True):
         ds.add_sample_field(name, ftype)
     for name in ("ground_truth", "label"):
         ds.add_sample_field(name, fo.EmbeddedDocumentField, embedded_doc_type=label_type)
+    _ensure_quality_fields(fo, ds)
     ds.create_index("alwb_id", unique=True)
     return ds
+
+
+def _ensure_quality_fields(fo, ds) -> None:
+    """The review fields (also on datasets created before they existed)."""
+    schema = ds.get_field_schema()
+    for name in ("review_state", "label_source", "alwb_state"):
+        if name not in schema:
+            ds.add_sample_field(name, fo.StringField)
+    if "review_reasons" not in schema:
+        ds.add_sample_field("review_reasons", fo.ListField, subfield=fo.StringField)
 
 
 def _names(project) -> list[str]:
@@ -372,11 +393,58 @@ def _add_missing(fo, ds, project, multilabel: bool) -> int:
     return len(samples)
 
 
+def label_states(project) -> dict[str, dict]:
+    """item id -> the plain values of the label fields (see the module docstring) for every item with an answer,
+    a review or a gold answer, derived from the store by :class:`alworkbench.labels.quality.QualityView`.
+    ``label`` is the final label (a class, or a sorted tag tuple) or None."""
+    import json
+
+    from ..labels.quality import QualityView
+
+    view = QualityView(project.store, project.config)
+    queue = {e["item_id"]: list(e["reasons"]) for e in view.review_queue()}
+    out = {}
+    for sid in set(view.answers) | set(view.gold) | set(view.reviews):
+        st = view.item_state(sid)
+        answers = st["answers"]
+        kinds = {e["kind"] for e in answers.values()}
+        final = st["final"]
+        if final is not None:
+            status = "labelled"
+        elif st["tie"]:
+            status = "tie"
+        elif "flag" in kinds:
+            status = "flagged"
+        elif kinds & {"label", "tags"}:
+            status = "not_counted"
+        elif "skip" in kinds:
+            status = "skipped"
+        else:
+            status = "unlabelled"
+        flags = st["flags"]
+        note = (None if not flags else (flags[next(iter(flags))] or None) if len(flags) == 1
+                else "; ".join(f"{w}: {n}" for w, n in sorted(flags.items()) if n) or None)
+        ev = max(answers.values(), key=lambda e: e["id"]) if answers else None
+        row = {"label": final, "label_status": status, "flag_note": note,
+               "annotator": ev["annotator"] if ev else None, "label_round": int(ev["round"]) if ev else None,
+               "labelled_at": float(ev["created_at"]) if ev else None, "alwb_event": int(ev["id"]) if ev else 0,
+               "review_state": st["review_state"] if answers else None,
+               "label_source": None if st["source"] == "none" else st["source"],
+               "review_reasons": queue.get(sid, [])}
+        if status == "unlabelled" and row["label_source"] is None and not row["review_reasons"]:
+            continue  # nothing to show: the same as an item nobody touched
+        row["alwb_state"] = json.dumps([row[k] if not isinstance(row[k], tuple) else list(row[k])
+                                        for k in LABEL_FIELDS if k != "alwb_state"], sort_keys=True)
+        out[sid] = row
+    return out
+
+
 def _sync_labels(fo, ds, project, multilabel: bool) -> int:
-    answers = project.store.active_answers()
+    _ensure_quality_fields(fo, ds)
+    states = label_states(project)
     ids = ds.values("alwb_id")
-    current = dict(zip(ids, ds.values("alwb_event")))
-    changed = [sid for sid in ids if int((answers.get(sid) or {}).get("id", 0)) != int(current.get(sid) or 0)]
+    current = dict(zip(ids, ds.values("alwb_state")))
+    changed = [sid for sid in ids if (states[sid]["alwb_state"] if sid in states else None) != current.get(sid)]
     if not changed:
         return 0
     names = set(_names(project))
@@ -385,27 +453,27 @@ def _sync_labels(fo, ds, project, multilabel: bool) -> int:
     cols: dict[str, list] = {k: [] for k in LABEL_FIELDS}
     tags_out = []
     for sid, tags in zip(changed, old_tags):
-        ev = answers.get(sid)
+        row = states.get(sid)
         keep = [t for t in (tags or []) if t not in STATUS_TAGS and (not multilabel or t not in names)]
-        kind = ev["kind"] if ev else None
-        value = ev["value"] if ev else None
-        if kind == "label":
-            cols["label"].append(_classification(fo, value))
-        elif kind == "tags":
+        value = row["label"] if row else None
+        if value is None:
+            cols["label"].append(None)
+        elif multilabel:
             cols["label"].append(_classifications(fo, value))
             keep += [t for t in value if t not in keep]
         else:
-            cols["label"].append(None)
-        status = {"label": "labelled", "tags": "labelled", "skip": "skipped", "flag": "flagged"}.get(kind, "unlabelled")
+            cols["label"].append(_classification(fo, value))
+        status = row["label_status"] if row else "unlabelled"
         if status in STATUS_TAGS:
             keep.append(status)
         cols["label_status"].append(status)
-        cols["flag_note"].append((ev.get("note") or None) if ev else None)
-        cols["annotator"].append(ev["annotator"] if ev else None)
-        cols["label_round"].append(int(ev["round"]) if ev else None)
-        cols["labelled_at"].append(_dt.datetime.fromtimestamp(ev["created_at"], _dt.timezone.utc).replace(tzinfo=None)
-                                   if ev else None)
-        cols["alwb_event"].append(int(ev["id"]) if ev else 0)
+        for k in ("flag_note", "annotator", "label_round", "review_state", "label_source", "alwb_state"):
+            cols[k].append(row[k] if row else None)
+        at = row["labelled_at"] if row else None
+        cols["labelled_at"].append(_dt.datetime.fromtimestamp(at, _dt.timezone.utc).replace(tzinfo=None)
+                                   if at is not None else None)
+        cols["alwb_event"].append(row["alwb_event"] if row else 0)
+        cols["review_reasons"].append(list(row["review_reasons"]) if row else [])
         tags_out.append(keep)
     _set_many(view, cols)
     view.set_values("tags", tags_out, progress=False)
@@ -518,7 +586,8 @@ def write_embeddings(ds, project, X: np.ndarray, force: bool = False) -> bool:
 
 
 def ensure_views(ds) -> list[str]:
-    """(Re)save the standard views: to_label, labelled, flagged, skipped. Returns their names."""
+    """(Re)save the standard views: to_label, labelled, flagged, skipped, review_queue (items waiting for review),
+    corrected (reviewer corrections). Returns their names."""
     from fiftyone import ViewField as F
 
     schema = ds.get_field_schema()
@@ -532,8 +601,18 @@ def ensure_views(ds) -> list[str]:
         "flagged": ds.match(F("label_status") == "flagged"),
         "skipped": ds.match(F("label_status") == "skipped"),
     }
+    if "review_reasons" in schema:
+        views["review_queue"] = ds.match(F("review_reasons").exists() & (F("review_reasons").length() > 0))
+        views["corrected"] = ds.match(F("review_state") == "corrected")
+    saved = set(ds.list_saved_views())
     for name, view in views.items():
-        ds.save_view(name, view, overwrite=True)
+        # a saved view is replaced only when it changed: FiftyOne (1.22) treats a saved view whose stages mention
+        # "_state" (our review_state field) as a generated view when it is deleted or overwritten, and marks the
+        # dataset behind it non-persistent
+        if name not in saved or ds.load_saved_view(name) != view:
+            ds.save_view(name, view, overwrite=True)
+    if not ds.persistent:  # e.g. the `corrected` view deleted by hand in the App (the FiftyOne quirk above)
+        ds.persistent = True
     return list(views)
 
 
@@ -631,7 +710,8 @@ EXPORT_FORMATS = ("csv", "folders", "fiftyone")
 def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bool = False) -> dict:
     """Export the labelled set: ``csv`` (from the store, no database needed), ``folders``
     (fo.types.ImageClassificationDirectoryTree) or ``fiftyone`` (fo.types.FiftyOneImageClassificationDataset).
-    Returns {"format", "path", "n_exported"}.
+    Returns {"format", "path", "n_exported", "n_ties"}: the final labels are exported (the ``label`` field written
+    by :func:`sync`); items whose annotators tie are left out and counted.
 
     The output rules of :mod:`alworkbench.export` apply: ``out_dir`` may not be (or contain) the project or its
     images, a non-empty ``out_dir`` needs ``overwrite=True`` (then only a previous export's files are replaced),
@@ -644,7 +724,7 @@ def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bo
         from ..export import export as export_csv
 
         res = export_csv(project, out, "csv", overwrite=overwrite)
-        return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"]}
+        return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"], "n_ties": res["n_ties"]}
     from ..classes import check_labels_match
     from ..export import check_out, staged_export
     from ..names import unique_components
@@ -672,9 +752,11 @@ def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bo
     dataset_type = fo.types.ImageClassificationDirectoryTree if format == "folders" \
         else fo.types.FiftyOneImageClassificationDataset
 
+    n_ties = len(ds.match(F("label_status") == "tie"))
+
     def write(d: Path) -> dict:
         labelled.export(export_dir=str(d), dataset_type=dataset_type, label_field="label", export_media=True,
                         overwrite=False, progress=False)
-        return {"format": format, "path": str(out), "n_exported": n}
+        return {"format": format, "path": str(out), "n_exported": n, "n_ties": n_ties}
 
     return staged_export(project, out, overwrite, write, f"fiftyone-{format}")
