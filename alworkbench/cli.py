@@ -369,14 +369,17 @@ def parse_review_line(line: str, names: Sequence[str], multilabel: bool,
     accepted = list(accepted if accepted is not None else names)
     if not raw:
         return _Reply("accept")
+    kind = "tag" if multilabel else "class"
     if raw.startswith("=") and len(raw) > 1:  # =NAME: always a name
         r = parse_label_line(raw[1:], names, multilabel, accepted)
-        return _Reply("correct", r.value) if r.kind == "answer" else (
-            r if r.kind == "error" else _Reply("error", message=f"unknown {'tag' if multilabel else 'class'} {raw[1:]!r}"))
+        if r.kind == "answer":
+            return _Reply("correct", r.value)
+        return r if r.kind == "error" else _Reply("error", message=f"unknown {kind} {raw[1:]!r}")
     cmd = REVIEW_COMMANDS.get(raw.lower())
     if cmd is not None:
-        if not raw.startswith(("?", ":")) and (raw in accepted or any(n.casefold() == raw.casefold() for n in accepted)):
-            return _Reply("error", message=f"{raw!r} is both a command and a {'tag' if multilabel else 'class'} name: "
+        clash = any(n.casefold() == raw.casefold() for n in accepted)
+        if clash and not raw.startswith(("?", ":")):
+            return _Reply("error", message=f"{raw!r} is both a command and a {kind} name: "
                                            f"type :{cmd} for the command or ={raw} for the name")
         return _Reply(cmd)
     if raw.startswith(":"):
@@ -428,7 +431,8 @@ def _print_review_entry(rs, entry: dict, k: int, n: int, why_no_model: Optional[
     print(f"  why: {'; '.join(reason_text(r) for r in entry['reasons'])}")
     for ans in entry["answers"]:
         v = ans["value"]
-        what = {"skip": "skipped", "flag": "flagged"}.get(ans["kind"]) or (", ".join(v) if isinstance(v, (list, tuple)) else str(v))
+        what = {"skip": "skipped", "flag": "flagged"}.get(ans["kind"]) or (
+            ", ".join(v) if isinstance(v, (list, tuple)) else str(v))
         note = f"  note: {text(ans['note'])!r}" if ans.get("note") else ""
         print(f"  {text(ans['annotator'])}: {what}{note}")
     cons = entry.get("consensus")
@@ -562,15 +566,17 @@ def cmd_gold(a) -> int:
     if a.action == "import":
         rows = read_gold_csv(a.file, p.schema)  # ConfigError naming the line: exit 2
         if not rows:
-            raise AlwbError(f"gold file {a.file} has no rows (expected id,{'tags' if p.config.multilabel else 'label'})")
+            col = "tags" if p.config.multilabel else "label"
+            raise AlwbError(f"gold file {a.file} has no rows (expected id,{col})")
         ids = {it.id for it in p.source.items}
         gold = QualityView(p.store, p.config).gold
         new = [(sid, v) for sid, v in rows if _norm(gold.get(sid)) != _norm(v)]
         res = add_gold(p.store, new, multilabel=p.config.multilabel, source=f"csv:{Path(a.file).name}",
                        known_ids=ids)
         same = len(rows) - len(new)
-        print(f"gold: {res['added']} item(s) added from {a.file}" + (f", {same} already gold with that answer" if same else "")
-              + f"; {len(QualityView(p.store, p.config).gold)} gold item(s) in {p.name}")
+        n_gold = len(QualityView(p.store, p.config).gold)
+        print(f"gold: {res['added']} item(s) added from {a.file}"
+              + (f", {same} already gold with that answer" if same else "") + f"; {n_gold} gold item(s) in {p.name}")
         if res["unknown"]:
             shown = ", ".join(text(x) for x in res["unknown"][:10])
             more = f" and {len(res['unknown']) - 10} more" if len(res["unknown"]) > 10 else ""
@@ -580,7 +586,8 @@ def cmd_gold(a) -> int:
         return 0
     if a.action == "promote":
         n = promote_reviewed(p.store, p.config, a.item or None)
-        print(f"gold: {n} reviewed item(s) promoted; {len(QualityView(p.store, p.config).gold)} gold item(s) in {p.name}")
+        n_gold = len(QualityView(p.store, p.config).gold)
+        print(f"gold: {n} reviewed item(s) promoted; {n_gold} gold item(s) in {p.name}")
         return 0
     view = QualityView(p.store, p.config)
     print(f"{len(view.gold)} gold item(s) in {p.name}")

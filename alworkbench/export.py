@@ -287,7 +287,8 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
     res = {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": len(lab.flagged),
            "n_skipped": len(lab.skipped), "n_ties": len(lab.ties), "ties": lab.ties[:100],
            "n_not_counted": len(lab.not_counted),
-           "by_source": {k: sum(1 for _, r in rows if r["source"] == k) for k in ("review", "consensus", "single", "gold")}}
+           "by_source": {k: sum(1 for _, r in rows if r["source"] == k)
+                         for k in ("review", "consensus", "single", "gold")}}
     if fmt == "csv" and out.suffix.lower() == ".csv":
         out = check_out(project, out, overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)

@@ -108,7 +108,8 @@ def format_quality_report(report: dict, *, max_items: int = 10) -> str:
         out.append("agreement: no item was answered by two or more annotators yet "
                    f"(overlap share {_pct((report.get('overlap') or {}).get('share'))})")
     else:
-        out.append(f"agreement on {n_items} item(s) answered by 2+ annotators ({', '.join(map(str, ag.get('annotators') or []))}): "
+        who = ", ".join(map(str, ag.get("annotators") or []))
+        out.append(f"agreement on {n_items} item(s) answered by 2+ annotators ({who}): "
                    f"{_pct(ag.get('percent_agreement'))} identical")
         pairs = ag.get("pairwise_cohen") or []
         rows = [["overall", str(n_items), _num(ag.get("cohen_kappa")), _num(ag.get("fleiss_kappa")),
@@ -125,7 +126,8 @@ def format_quality_report(report: dict, *, max_items: int = 10) -> str:
                        f"{ag.get('fleiss_raters')} annotators; per class: one-vs-rest")
     states = report.get("review_states") or {}
     out.append("")
-    out.append("review states: " + ", ".join(f"{states.get(s, 0)} {s}" for s in ("unreviewed", "accepted", "corrected")))
+    out.append("review states: " + ", ".join(f"{states.get(s, 0)} {s}"
+                                             for s in ("unreviewed", "accepted", "corrected")))
     q = report.get("review_queue") or {}
     out.append(f"review queue: {q.get('n', 0)} open ({q.get('flag', 0)} flagged, {q.get('disagreement', 0)} "
                f"disagreements, {q.get('sample', 0)} sampled)")
@@ -134,7 +136,8 @@ def format_quality_report(report: dict, *, max_items: int = 10) -> str:
     if q.get("n", 0) > max_items:
         out.append(f"  ... and {q['n'] - max_items} more (alwb review DIR)")
     g = report.get("gold") or {}
-    out.append(f"gold: {g.get('n', 0)} item(s)" + (f" (sources: {', '.join(g['sources'])})" if g.get("sources") else ""))
+    sources = f" (sources: {', '.join(g['sources'])})" if g.get("sources") else ""
+    out.append(f"gold: {g.get('n', 0)} item(s){sources}")
     if settings:
         out.append(f"settings: review sample {_pct(settings.get('review_sample'))}, hidden gold "
                    f"{_pct(settings.get('gold_rate'))}, qualification test {settings.get('qualification_items', 0)} "

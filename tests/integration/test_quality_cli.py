@@ -8,6 +8,7 @@ import math
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from alworkbench import Answer, Project
@@ -129,7 +130,8 @@ def test_review_line_parser_never_guesses():
     names = ["a", "b", "cat"]
     r = parse_review_line("a", names, False)
     assert r.kind == "error" and ":accept" in r.message and "=a" in r.message  # a class named like a command
-    assert parse_review_line("=a", names, False).kind == "correct" and parse_review_line("=a", names, False).value == "a"
+    forced = parse_review_line("=a", names, False)
+    assert forced.kind == "correct" and forced.value == "a"
     assert parse_review_line(":accept", names, False).kind == "accept"
     assert parse_review_line("", names, False).kind == "accept"
     assert parse_review_line("q", ["x", "y"], False).kind == "quit"
@@ -266,3 +268,57 @@ def test_gold_import_list_promote_and_the_quality_report(tmp_path, capsys):
     assert r.returncode == 0 and "6 gold item(s)" in r.stdout
     assert f"  {i[1]}: 1  (source review; answered 0 time(s) as gold)" in r.stdout
     assert f"  {gold_ids[0]}: {truth[gold_ids[0]]}  (source csv:gold.csv; answered 2 time(s) as gold)" in r.stdout
+
+
+# ------------------------------------------------------------------------------------------------ notebook call
+def test_quality_report_notebook_call_draws_accuracy_and_confusion(tmp_path):
+    from alworkbench.errors import AlwbError
+    from alworkbench.labels.quality import add_gold
+    from alworkbench.plots import plot_annotator_accuracy, plot_annotator_confusion
+    from alworkbench.quality_report import format_quality_report, jsonable, quality_report
+
+    p, X = make_project(tmp_path)
+    truth = {it.id: it.label for it in p.items}
+    gold_ids = ids_of(p, 10, 11, 12, 13, 14, 15)
+    add_gold(p.store, [(s, truth[s]) for s in gold_ids], multilabel=False, source="test")
+    wrong = lambda s: "8" if truth[s] != "8" else "9"  # noqa: E731
+    ana_gold = [truth[s] if k not in (1, 4) else wrong(s) for k, s in enumerate(gold_ids)]  # 4 of 6 right
+    answer(p, X, "ana", dict(zip(gold_ids, map(Answer.of_label, ana_gold))))
+    answer(p, X, "ben", {s: Answer.of_label(truth[s]) for s in gold_ids})
+    two_annotators(p, X)
+
+    report = quality_report(p, plot=True, out=tmp_path / "figs")
+    view = QualityView(p.store, p.config)
+    assert report == jsonable(view.report())
+    assert quality_report(str(p.dir), plot=False) == report  # a folder works too, and so does a Session
+    s = p.session(annotator="rita", embeddings=X, warm_start=False)
+    assert quality_report(s, plot=False) == report
+    s.close()
+    assert (tmp_path / "figs" / "accuracy.png").stat().st_size > 0
+    assert (tmp_path / "figs" / "confusion.png").stat().st_size > 0
+
+    # accuracy over time: cumulative and rolling per annotator, as the view computes them, and the pass mark
+    ax = plot_annotator_accuracy(view)
+    lines = {line.get_label(): line for line in ax.get_lines()}
+    series = view.accuracy_series("ana")
+    assert list(lines["ana cumulative"].get_xdata()) == [1, 2, 3, 4, 5, 6]
+    assert list(lines["ana cumulative"].get_ydata()) == pytest.approx([1, 1 / 2, 2 / 3, 3 / 4, 3 / 5, 4 / 6])
+    assert list(lines["ana rolling (50)"].get_ydata()) == pytest.approx([c["rolling"] for c in series])
+    assert list(lines["ben cumulative"].get_ydata()) == [1.0] * 6
+    assert list(lines["pass mark 95%"].get_ydata()) == [0.95, 0.95]
+
+    # the confusion between ana (rows) and ben (columns) on the items both answered
+    ax = plot_annotator_confusion(view, "ana", "ben")
+    mat = ax.get_images()[0].get_array()
+    expected = np.zeros((10, 10), int)
+    for a, b in [("0", "0"), ("1", "7"), ("2", "2"), ("3", "7")]:
+        expected[int(a), int(b)] += 1
+    assert (np.asarray(mat) == expected).all()
+    assert ax.get_title() == "ana vs ben on 4 item(s) both answered"
+
+    text = format_quality_report(report)
+    assert "67% [" in text and "n=6" in text and "review queue: 3 open (1 flagged, 2 disagreements, 0 sampled)" in text
+
+    m = Project.init(tmp_path / "m", "digits", tags=["round", "straight"])
+    with pytest.raises(AlwbError, match="single-label"):
+        plot_annotator_confusion(QualityView(m.store, m.config), "ana", "ben")
