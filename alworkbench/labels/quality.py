@@ -35,6 +35,7 @@ from .agreement import agreement, annotator_confusion, consensus
 from .store import GOLD_PREFIX
 
 GOLD, REVIEW, QUALIFICATION = "gold", "review", "qualification"
+RENAME_STRATEGY = "rename"  # the strategy of the events `alwb classes rename` appends (alworkbench.classes)
 REVIEW_STATES = ("unreviewed", "accepted", "corrected")
 QUALIFICATION_STRATEGY = GOLD_PREFIX + "qualification"
 HIDDEN_GOLD_STRATEGY = GOLD_PREFIX + "hidden"
@@ -95,12 +96,28 @@ class QualityView:
         self.classes: list[str] = list(config.tags if self.multilabel else config.classes)
         self.now = time.time() if now is None else now
         events = store.active_events()
-        self.answer_events = [e for e in events if not str(e["strategy"]).startswith(GOLD_PREFIX)]
+        # `alwb classes rename` appends one event per item (strategy "rename"): not an annotator's answer but a
+        # mapping old -> new applied to every answer on the item that used the old name
+        self.answer_events = [e for e in events if not str(e["strategy"]).startswith(GOLD_PREFIX)
+                              and e["strategy"] != RENAME_STRATEGY]
         self.gold_events = [e for e in events if str(e["strategy"]).startswith(GOLD_PREFIX)]
-        # item -> annotator -> latest active answer event
+        # item -> annotator -> latest active answer event (values mapped through later renames)
         self.answers: dict[str, dict[str, dict]] = {}
-        for e in self.answer_events:
-            self.answers.setdefault(e["sample_id"], {})[e["annotator"]] = e
+        self._renames: list[tuple[float, str, Any, Any]] = []  # (at, item, old value, new value)
+        last: dict[str, Any] = {}
+        for e in events:
+            if str(e["strategy"]).startswith(GOLD_PREFIX):
+                continue
+            sid = e["sample_id"]
+            if e["strategy"] == RENAME_STRATEGY:
+                old, new = last.get(sid), _norm(_value(e))
+                if old is not None and new is not None and old != new:
+                    self._renames.append((e["created_at"], sid, old, new))
+                    self.answers[sid] = {w: self._renamed(a, old, new) for w, a in self.answers.get(sid, {}).items()}
+                    last[sid] = new
+                continue
+            self.answers.setdefault(sid, {})[e["annotator"]] = e
+            last[sid] = _norm(_value(e))
         self.gold: dict[str, Any] = {}
         self.gold_source: dict[str, str] = {}
         for r in store.records(GOLD):
@@ -115,12 +132,37 @@ class QualityView:
         # item -> latest review still covering the current answers
         self.reviews: dict[str, dict] = {}
         for r in self.reviews_all:
-            self.reviews[r["item_id"]] = r
+            self.reviews[r["item_id"]] = self._renamed_review(r)
         for sid, r in list(self.reviews.items()):
             last = max((e["id"] for e in self.answers.get(sid, {}).values()), default=0)
             if last > int(r.get("last_event_id") or 0):
                 del self.reviews[sid]  # answered again since: open for review again
         self._known = self._comparisons()
+
+    def _map(self, value, old, new):
+        """``value`` with the rename old -> new applied (single label: equal to old; tags: old's extra tag)."""
+        v = _norm(value)
+        if v is None:
+            return value
+        if not self.multilabel:
+            return new if v == old else value
+        gone, came = set(old) - set(new), set(new) - set(old)
+        if len(gone) != 1 or len(came) > 1 or not (set(v) & gone):
+            return value
+        return tuple(sorted((set(v) - gone) | came))
+
+    def _renamed(self, ev: dict, old, new) -> dict:
+        v = self._map(_value(ev), old, new)
+        if v is None or _norm(v) == _norm(_value(ev)):
+            return ev
+        return {**ev, "value": tuple(v) if self.multilabel else v}
+
+    def _renamed_review(self, r: dict) -> dict:
+        value = _record_value(r)
+        for at, sid, old, new in self._renames:
+            if sid == r["item_id"] and at > r["created_at"]:
+                value = self._map(value, old, new)
+        return r if value == _record_value(r) else {**r, **value_fields(value, self.multilabel)}
 
     # ------------------------------------------------------------------ annotators
     def annotators(self) -> list[str]:

@@ -267,3 +267,26 @@ def test_quality_config_is_validated():
     c = config_from_dict({**base, "quality": {"tiers": [{"name": "ok", "min_accuracy": 0, "review_sample": 0.5},
                                                         {"name": "top", "min_accuracy": 0.99}]}})
     assert [t["name"] for t in c.quality.tiers] == ["top", "ok"]  # best first
+
+
+def test_a_class_rename_maps_every_answer_and_review_not_a_new_annotator(proj, X):
+    from alworkbench.classes import rename_class
+
+    proj.config.quality.review_sample = 1.0
+    proj.config.quality.overlap_share = 1.0
+    a, b, rev = _sessions(proj, X, "a", "b", "rev")
+    x, y = [bi.item.id for bi in a.next_batch().items[:2]]
+    a.submit(x, Answer.of_label("1"))
+    a.submit(y, Answer.of_label("1"))
+    got = [bi.item.id for bi in b.next_batch().items]
+    assert x in got
+    b.submit(x, Answer.of_label("1"))
+    rev.review().accept(y)
+    rename_class(proj, "1", "one", update_config=False)
+    view = QualityView(proj.store, proj.config)
+    assert view.annotators() == ["a", "b"]  # the rename is not a third annotator
+    sx = view.item_state(x)
+    assert sx["final"] == "one" and not sx["tie"] and set(sx["counted"].values()) == {"one"}
+    assert view.item_state(y)["final"] == "one" and view.item_state(y)["review_state"] == "accepted"
+    for s in (a, b, rev):
+        s.close()
