@@ -381,7 +381,9 @@ class QualityView:
         mine = [e for e in self.answer_events if e["annotator"] == annotator]
         times = [float(e["time_spent_s"]) for e in mine if e.get("time_spent_s") is not None]
         med = statistics.median(times) if times else None
-        reviewed = [(sid, r) for sid, r in self.reviews.items() if annotator in (r.get("answers") or {})]
+        # answers a reviewer decided on (a flag or skip gave no answer to accept or reject)
+        reviewed = [(sid, r) for sid, r in self.reviews.items() if annotator in (r.get("answers") or {})
+                    and (r["answers"][annotator] or {}).get("value") is not None]
         accepted = sum(1 for sid, r in reviewed
                        if _norm((r["answers"][annotator] or {}).get("value")) == _record_value(r))
         gold = self.accuracy(annotator, sources=("gold", "qualification"))
