@@ -57,3 +57,18 @@ def test_teaching_notebook_compares_strategies(tmp_path, monkeypatch):
     assert len(images) == 1
     assert "labels to reach random's final" in text
     assert os.path.isdir(tmp_path / "teaching_strategies")
+
+
+def test_annotation_workflow_notebook_runs_the_quality_loop(tmp_path, monkeypatch):
+    text, images = run_notebook("05_annotation_workflow.ipynb", tmp_path, monkeypatch)
+    assert "gold: 60 item(s) added" in text                                      # alwb gold import
+    assert "QualificationError" in text and "-> failed" in text and "-> passed" in text   # ben fails, retries
+    assert re.search(r"ben's tier went from \w+ to probation", text), text       # hidden gold caught him
+    assert "below the pass mark" in text                                         # quality_notice()
+    assert re.search(r"\d+ accepted, \d+ corrected; queue now 0", text)          # the reviewer
+    assert re.search(r"Cohen's kappa [0-9.]+; Krippendorff's alpha [0-9.]+", text)
+    wrong = {k: int(n) for k, n in re.findall(r"^\s+(final labels|raw answers|ground truth)\D.*?(\d+) wrong labels",
+                                               text, re.M)}
+    assert wrong["ground truth"] == 0 and wrong["final labels"] < wrong["raw answers"], wrong
+    assert len(images) == 3                      # ben's accuracy; the report's accuracy and confusion plots
+    assert (tmp_path / "annotation_workflow" / "labels.sqlite").exists()
