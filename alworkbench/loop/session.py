@@ -540,6 +540,12 @@ class Session:
             if tries >= 5:
                 raise PoolExhaustedError(len(self.pool_indices()), len(cands))
             self._taken_retries = tries + 1
+            # every session of the project starts from the same seed, so another annotator's selection on the same
+            # pool is this one: go on with a stream of this annotator's own, or the retries keep colliding with it
+            import zlib
+
+            self._rng = np.random.default_rng([int(self.seed), zlib.crc32(self.annotator.encode("utf-8")),
+                                               int(self._rng.integers(2**31))])
             try:
                 return self._new_batch(max(1, len(cands)))  # a fresh pool without what the others took
             finally:
