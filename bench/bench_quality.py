@@ -96,12 +96,12 @@ def _project(base, X, tmp: Path, *, quality: dict, batch_size: int):
     return proj
 
 
-def _gold_rows(session, n_gold: int, seed: int) -> list[tuple[str, str]]:
+def _gold_rows(session, truth, n_gold: int, seed: int) -> list[tuple[str, str]]:
     """``n_gold`` pool items with their true class (what an expert's gold CSV would hold)."""
     rng = np.random.default_rng([seed, 0x901D])
     pool = np.flatnonzero(~session.eval_mask & session.ok_mask)
     pick = rng.choice(pool, size=n_gold, replace=False)
-    return [(session.items[int(i)].id, str(session._gt[int(i)])) for i in sorted(pick)]
+    return [(session.items[int(i)].id, str(truth[int(i)])) for i in sorted(pick)]
 
 
 def review_round(reviewer, truth_of, budget: int) -> dict:
@@ -147,16 +147,15 @@ def run_arm(base, X, arm: str, seed: int, *, labels: int, batch_size: int, n_gol
         sessions = {w: Session(proj, annotator=w, embeddings=X, seed=seed * 101 + k, warm_start=False)
                     for k, w in enumerate(names)}
         s0 = sessions["ana"]
-        gt = s0._gt
+        gt = proj.source.ground_truth()
         truth_of = lambda sid: str(gt[s0.index_of(sid)])  # noqa: E731
-        gold = _gold_rows(s0, n_gold, seed)
+        gold = _gold_rows(s0, gt, n_gold, seed)
         add_gold(proj.store, gold, multilabel=False, source="expert.csv", known_ids=[it.id for it in s0.items])
         oracles = {w: Oracle(sessions[w], noise=0.0 if arm == "noise_free" else NOISE[w], seed=seed * 1000 + k + 1,
                              name=w) for k, w in enumerate(names)}
         reviewer = None
         if arm == "quality":
-            rs = Session(proj, annotator="rev", embeddings=X, seed=seed, warm_start=False)
-            reviewer = rs.review()
+            reviewer = Session(proj, annotator="rev", embeddings=X, seed=seed, warm_start=False).review()
         reviews = {"accepted": 0, "corrected": 0}
         turn, report, probation_at = 0, None, None
         answers = {w: 0 for w in names}
@@ -178,10 +177,9 @@ def run_arm(base, X, arm: str, seed: int, *, labels: int, batch_size: int, n_gol
                     if t["measured"] and t["name"] == "probation":
                         probation_at = {"ben_answers": answers["ben"], "batch": turn,
                                         "rolling_accuracy": t["rolling_accuracy"], "n_known": t["n_known"]}
-            report = s.retrain()
+            report = s.retrain()  # the last one is fitted on every label at the stopping point
             if turn > 10 * (labels // max(1, batch_size)) + 50:
                 raise RuntimeError(f"{arm} seed {seed}: {have} labels after {turn} batches; the loop is stuck")
-        # the model of the session that answered last, fitted on every label at this point
         view = QualityView(proj.store, proj.config)
         final = s0.labels()
         wrong = sum(1 for sid, v in final.items() if v != truth_of(sid))
