@@ -35,6 +35,7 @@ from .agreement import agreement, annotator_confusion, consensus
 from .store import GOLD_PREFIX
 
 GOLD, REVIEW, QUALIFICATION = "gold", "review", "qualification"
+WORK_SOURCES = ("gold", "review")  # known answers from ordinary work: they set tiers and the notice
 RENAME_STRATEGY = "rename"  # the strategy of the events `alwb classes rename` appends (alworkbench.classes)
 REVIEW_STATES = ("unreviewed", "accepted", "corrected")
 QUALIFICATION_STRATEGY = GOLD_PREFIX + "qualification"
@@ -248,10 +249,8 @@ class QualityView:
                         "rolling": sum(x["correct"] for x in recent) / len(recent), "source": c["source"]})
         return out
 
-    def tier(self, annotator: str) -> dict:
-        """The annotator's tier from their rolling accuracy (the standard tier until ``min_known`` comparisons)."""
+    def _tier_for(self, acc: dict) -> dict:
         tiers = list(self.q.tiers)
-        acc = self.accuracy(annotator, window=int(self.q.window))
         if acc["n"] < int(self.q.min_known):
             standard = next((t for t in tiers if t.get("review_sample") is None), tiers[min(1, len(tiers) - 1)])
             t = dict(standard)
@@ -263,9 +262,31 @@ class QualityView:
         return {"name": t.get("name", ""), "min_accuracy": t["min_accuracy"], "review_sample": float(rate),
                 "measured": measured, "rolling_accuracy": acc["accuracy"], "n_known": acc["n"]}
 
+    def tier(self, annotator: str) -> dict:
+        """The annotator's tier from their rolling accuracy on ordinary work (hidden gold and sampled reviews; a
+        qualification test is its own gate), the standard tier until ``min_known`` comparisons."""
+        return self._tier_for(self.accuracy(annotator, window=int(self.q.window), sources=WORK_SOURCES))
+
+    def rate_at(self, annotator: str, t: float) -> float:
+        """The review sampling rate of ``annotator``'s tier as it stood at time ``t`` (comparisons made by then)."""
+        import bisect
+
+        cache = self.__dict__.setdefault("_rate_cache", {})
+        if annotator not in cache:
+            comps = [c for c in self._known.get(annotator, []) if c["source"] in WORK_SOURCES and c["answered"]]
+            prefix = [0]
+            for c in comps:
+                prefix.append(prefix[-1] + int(c["correct"]))
+            cache[annotator] = ([c["at"] for c in comps], prefix)
+        ats, prefix = cache[annotator]
+        hi = bisect.bisect_right(ats, t)
+        lo = max(0, hi - int(self.q.window))
+        n = hi - lo
+        return self._tier_for({"n": n, "accuracy": ((prefix[hi] - prefix[lo]) / n) if n else None})["review_sample"]
+
     def below_pass_mark(self, annotator: str) -> Optional[str]:
         """A one-line notice when the annotator's rolling known-answer accuracy is below the pass mark."""
-        acc = self.accuracy(annotator, window=int(self.q.window))
+        acc = self.accuracy(annotator, window=int(self.q.window), sources=WORK_SOURCES)
         if acc["n"] < int(self.q.min_known) or acc["accuracy"] >= float(self.q.pass_mark):
             return None
         return (f"{annotator}: {acc['accuracy']:.0%} correct on the latest {acc['n']} known answers, below the "
@@ -331,7 +352,9 @@ class QualityView:
     def review_queue(self, reviewer: Optional[str] = None) -> list[dict]:
         """Items waiting for review, most urgent first: flagged (with notes), disagreements and ties, then sampled
         answers; oldest first within each. Items whose only answers are the reviewer's own are left out unless
-        ``quality.review_own``."""
+        ``quality.review_own``. An answer is sampled at the higher of two rates: its annotator's tier now (a drop to
+        probation pulls in their earlier answers) and at the time of the answer (a rise never drops what was
+        already queued)."""
         tiers = {w: self.tier(w)["review_sample"] for w in {e["annotator"] for e in self.answer_events}}
         out = []
         for sid, answers in self.answers.items():
@@ -346,8 +369,8 @@ class QualityView:
             if len(vals) > 1:
                 reasons.append("disagreement")
             for who, e in sorted(answers.items()):
-                if (reviewer is None or self.q.review_own or who != reviewer) and tiers.get(who, 0) > 0 \
-                        and _value(e) is not None and self._sampled(e, tiers[who]):
+                if (reviewer is None or self.q.review_own or who != reviewer) and _value(e) is not None \
+                        and self._sampled(e, max(tiers.get(who, 0.0), self.rate_at(who, e["created_at"]))):
                     reasons.append(f"sample:{who}")
             if not reasons:
                 continue

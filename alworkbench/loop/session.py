@@ -431,7 +431,7 @@ class Session:
         rate = float(self.config.quality.gold_rate)
         if rate <= 0 or n <= 0:
             return []
-        gold = [s for s in self._gold_ids() if s in self._index and self.ok_mask[self._index[s]]]
+        gold = sorted(s for s in self._gold_ids() if s in self._index and self.ok_mask[self._index[s]])
         if not gold:
             return []
         expected = n * rate / (1.0 - rate)

@@ -290,3 +290,35 @@ def test_a_class_rename_maps_every_answer_and_review_not_a_new_annotator(proj, X
     assert view.item_state(y)["final"] == "one" and view.item_state(y)["review_state"] == "accepted"
     for s in (a, b, rev):
         s.close()
+
+
+def test_a_tier_rise_keeps_what_was_queued_and_a_drop_pulls_in_earlier_answers(proj, X):
+    q = proj.config.quality
+    q.review_sample, q.min_known, q.window = 1.0, 3, 3
+    gold = _gold(proj, 40)
+    ana, rev = _sessions(proj, X, "ana", "rev")
+    early = [bi.item.id for bi in ana.next_batch().items if bi.item.id not in gold]
+    for s in early:
+        ana.submit(s, Answer.of_label(_truth(proj, s)))
+    # three right answers on gold (through an enqueued batch, recorded as hidden gold): ana becomes trusted
+    b = ana.enqueue(gold[:3], reason="gold-check")
+    for bi in b.items:
+        ana.submit(bi.item.id, Answer.of_label(_truth(proj, bi.item.id)))
+    view = QualityView(proj.store, proj.config)
+    assert view.tier("ana")["name"] == "trusted" and view.tier("ana")["review_sample"] == 0.0
+    queued = {e["item_id"] for e in view.review_queue("rev")}
+    assert queued == set(early)  # sampled at 100% when answered: still queued after the rise
+    later = [bi.item.id for bi in ana.next_batch().items if bi.item.id not in gold]
+    for s in later:
+        ana.submit(s, Answer.of_label(_truth(proj, s)))
+    assert {e["item_id"] for e in QualityView(proj.store, proj.config).review_queue("rev")} == set(early)
+    # three wrong gold answers: probation (rate 1.0) pulls every answer in again
+    b = ana.enqueue(gold[3:6], reason="gold-check")
+    for bi in b.items:
+        ana.submit(bi.item.id, Answer.of_label(_wrong(proj, bi.item.id)))
+    view = QualityView(proj.store, proj.config)
+    assert view.tier("ana")["name"] == "probation"
+    assert {e["item_id"] for e in view.review_queue("rev")} == set(early) | set(later)
+    assert "below the pass mark" in view.below_pass_mark("ana")
+    for s in (ana, rev):
+        s.close()
