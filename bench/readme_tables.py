@@ -112,8 +112,31 @@ def calibration_md(res: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def quality_md(res: dict | None = None) -> str:
+    res = res or _load("quality.json")
+    summ = res["summary"]
+    noise = ", ".join(f"{k} {v:.0%}" for k, v in res["noise"].items())
+    lines = [f"`{res['command']}` — {res['dataset']}, features {res['features']} of `{res['backbone']}`, "
+             f"{res['n_eval']} held-out test images, two annotators ({noise} of answers wrong) taking turns, "
+             f"batches of {res['batch_size']}, {res['n_gold']} gold items, a perfect reviewer with "
+             f"{res['review_budget_per_batch']} reviews per batch, seeds {','.join(map(str, res['seeds']))}", "",
+             f"| arm | held-out accuracy at {res['labels']} labels | vs noise-free | wrong training labels "
+             "| answers given | hidden-gold answers | reviews |",
+             "|---|---|---|---|---|---|---|"]
+    gaps = {"raw": summ["gap_points"]["raw_vs_noise_free"], "quality": summ["gap_points"]["quality_vs_noise_free"]}
+    for arm in ("noise_free", "raw", "quality"):
+        e = summ[arm]
+        g = gaps.get(arm)
+        gap = "-" if g is None else f"{g['mean']:+.2f} ± {g['std']:.2f} pts"
+        lines.append(f"| {arm} | {e['accuracy']['mean']:.4f} ± {e['accuracy']['std']:.4f} | {gap} | "
+                     f"{e['wrong_share']['mean']:.1%} | {e['answers']['mean']:.0f} | {e['gold_answers']['mean']:.0f} | "
+                     f"{e['reviews']['mean']:.0f} |")
+    return "\n".join(lines)
+
+
 BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json": small_sets_md,
-          "turnaround.json": turnaround_md, "calibration.json": calibration_md}
+          "turnaround.json": turnaround_md, "calibration.json": calibration_md, "quality.json": quality_md,
+          "quality_budget10.json": quality_md}
 
 
 def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
@@ -125,7 +148,8 @@ def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
             continue
         tag = name.removesuffix(".json")
         pat = re.compile(rf"(<!-- bench:{re.escape(tag)} -->\n)(?:.*?\n)?(<!-- /bench:{re.escape(tag)} -->)", re.S)
-        text, n = pat.subn(lambda m: m.group(1) + fn() + "\n" + m.group(2), text)
+        block = fn(_load(name))
+        text, n = pat.subn(lambda m: m.group(1) + block + "\n" + m.group(2), text)
         if n != 1:
             raise SystemExit(f"README.md has {n} <!-- bench:{tag} --> blocks; expected 1")
     readme.write_text(text)
@@ -139,4 +163,4 @@ if __name__ == "__main__":
     else:
         for name, fn in BLOCKS.items():
             if (RESULTS / name).exists():
-                print(f"<!-- {name} -->\n{fn()}\n")
+                print(f"<!-- {name} -->\n{fn(_load(name))}\n")

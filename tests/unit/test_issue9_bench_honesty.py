@@ -21,7 +21,7 @@ def _tables():
 
 
 @pytest.mark.parametrize("name", ["label_efficiency_fmnist.json", "small_sets.json", "turnaround.json",
-                                  "calibration.json"])
+                                  "calibration.json", "quality.json", "quality_budget10.json"])
 def test_finding12_readme_blocks_are_rendered_from_kept_json(name):
     mod = _tables()
     raw = json.loads((ROOT / "bench" / "results" / name).read_text())
