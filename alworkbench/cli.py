@@ -56,6 +56,57 @@ def cmd_embed(a) -> int:
     return 0
 
 
+def cmd_ingest(a) -> int:
+    """`alwb ingest DIR [--watch SECONDS]`: find new, changed and removed images and embed only what is new."""
+    import time
+
+    from .project import Project
+
+    p = Project.open(a.dir)
+
+    def show(rep) -> None:
+        if a.json:
+            print(json.dumps(rep.to_dict(), ensure_ascii=False), flush=True)
+        else:
+            print("\n".join(rep.lines()), flush=True)
+
+    if a.watch is None:
+        show(p.ingest(progress=not a.quiet))
+        return 0
+    if a.watch <= 0:
+        raise AlwbError(f"--watch takes a positive number of seconds, got {a.watch}")
+    totals = {"polls": 0, "new": 0, "changed": 0, "removed": 0, "embedded": 0}
+    try:
+        rep = p.ingest(progress=False)
+        totals["polls"] += 1
+        show(rep)
+        if rep.builtin:
+            return 0
+        if not a.json:
+            print(f"watching {rep.source} every {a.watch:g} s (Ctrl-C to stop)", flush=True)
+        last_skipped = rep.skipped
+        while True:
+            time.sleep(a.watch)
+            rep = p.ingest(progress=False)
+            totals["polls"] += 1
+            for k in ("new", "changed", "removed"):
+                totals[k] += len(getattr(rep, k))
+            totals["embedded"] += rep.embedded
+            if rep.n_changes or rep.embedded or rep.skipped != last_skipped:
+                show(rep)
+            last_skipped = rep.skipped
+    except KeyboardInterrupt:
+        summary = (f"watch stopped after {totals['polls']} poll(s): {totals['new']} new, {totals['changed']} "
+                   f"changed, {totals['removed']} removed, {totals['embedded']} embedded since it started")
+        if a.json:
+            print(json.dumps({"watch_summary": totals}), flush=True)
+        else:
+            print(summary, flush=True)
+        return 0
+    finally:
+        p.close()
+
+
 def status_dict(p) -> dict:
     src = p.source
     store = p.store
@@ -678,6 +729,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("dir")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_embed)
+
+    p = sub.add_parser("ingest", help="find new, changed and removed images in the source and embed only what is "
+                       "new (existing labels are never changed)")
+    p.add_argument("dir")
+    p.add_argument("--watch", type=float, metavar="SECONDS",
+                   help="poll the source every SECONDS until interrupted (Ctrl-C prints a summary)")
+    p.add_argument("--json", action="store_true", help="print each report as one JSON line")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.set_defaults(fn=cmd_ingest)
 
     p = sub.add_parser("status", help="images, skipped files, labels per class")
     p.add_argument("dir")

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import threading
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -192,6 +193,86 @@ class Project:
                 self._embeddings = X
             return self._embeddings
 
+    def ingest(self, progress: bool = False) -> "IngestResult":
+        """Look at the source again and embed only what is new: incremental ingest (issue 11, part 3).
+
+        Rescans the folder tree or CSV manifest (unchanged files are recognised by ``stat`` through the scan
+        index), compares its items with the snapshot the previous ingest left in ``cache/ingest_state.json``
+        (id -> sha256) and embeds every image whose content is not in the embedding cache yet (the cache is keyed
+        by content, so only new and changed images are computed). Returns an :class:`IngestResult`: new, changed,
+        removed and unchanged item ids, ``embedded`` (counted as the growth of the cache's distinct entries),
+        skipped files with their reasons, labelled items whose file is gone (their labels stay in the store:
+        nothing is ever written to the store here) and the wall time. The first ingest of a project has no
+        snapshot: an item counts as new unless its content is already in the cache.
+
+        Built-in datasets do not change: the result says so (``builtin=True``) and nothing is embedded.
+        Sessions opened after this call see the new items; a running session keeps its own item list.
+        Routing the new images (auto-accept or queue) is a separate step: it reads ``result.new``.
+        """
+        import time
+
+        t0 = time.perf_counter()
+        with self._lock:
+            kind = self.config.source.kind or ("builtin" if self.config.source.dataset else None)
+            if kind == "builtin":
+                n = len(self.source.items)
+                return IngestResult(source=str(self.config.source.dataset), kind="builtin", n_items=n, unchanged=n,
+                                    builtin=True, baseline="built-in dataset",
+                                    note=f"built-in dataset {self.config.source.dataset!r} does not change: "
+                                         "nothing to ingest", seconds=time.perf_counter() - t0)
+            from .embed.backbones import get_backbone
+            from .embed.cache import EmbeddingCache, embed_source
+
+            self._source = None  # scan the source again (the scan index keeps this cheap for unchanged files)
+            self._embeddings = None
+            src = self.source
+            state_path = self.dir / "cache" / INGEST_STATE_FILENAME
+            prev = _read_ingest_state(state_path, src.root)
+            b = self.config.backbone
+            backbone = get_backbone(b.name, weights=b.weights, device=b.device)
+            cache = EmbeddingCache(self.dir / "cache")
+            cached_before = _cached_shas(cache, backbone.key)
+            items = src.items
+            if prev is None:
+                baseline = "embedding cache (first ingest: no earlier snapshot)"
+                new = [it.id for it in items if it.sha256 not in cached_before]
+                changed: list[str] = []
+                removed: list[str] = []
+            else:
+                baseline = "previous ingest"
+                new = [it.id for it in items if it.id not in prev]
+                changed = [it.id for it in items if it.id in prev and prev[it.id] != it.sha256]
+                present = {it.id for it in items}
+                present.update(s.path for s in src.report.skipped)
+                present.update(d.path for d in src.report.duplicates)
+                removed = sorted(i for i in prev if i not in present)
+            X, rep = embed_source(src, backbone, cache, batch_size=b.batch_size, num_workers=b.num_workers,
+                                  progress=progress, return_report=True)
+            cached_after = _cached_shas(cache, backbone.key)
+            self.embed_report = rep
+            self.embed_ok = np.ones(len(X), bool) if rep.ok is None else np.asarray(rep.ok, bool)
+            self._embeddings = X
+            _write_ingest_state(state_path, src.root, {it.id: it.sha256 for it in items})
+            labelled = self._labelled_ids()
+            ids = {it.id for it in items}
+            skipped = [(s.path, s.reason) for s in src.report.skipped] + [(i, f"embedding failed: {why}")
+                                                                           for i, why in rep.failed]
+            return IngestResult(
+                source=str(src.root), kind=src.kind, n_items=len(items), new=new, changed=changed, removed=removed,
+                unchanged=len(items) - len(new) - len(changed),
+                embedded=len(cached_after - cached_before), computed=int(rep.n_computed),
+                cache_before=len(cached_before), cache_after=len(cached_after), skipped=skipped,
+                duplicates=len(src.report.duplicates),
+                labelled_missing=sorted(i for i in labelled if i not in ids),
+                changed_labelled=[i for i in changed if i in labelled], baseline=baseline,
+                seconds=time.perf_counter() - t0)
+
+    def _labelled_ids(self) -> set:
+        """Item ids with an active label or tag answer (empty when the project has no store yet; not created)."""
+        if self._store is None and not (self.dir / STORE_FILENAME).exists():
+            return set()
+        return {sid for sid, ev in self.store.active_answers().items() if ev.get("kind") in ("label", "tags")}
+
     def session(self, annotator: Optional[str] = None, **kw):
         from .loop.session import Session
 
@@ -204,3 +285,123 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({str(self.dir)!r}, name={self.name!r})"
+
+
+# ------------------------------------------------------------------------------------------------ incremental ingest
+INGEST_STATE_FILENAME = "ingest_state.json"
+
+
+@dataclass
+class IngestResult:
+    """What :meth:`Project.ingest` found and did. Lists hold item ids (``skipped``: ``(path, reason)``).
+
+    ``embedded`` is counted from the embedding cache (distinct entries after minus before), ``computed`` is what
+    the backbone ran on; ``new`` (and ``changed``) are the ids a routing step (auto-accept or queue) takes next.
+    ``labelled_missing``: items with a label in the store whose file is no longer in the source (the labels stay).
+    """
+
+    source: str
+    kind: str
+    n_items: int = 0
+    new: list = field(default_factory=list)
+    changed: list = field(default_factory=list)
+    removed: list = field(default_factory=list)
+    unchanged: int = 0
+    embedded: int = 0
+    computed: int = 0
+    cache_before: int = 0
+    cache_after: int = 0
+    skipped: list = field(default_factory=list)
+    duplicates: int = 0
+    labelled_missing: list = field(default_factory=list)
+    changed_labelled: list = field(default_factory=list)
+    baseline: str = ""
+    builtin: bool = False
+    note: str = ""
+    seconds: float = 0.0
+
+    @property
+    def n_changes(self) -> int:
+        return len(self.new) + len(self.changed) + len(self.removed)
+
+    def to_dict(self) -> dict:
+        d = asdict(self)
+        d["skipped"] = [{"path": p, "reason": r} for p, r in self.skipped]
+        d["seconds"] = round(self.seconds, 3)
+        return d
+
+    def lines(self, limit: int = 20) -> list:
+        """The report as text lines (what `alwb ingest` prints)."""
+        from .names import text
+
+        if self.builtin:
+            return [f"{self.note} ({self.n_items} images)"]
+        out = [f"ingest {text(self.source)}: {len(self.new)} new, {len(self.changed)} changed, "
+               f"{len(self.removed)} removed, {self.unchanged} unchanged ({self.n_items} images); "
+               f"{self.embedded} embedded (cache {self.cache_before} -> {self.cache_after} images), "
+               f"{len(self.skipped)} skipped, {self.duplicates} duplicates; {self.seconds:.2f} s"
+               + ("" if self.baseline == "previous ingest" else f" [compared with the {self.baseline}]")]
+
+        def some(title: str, ids: list) -> None:
+            if ids:
+                shown = ", ".join(text(i) for i in ids[:limit])
+                more = f" and {len(ids) - limit} more" if len(ids) > limit else ""
+                out.append(f"  {title} ({len(ids)}): {shown}{more}")
+
+        some("new", self.new)
+        some("changed", self.changed)
+        some("removed", self.removed)
+        for path, reason in self.skipped[:limit]:
+            out.append(f"  skipped {text(path)}: {reason}")
+        if len(self.skipped) > limit:
+            out.append(f"  ... and {len(self.skipped) - limit} more skipped")
+        some("labelled but missing (labels kept in the store)", self.labelled_missing)
+        some("labelled and changed (labels kept; check them)", self.changed_labelled)
+        return out
+
+
+def _cached_shas(cache, key: str) -> set:
+    """The distinct image sha256s the cache holds for backbone ``key``."""
+    seen: set = set()
+    for shas, _emb in cache.store(key).sources():
+        seen.update(shas.tolist())
+    return seen
+
+
+def _read_ingest_state(path: Path, root) -> Optional[dict]:
+    """id -> sha256 of the previous ingest of this source, or None (none yet, another source, unreadable)."""
+    import json
+
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as exc:
+        import warnings
+
+        warnings.warn(f"ingest snapshot {path} is unreadable ({type(exc).__name__}): this ingest compares with the "
+                      "embedding cache instead", RuntimeWarning, stacklevel=3)
+        return None
+    if not isinstance(raw, dict) or raw.get("version") != 1 or raw.get("source") != str(root) \
+            or not isinstance(raw.get("items"), dict):
+        return None
+    return raw["items"]
+
+
+def _write_ingest_state(path: Path, root, items: dict) -> None:
+    import json
+    import os
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    try:
+        with open(tmp, "w", encoding="utf-8") as fh:
+            json.dump({"version": 1, "source": str(root), "items": items}, fh, ensure_ascii=False)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)  # readers see the old snapshot or the new one
+    finally:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
