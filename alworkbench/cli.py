@@ -674,6 +674,30 @@ def cmd_classes(a) -> int:
     return 0
 
 
+def cmd_route(a) -> int:
+    """Confidence routing: auto-accept predictions above the per-class thresholds (``auto_label`` records), print
+    the thresholds, what was accepted and the realised precision of the reviewed auto labels (--json: one dict)."""
+    from .loop.routing import format_report, routing_report
+    from .project import Project
+    from .quality_report import jsonable
+
+    p = Project.open(a.dir)
+    s = p.session(annotator=a.annotator)
+    try:
+        res = s.auto_label(dry_run=a.dry_run)
+    finally:
+        s.close()
+    rep = routing_report(p.store, p.config)
+    if a.json:
+        out = {k: v for k, v in res.items() if k != "item_ids"}
+        out["report"] = rep
+        print(json.dumps(jsonable(out), indent=2, ensure_ascii=False, allow_nan=False))
+        return 0
+    print(f"routing of {p.name} ({p.dir})" + (" [dry run: nothing written]" if a.dry_run else ""))
+    print(format_report(res, rep))
+    return 0
+
+
 def cmd_simulate(a) -> int:
     from .loop.simulation import format_table, simulate
 
@@ -797,6 +821,14 @@ def build_parser() -> argparse.ArgumentParser:
     q.add_argument("old")
     q.add_argument("new")
     q.set_defaults(fn=cmd_classes)
+
+    p = sub.add_parser("route", help="auto-accept confident predictions (per-class thresholds reaching "
+                       "routing.target_precision out of fold); the rest stays in the human queue")
+    p.add_argument("dir")
+    p.add_argument("--dry-run", action="store_true", help="show what would be auto-accepted; write nothing")
+    p.add_argument("--json", action="store_true", help="print the result as JSON (nothing else on stdout)")
+    p.add_argument("--annotator", help="the session's annotator (default: the config's)")
+    p.set_defaults(fn=cmd_route)
 
     p = sub.add_parser("simulate", help="compare query strategies with a simulated oracle")
     p.add_argument("--dataset", required=True, help="digits, fashion-mnist or a folder tree (class = sub-folder)")

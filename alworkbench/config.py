@@ -104,6 +104,16 @@ class QualityConfig:
 
 
 @dataclass
+class RoutingConfig:
+    """Confidence routing (alworkbench.loop.routing): auto-accept predictions above per-class thresholds."""
+
+    target_precision: float = 0.98  # precision the per-class thresholds must reach on out-of-fold predictions
+    review_sample: float = 0.05  # share of auto-accepted items put into the review queue (reason "auto")
+    train_on_auto: bool = False  # train on auto labels too (opt-in; they are never mixed with human labels)
+    min_support: int = 30  # out-of-fold predictions of a class above its threshold needed to trust it
+
+
+@dataclass
 class ProjectConfig:
     name: str = "project"
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -117,6 +127,7 @@ class ProjectConfig:
     guideline: GuidelineConfig = field(default_factory=GuidelineConfig)
     ui: UIConfig = field(default_factory=UIConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
+    routing: RoutingConfig = field(default_factory=RoutingConfig)
     annotator: str = "anonymous"
 
     @property
@@ -143,7 +154,7 @@ class ProjectConfig:
 _SECTIONS = {
     "source": SourceConfig, "backbone": BackboneConfig, "head": HeadConfig, "query": QueryConfig,
     "evaluation": EvaluationConfig, "stopping": StoppingConfig, "guideline": GuidelineConfig,
-    "ui": UIConfig, "quality": QualityConfig,
+    "ui": UIConfig, "quality": QualityConfig, "routing": RoutingConfig,
 }
 
 
@@ -332,6 +343,13 @@ def validate(cfg: ProjectConfig) -> None:
             raise ConfigError(f"config key '{key}' must be >= {lo}, got {val}")
     if not q.lease_s > 0:
         raise ConfigError(f"config key 'quality.lease_s' must be > 0 seconds, got {q.lease_s}")
+    r = cfg.routing
+    if not 0 < r.target_precision <= 1:
+        raise ConfigError(f"config key 'routing.target_precision' must be in (0, 1], got {r.target_precision}")
+    if not 0 <= r.review_sample <= 1:
+        raise ConfigError(f"config key 'routing.review_sample' must be in [0, 1], got {r.review_sample}")
+    if r.min_support < 1:
+        raise ConfigError(f"config key 'routing.min_support' must be >= 1, got {r.min_support}")
     # strategy and backbone names are checked against their registries when those modules are importable
     # (config stays importable without them): see check_registries().
 

@@ -381,7 +381,23 @@ class QualityView:
                         "answers": [{"annotator": w, "kind": e["kind"], "value": _norm(_value(e)), "note": e["note"],
                                      "event_id": e["id"], "at": e["created_at"]} for w, e in sorted(answers.items())],
                         "consensus": st["consensus"], "tie": st["tie"]})
+        out.extend(self._auto_queue())
         out.sort(key=lambda r: (r["rank"], r["at"], r["item_id"]))
+        return out
+
+    def _auto_queue(self) -> list[dict]:
+        """Sampled model labels of confidence routing (``auto_label`` records with ``sampled``; reason ``auto``),
+        not yet reviewed and not answered by a person: a reviewer's accept or correction measures their precision."""
+        out = []
+        for r in {r["item_id"]: r for r in self.store.records("auto_label")}.values():
+            sid = r["item_id"]
+            if not r.get("sampled") or sid in self.reviews or sid in self.answers:
+                continue
+            who = f"model:v{r.get('model_version')}"
+            out.append({"item_id": sid, "reasons": ["auto"], "rank": 3, "at": r["created_at"],
+                        "answers": [{"annotator": who, "kind": "label", "value": r["label"], "note": "",
+                                     "event_id": 0, "at": r["created_at"]}],
+                        "consensus": r["label"], "tie": False, "confidence": r.get("confidence")})
         return out
 
     # ------------------------------------------------------------------ agreement and reports
@@ -433,6 +449,7 @@ class QualityView:
                 "review_queue": {"n": len(queue), "flag": sum(r["rank"] == 0 for r in queue),
                                  "disagreement": sum(r["rank"] == 1 for r in queue),
                                  "sample": sum(r["rank"] == 2 for r in queue),
+                                 "auto": sum(r["rank"] == 3 for r in queue),
                                  "items": [{"item_id": r["item_id"], "reasons": r["reasons"]} for r in queue[:50]]},
                 "gold": {"n": len(self.gold), "sources": sorted(set(self.gold_source.values()))},
                 "overlap": {"share": float(self.q.overlap_share), "k": int(self.q.overlap_k),

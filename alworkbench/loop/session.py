@@ -63,6 +63,7 @@ class _Model:
         self.n_labels = int(n_labels)
         self.snapshot = int(snapshot)  # store events seen when the training data was read
         self.calibration = calibration or Calibration()
+        self.train_idx: Optional[np.ndarray] = None  # item indices of the training rows (calibration.oof_proba's)
 
     @property
     def cv_accuracy(self) -> Optional[float]:
@@ -231,18 +232,35 @@ class Session:
 
         return QualityView(self.store, self.config)
 
-    def labels(self) -> dict:
+    def labels(self, *, auto: Optional[bool] = None) -> dict:
         """The labels trained on: item id -> class (single-label) or tuple of tags (multi-label). Per item: the
         reviewer's label, else the consensus of the answers that count (a tie waits for review), else the one
         answer, else the gold answer (not for held-out items). Answers of annotators who have not passed a
-        required qualification test are kept but left out."""
+        required qualification test are kept but left out. Model labels from confidence routing (``auto_label``
+        records) come last, only when ``auto`` is true (default: the config's ``routing.train_on_auto``)."""
         view = self.quality()
         out = view.final_labels(include_gold=False)
         for sid, v in view.gold.items():
             i = self._index.get(sid)
             if sid not in out and i is not None and not self.eval_mask[i]:
                 out[sid] = v
+        if auto is None:
+            auto = bool(getattr(getattr(self.config, "routing", None), "train_on_auto", False))
+        if auto:
+            from .routing import auto_ids
+
+            for sid, r in auto_ids(self.store).items():
+                out.setdefault(sid, r["label"])
         return out
+
+    def auto_label(self, *, dry_run: bool = False) -> dict:
+        """Confidence routing (:mod:`.routing`): accept the model's label for unlabelled pool items whose calibrated
+        confidence reaches their class's threshold (chosen on out-of-fold predictions of the human labels to reach
+        ``routing.target_precision``), as ``auto_label`` records; a ``routing.review_sample`` share of them waits
+        in the review queue. Returns what was accepted (nothing is written with ``dry_run``)."""
+        from .routing import auto_label
+
+        return auto_label(self, dry_run=dry_run)
 
     def _gold_ids(self) -> set[str]:
         from ..labels.quality import GOLD
@@ -259,6 +277,10 @@ class Session:
         """Indices of items that may still be queried (not held out, not answered, not waiting unanswered in
         another annotator's open batch)."""
         answered = self.store.answered_ids() | self.store.reserved_ids(self.annotator) | self._gold_ids()
+        if hasattr(self.store, "records"):
+            from .routing import AUTO_LABEL
+
+            answered |= {r["item_id"] for r in self.store.records(AUTO_LABEL)}  # routed: not for the human queue
         mask = ~self.eval_mask & self.ok_mask
         for sid in answered:
             i = self._index.get(sid)
@@ -845,6 +867,7 @@ class Session:
                             warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
             model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
                            self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal)
+            model.train_idx = idx
             with self._lock:
                 if self._model is landed:
                     self._model = model

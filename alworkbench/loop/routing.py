@@ -1,0 +1,288 @@
+"""Confidence routing: auto-accept the model's label where its calibrated confidence has earned it.
+
+Per class ``c``, a threshold ``t_c`` is chosen on the **out-of-fold, temperature-calibrated predictions of the human
+labels** (each labelled item predicted by a head that did not see it; the session's own calibration folds when the
+current model has them, else the same stable folds are fitted here). The rule is conservative, two conditions that
+must both hold:
+
+1. **Out-of-fold point precision with support.** Sort the out-of-fold items *predicted* ``c`` by confidence, most
+   confident first; a cut after the k-th item (threshold = its confidence, ties kept together) is eligible once
+   ``k >= routing.min_support``; walking down from the first eligible cut, every eligible cut must keep the point
+   precision of "predicted c with confidence >= t" at or above ``routing.target_precision``; the deepest cut reached
+   before the first one that falls below is the out-of-fold threshold.
+2. **Expected precision on the pool.** Among the pool items predicted ``c`` above that threshold, most confident
+   first, only as many are taken as keep the mean calibrated confidence (their expected precision under the
+   calibration) at or above the target; ``t_c`` rises to the last one taken.
+
+With ~100 labels per class, condition 1 alone is optimistic (an error rate of a few percent often leaves no error
+among them: measured on Fashion-MNIST, bench/bench_routing.py); condition 2 guards it with the calibration, which is
+fitted on all the out-of-fold predictions at once. A class whose first eligible cut already misses the target (or
+with fewer than ``min_support`` predictions, or no pool item left by condition 2) gets no threshold and is never
+auto-accepted. The Wilson interval (statsmodels) of the out-of-fold precision at the out-of-fold cut is reported
+beside it (not used to choose).
+
+:func:`auto_label` writes one ``auto_label`` record per accepted pool item (``{item_id, label, model_version,
+threshold, confidence, target_precision, sampled}``): their own kind, never answer events. They are not training
+labels unless ``routing.train_on_auto``; auto-labelled items leave the human queue; ``sampled`` items (a stable
+``routing.review_sample`` share) wait in the review queue with reason ``auto``, and the reviewer's accept/correct is
+the realised precision :func:`routing_report` shows with its Wilson interval. Single-label projects only.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+import numpy as np
+
+from ..errors import AlwbError, NotFittedError
+
+AUTO_LABEL = "auto_label"
+AUTO_REASON = "auto"
+
+
+@dataclass
+class Thresholds:
+    """Per-class thresholds (None: never auto-accepted) and the out-of-fold evidence behind each."""
+
+    classes: list
+    thresholds: dict
+    stats: dict = field(default_factory=dict)  # class -> {n_predicted, support, oof_precision, ci_low, ci_high}
+    target_precision: float = 0.98
+    min_support: int = 30
+    n_oof: int = 0
+    temperature: float = 1.0
+    model_version: Optional[int] = None
+
+    def to_dict(self) -> dict:
+        return {"classes": list(self.classes), "thresholds": dict(self.thresholds), "stats": dict(self.stats),
+                "target_precision": self.target_precision, "min_support": self.min_support, "n_oof": self.n_oof,
+                "temperature": self.temperature, "model_version": self.model_version}
+
+
+def choose_thresholds(proba: np.ndarray, y: np.ndarray, classes, target_precision: float = 0.98,
+                      min_support: int = 30, pool_proba: Optional[np.ndarray] = None) -> Thresholds:
+    """Thresholds from calibrated out-of-fold probabilities ``proba`` (n, k) and true class codes ``y`` (n,), by
+    the rule in the module docstring (condition 2 only when ``pool_proba``, the pool's calibrated probabilities, is
+    given)."""
+    from ..labels.quality import wilson
+
+    proba = np.asarray(proba, dtype=np.float64)
+    y = np.asarray(y, dtype=np.int64)
+    pred = proba.argmax(axis=1) if len(proba) else np.zeros(0, np.int64)
+    conf = proba.max(axis=1) if len(proba) else np.zeros(0)
+    correct = pred == y
+    out, stats = {}, {}
+    for j, c in enumerate(classes):
+        m = np.flatnonzero(pred == j)
+        order = m[np.argsort(-conf[m], kind="stable")]
+        cf, ok = conf[order], correct[order]
+        k = np.arange(1, len(order) + 1)
+        prec = np.cumsum(ok) / np.maximum(k, 1)
+        cut_ok = np.r_[cf[1:] < cf[:-1], True] if len(cf) else np.zeros(0, bool)  # ties stay together
+        best = None
+        for pos in np.flatnonzero(cut_ok & (k >= int(min_support))):
+            if prec[pos] < target_precision:
+                break
+            best = int(pos)
+        st = {"n_predicted": int(len(order)), "support": 0, "oof_precision": None, "ci_low": None, "ci_high": None}
+        if best is not None:
+            n, kc = best + 1, int(ok[:best + 1].sum())
+            lo, hi = wilson(kc, n)
+            st.update(support=n, oof_precision=kc / n, ci_low=lo, ci_high=hi)
+        t = None if best is None else float(cf[best])
+        st["oof_threshold"] = t
+        if t is not None and pool_proba is not None:
+            t, st["pool_expected_precision"], st["pool_n"] = _pool_cut(pool_proba, j, t, target_precision)
+        out[c] = t
+        stats[c] = st
+    return Thresholds(classes=list(classes), thresholds=out, stats=stats, target_precision=float(target_precision),
+                      min_support=int(min_support), n_oof=int(len(y)))
+
+
+def _pool_cut(pool_proba: np.ndarray, j: int, t: float, target: float) -> tuple:
+    """(threshold, mean confidence, count): the deepest cut among pool items predicted ``j`` with confidence >= ``t``
+    whose mean confidence stays >= ``target``; (None, None, 0) when even the most confident misses it."""
+    p = np.asarray(pool_proba, dtype=np.float64)
+    if not len(p):
+        return t, None, 0
+    conf = p.max(axis=1)
+    m = np.flatnonzero((p.argmax(axis=1) == j) & (conf >= t))
+    cf = np.sort(conf[m])[::-1]
+    if not len(cf):
+        return t, None, 0
+    mean = np.cumsum(cf) / np.arange(1, len(cf) + 1)
+    cut_ok = np.r_[cf[1:] < cf[:-1], True]
+    good = np.flatnonzero((mean >= target) & cut_ok)
+    if not len(good):
+        return None, None, 0
+    k = int(good[-1])
+    return max(float(cf[k]), t), float(mean[k]), k + 1
+
+
+def _check_single_label(session) -> None:
+    if session.multilabel:
+        raise AlwbError("confidence routing supports single-label projects only for now (this project uses tags)")
+
+
+def _current_model(session):
+    """The session's model covering every current answer (waits for background fits; refits when stale)."""
+    session.wait()
+    model = session._model
+    if model is None or model.snapshot < session._snapshot():
+        if not session.labels(auto=False):
+            raise NotFittedError("no human labels yet: label some items and retrain before routing")
+        session.retrain()
+        model = session._model
+    if model is None:
+        raise NotFittedError("no model: retrain before routing")
+    return model
+
+
+def _oof(session, model) -> tuple[np.ndarray, np.ndarray, float]:
+    """(calibrated out-of-fold probabilities of the human labels, their class codes, temperature T' to apply to the
+    model's shown probabilities so they are on the same calibration)."""
+    from .calibration import EPS, apply_temperature, calibrate, stable_folds
+
+    human = session.labels(auto=False)
+    classes = list(session.classes)
+    cal = model.calibration
+    idx = getattr(model, "train_idx", None)
+    if cal.oof_proba is not None and idx is not None and len(idx) == len(cal.oof_proba):
+        ids = [session.items[int(i)].id for i in idx]
+        keep = np.array([s in human and human[s] in classes for s in ids], dtype=bool)
+        oof, T, t_shift = cal.oof_proba[keep], float(cal.temperature), 1.0
+        y = np.array([classes.index(human[s]) for s, k in zip(ids, keep) if k], dtype=np.int64)
+    else:  # a restored model or calibration switched off: the same stable folds, fitted now
+        ids = [s for s in human if s in session._index and session.ok_mask[session._index[s]] and human[s] in classes]
+        idx = np.array([session._index[s] for s in ids], dtype=np.int64)
+        y = np.array([classes.index(human[s]) for s in ids], dtype=np.int64)
+        c = calibrate(session._head_factory, session.X[idx], y, False, len(classes), seed=int(session.seed),
+                      warm_from=model.head, folds=stable_folds(ids))
+        if c.oof_proba is None:
+            raise NotFittedError(f"too few human labels ({len(ids)}) for out-of-fold predictions: label more")
+        oof, T = c.oof_proba, float(c.temperature)
+        t_shift = T / float(model.calibration.temperature or 1.0)
+    oof = oof / np.clip(oof.sum(axis=1, keepdims=True), EPS, None)
+    return apply_temperature(oof, T), y, t_shift
+
+
+def auto_ids(store) -> dict[str, dict]:
+    """item id -> its (latest) auto_label record."""
+    return {r["item_id"]: r for r in store.records(AUTO_LABEL)}
+
+
+def auto_label(session, *, dry_run: bool = False) -> dict:
+    """Auto-accept unlabelled pool items whose calibrated top prediction reaches its class threshold: one
+    ``auto_label`` record each (none with ``dry_run``). Returns {thresholds, n_pool, n_auto, n_sampled, per_class,
+    item_ids, dry_run}."""
+    from ..labels.quality import stable_unit
+    from .calibration import apply_temperature
+
+    _check_single_label(session)
+    model = _current_model(session)
+    r = session.config.routing
+    oof, y, t_shift = _oof(session, model)
+    reserved = session.store.reserved_ids()  # items waiting in anyone's open batch stay with the person
+    pool = np.array([i for i in session.pool_indices() if session.items[int(i)].id not in reserved], dtype=np.int64)
+    proba = model.proba[pool] if len(pool) else np.zeros((0, len(session.classes)), np.float32)
+    if t_shift != 1.0 and len(pool):
+        proba = apply_temperature(proba, t_shift)
+    th = choose_thresholds(oof, y, session.classes, float(r.target_precision), int(r.min_support), pool_proba=proba)
+    th.model_version, th.temperature = int(model.version), float(model.calibration.temperature)
+    pred = proba.argmax(axis=1) if len(pool) else np.zeros(0, np.int64)
+    conf = proba.max(axis=1) if len(pool) else np.zeros(0)
+    cls = list(model.classes)
+    out_ids, per_class, n_sampled = [], {c: 0 for c in cls}, 0
+    rows = []
+    for i, j, p in zip(pool, pred, conf):
+        c = cls[int(j)]
+        t = th.thresholds.get(c)
+        if t is None or p < t:
+            continue
+        sid = session.items[int(i)].id
+        sampled = bool(stable_unit(AUTO_LABEL, sid) < float(r.review_sample))
+        rows.append({"item_id": sid, "label": c, "model_version": int(model.version), "threshold": float(t),
+                     "confidence": float(p), "target_precision": float(r.target_precision), "sampled": sampled})
+        out_ids.append(sid)
+        per_class[c] += 1
+        n_sampled += sampled
+    if not dry_run and rows:
+        _append_all(session.store, rows)
+    return {"thresholds": th.to_dict(), "n_pool": int(len(pool)), "n_auto": len(rows), "n_sampled": n_sampled,
+            "per_class": per_class, "item_ids": out_ids, "dry_run": bool(dry_run),
+            "model_version": int(model.version)}
+
+
+def _append_all(store, rows: list) -> None:
+    """Append every record in one write transaction (all or nothing; one commit for tens of thousands of items)."""
+    if not all(hasattr(store, a) for a in ("_conn", "_write", "_insert_record")):
+        for rec in rows:  # pragma: no cover - another store
+            store.append_record(AUTO_LABEL, rec)
+        return
+    for rec in rows:
+        store._encode_record(AUTO_LABEL, rec)  # validate all before taking the write lock
+    conn = store._conn()
+    with store._write(conn):
+        for rec in rows:
+            store._insert_record(conn, AUTO_LABEL, rec)
+
+
+def routing_report(store, config=None) -> dict:
+    """Auto labels so far and the realised precision of the reviewed ones (a reviewer's accept is correct, a
+    correction to another class is wrong), with Wilson intervals, per class and overall."""
+    from ..labels.quality import REVIEW, wilson
+
+    autos = auto_ids(store)
+    reviews: dict[str, dict] = {}
+    for rv in store.records(REVIEW):
+        if rv["item_id"] in autos and AUTO_REASON in (rv.get("reasons") or ()):
+            reviews[rv["item_id"]] = rv
+    per: dict[str, dict] = {}
+    tot = {"auto": 0, "sampled": 0, "reviewed": 0, "correct": 0}
+    for sid, a in autos.items():
+        d = per.setdefault(a["label"], {"auto": 0, "sampled": 0, "reviewed": 0, "correct": 0})
+        rv = reviews.get(sid)
+        for x in (d, tot):
+            x["auto"] += 1
+            x["sampled"] += bool(a.get("sampled"))
+            if rv is not None:
+                x["reviewed"] += 1
+                x["correct"] += rv.get("label") == a["label"]
+
+    def fin(x):
+        lo, hi = wilson(x["correct"], x["reviewed"])
+        return {**x, "precision": (x["correct"] / x["reviewed"]) if x["reviewed"] else None, "ci_low": lo,
+                "ci_high": hi}
+
+    target = None if config is None else float(config.routing.target_precision)
+    return {"per_class": {c: fin(x) for c, x in sorted(per.items())}, "overall": fin(tot),
+            "target_precision": target}
+
+
+def format_report(res: dict, rep: Optional[dict] = None) -> str:
+    """Lines for ``alwb route``: thresholds per class, what was (or would be) auto-accepted, realised precision."""
+    th = res["thresholds"]
+    verb = "would auto-accept" if res["dry_run"] else "auto-accepted"
+    lines = [f"model v{res['model_version']}, target precision {th['target_precision']:.3f} (out-of-fold on "
+             f"{th['n_oof']} human labels, min support {th['min_support']}): {verb} {res['n_auto']} of "
+             f"{res['n_pool']} pool item(s); {res['n_sampled']} sampled for review"]
+    for c in th["classes"]:
+        t, st = th["thresholds"].get(c), th["stats"].get(c, {})
+        if t is None:
+            why = "the pool's calibrated confidences" if st.get("oof_threshold") is not None else \
+                f"{st.get('n_predicted', 0)} out-of-fold prediction(s)"
+            lines.append(f"  {c}: no threshold (never auto-accepted; {why} miss the target)")
+        else:
+            exp = st.get("pool_expected_precision")
+            lines.append(f"  {c}: threshold {t:.3f} (out-of-fold precision {st['oof_precision']:.3f} "
+                         f"[{st['ci_low']:.3f}, {st['ci_high']:.3f}] on {st['support']}"
+                         + (f"; expected on the pool {exp:.3f}" if exp is not None else "") + ") -> "
+                         f"{res['per_class'].get(c, 0)}")
+    if rep is not None:
+        o = rep["overall"]
+        if o["reviewed"]:
+            lines.append(f"realised precision of reviewed auto labels: {o['precision']:.3f} [{o['ci_low']:.3f}, "
+                         f"{o['ci_high']:.3f}] ({o['correct']} of {o['reviewed']}; {o['auto']} auto label(s) in all)")
+        else:
+            lines.append(f"realised precision: none of {o['auto']} auto label(s) reviewed yet")
+    return "\n".join(lines)

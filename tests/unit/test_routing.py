@@ -1,0 +1,214 @@
+"""Confidence routing (issue 11, build 2): per-class thresholds on out-of-fold calibrated predictions of the human
+labels, auto labels as their own records (never training labels unless opted in, never re-queued to people), a
+sampled share in the review queue with reason "auto", the realised precision with its Wilson interval, `alwb route`.
+
+Real parts: digits projects with their SQLite store, real Sessions answered by the Oracle from ground truth, the
+real ReviewSession; pixel embeddings keep the fits fast (the CLI test uses the project's own embeddings)."""
+import json
+
+import numpy as np
+import pytest
+
+from alworkbench import Answer, Project
+from alworkbench.config import config_from_dict
+from alworkbench.errors import AlwbError, ConfigError
+from alworkbench.labels.quality import QualityView, wilson
+from alworkbench.loop.oracle import Oracle
+from alworkbench.loop.routing import AUTO_LABEL, choose_thresholds, routing_report
+
+TARGET = 0.98
+TOLERANCE = 0.02  # realised precision on the auto-labelled digits may fall at most 2 points below the target
+
+
+def _labelled(tmp_path, n_batches=6, routing=None, **init):
+    """A digits project (pixel embeddings) with ``n_batches`` x 50 Oracle labels and a retrained model."""
+    p = Project.init(tmp_path / "p", "digits", query={"batch_size": 50},
+                     routing={"target_precision": TARGET, "min_support": 20, **(routing or {})}, **init)
+    X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16
+    s = p.session(annotator="ana", embeddings=X, warm_start=False)
+    oracle = Oracle(s)
+    for _ in range(n_batches):
+        oracle.label_batch(s.next_batch())
+    s.retrain()
+    return p, X, s
+
+
+def _truth(p, sid):
+    return p.source.ground_truth()[p.index_of(sid)]
+
+
+# ------------------------------------------------------------------------------------------------ the rule
+def test_choose_thresholds_stops_at_the_first_dip_and_skips_weak_classes():
+    # class 0: 40 right predictions from 0.99 down, then a wrong one at 0.59 -> threshold at the 40th (0.60)
+    # class 1: its most confident prediction is wrong -> the first eligible cut misses the target: no threshold
+    # class 2: only 5 predictions (< min_support 10): no threshold
+    conf0 = np.linspace(0.99, 0.60, 40)
+    rows, y = [], []
+    for c in conf0:
+        rows.append([c, (1 - c) / 2, (1 - c) / 2]); y.append(0)
+    rows.append([0.59, 0.21, 0.20]); y.append(1)  # predicted 0, wrong
+    for k, c in enumerate(np.linspace(0.95, 0.7, 20)):
+        rows.append([(1 - c) / 2, c, (1 - c) / 2]); y.append(0 if k == 0 else 1)
+    for c in np.linspace(0.9, 0.8, 5):
+        rows.append([(1 - c) / 2, (1 - c) / 2, c]); y.append(2)
+    th = choose_thresholds(np.array(rows), np.array(y), ["a", "b", "c"], target_precision=0.98, min_support=10)
+    assert th.thresholds["a"] == pytest.approx(0.60)
+    assert th.stats["a"]["support"] == 40 and th.stats["a"]["oof_precision"] == 1.0
+    assert th.stats["a"]["ci_low"] == pytest.approx(wilson(40, 40)[0])
+    assert th.thresholds["b"] is None and th.thresholds["c"] is None
+    assert th.stats["c"]["n_predicted"] == 5
+    # condition 2: on a pool whose class-a predictions above 0.60 are ten at 0.999 and ten at 0.70 (mean 0.85), only
+    # the ten whose mean calibrated confidence keeps the target are taken: the threshold rises to 0.999
+    pool = np.array([[0.999, 0.0005, 0.0005]] * 10 + [[0.70, 0.2, 0.1]] * 10)
+    th2 = choose_thresholds(np.array(rows), np.array(y), ["a", "b", "c"], target_precision=0.98, min_support=10,
+                            pool_proba=pool)
+    assert th2.thresholds["a"] == pytest.approx(0.999) and th2.stats["a"]["pool_n"] == 10
+    assert th2.stats["a"]["oof_threshold"] == pytest.approx(0.60)
+    assert th2.stats["a"]["pool_expected_precision"] == pytest.approx(0.999)
+    low = np.array([[0.90, 0.05, 0.05]] * 5)  # no pool item keeps the target: never auto-accepted
+    assert choose_thresholds(np.array(rows), np.array(y), ["a", "b", "c"], 0.98, 10, pool_proba=low).thresholds["a"] \
+        is None
+
+
+def test_routing_config_is_validated():
+    cfg = config_from_dict({"source": "digits"})
+    assert (cfg.routing.target_precision, cfg.routing.review_sample, cfg.routing.train_on_auto) == (0.98, 0.05, False)
+    for bad in ({"target_precision": 0}, {"target_precision": 1.2}, {"review_sample": -0.1}, {"min_support": 0},
+                {"train_on_auto": "yes"}, {"target": 0.9}):
+        with pytest.raises(ConfigError, match="routing"):
+            config_from_dict({"source": "digits", "routing": bad})
+
+
+# ------------------------------------------------------------------------------------------------ the loop
+def test_auto_labels_reach_the_target_precision_against_ground_truth(tmp_path):
+    p, X, s = _labelled(tmp_path)
+    n_human = len(s.labels())
+    res = s.auto_label()
+    th = res["thresholds"]
+    # every threshold reaches the target on the out-of-fold predictions it was chosen on
+    for c, t in th["thresholds"].items():
+        if t is not None:
+            assert th["stats"][c]["oof_precision"] >= TARGET and th["stats"][c]["support"] >= 20
+    assert res["n_auto"] >= 300 and res["n_auto"] == len(res["item_ids"]) <= res["n_pool"]
+    recs = p.store.records(AUTO_LABEL)
+    assert [r["item_id"] for r in recs] == res["item_ids"]
+    for r in recs:
+        assert r["model_version"] == s.model_version and r["target_precision"] == TARGET
+        assert r["confidence"] >= r["threshold"] == th["thresholds"][r["label"]]
+    realised = np.mean([r["label"] == _truth(p, r["item_id"]) for r in recs])
+    assert realised >= TARGET - TOLERANCE, realised
+    # nothing auto-labelled is held out, answered or labelled by a person
+    assert not set(res["item_ids"]) & set(s.labels())
+    assert all(not s.eval_mask[s.index_of(i)] for i in res["item_ids"])
+    assert len(s.labels()) == n_human
+    # a second call finds nothing new to accept (the routed items left the pool)
+    again = s.auto_label(dry_run=True)
+    assert not set(again["item_ids"]) & set(res["item_ids"])
+    s.close()
+
+
+def test_auto_labels_are_not_training_labels_nor_requeued_unless_opted_in(tmp_path):
+    p, X, s = _labelled(tmp_path, n_batches=5)
+    human = s.labels()
+    n_events = len(p.store.events())
+    res = s.auto_label()
+    auto = set(res["item_ids"])
+    assert auto and len(p.store.events()) == n_events  # records, never answer events
+    assert s.labels() == human and s.labels(auto=False) == human
+    pool_ids = {s.items[int(i)].id for i in s.pool_indices()}
+    assert not pool_ids & auto
+    for _ in range(3):  # the human queue never shows a routed item
+        b = s.next_batch()
+        assert not {x.item.id for x in b.items} & auto
+        Oracle(s).label_batch(b)
+    s.close()
+    # opt in: auto labels train too (human labels win where both exist)
+    p.config.routing.train_on_auto = True
+    s2 = p.session(annotator="ana", embeddings=X, warm_start=False)
+    labels = s2.labels()
+    assert auto <= set(labels)
+    by_id = {r["item_id"]: r["label"] for r in p.store.records(AUTO_LABEL)}
+    assert all(labels[i] == by_id[i] for i in auto)
+    assert s2.labels(auto=False) == {k: v for k, v in labels.items() if k not in auto}
+    rep = s2.retrain()
+    assert rep.n_labels == len(labels) > len(auto)
+    s2.close()
+
+
+def test_sampled_auto_labels_wait_in_review_and_give_the_realised_precision(tmp_path):
+    p, X, s = _labelled(tmp_path, routing={"review_sample": 0.2}, quality={"review_sample": 0.0})
+    res = s.auto_label()
+    recs = {r["item_id"]: r for r in p.store.records(AUTO_LABEL)}
+    sampled = {i for i, r in recs.items() if r["sampled"]}
+    assert res["n_sampled"] == len(sampled) and 0.1 * len(recs) < len(sampled) < 0.3 * len(recs)
+    rs = p.session(annotator="rev", embeddings=X, warm_start=False).review()
+    queue = rs.queue()
+    assert {e["item_id"] for e in queue} == sampled and all(e["reasons"] == ["auto"] for e in queue)
+    assert QualityView(p.store, p.config).report()["review_queue"]["auto"] == len(sampled)
+    # a perfect reviewer: accept right model labels, correct wrong ones; then one deliberate correction
+    order = sorted(sampled)
+    wrong_on_purpose = order[0]
+    for sid in order:
+        t = _truth(p, sid)
+        if sid != wrong_on_purpose and recs[sid]["label"] == t:
+            rs.accept(sid)
+        else:
+            other = t if recs[sid]["label"] != t else next(c for c in p.config.classes if c != t)
+            rs.correct(sid, other, reason="checked the image")
+    assert rs.queue() == []
+    rep = routing_report(p.store, p.config)
+    o = rep["overall"]
+    right = sum(recs[i]["label"] == _truth(p, i) for i in order if i != wrong_on_purpose)
+    assert (o["auto"], o["sampled"], o["reviewed"], o["correct"]) == (len(recs), len(sampled), len(sampled), right)
+    assert o["precision"] == pytest.approx(right / len(sampled))
+    assert (o["ci_low"], o["ci_high"]) == pytest.approx(wilson(right, len(sampled)))
+    assert sum(c["reviewed"] for c in rep["per_class"].values()) == len(sampled)
+    assert rep["target_precision"] == TARGET
+    # a reviewed model label is a human-checked label now: it trains, with the reviewer's value
+    labels = s.labels()
+    assert labels[wrong_on_purpose] != recs[wrong_on_purpose]["label"]
+    assert sampled <= set(labels) and not (set(recs) - sampled) & set(labels)
+    rs.session.close()
+    s.close()
+
+
+def test_multilabel_projects_are_refused(tmp_path):
+    p = Project.init(tmp_path / "m", "digits", tags=[str(i) for i in range(10)], query={"batch_size": 20})
+    X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16
+    s = p.session(annotator="ana", embeddings=X, warm_start=False)
+    b = s.next_batch()
+    for x in b.items:
+        s.submit(x.item.id, Answer.of_tags([_truth(p, x.item.id)]))
+    with pytest.raises(AlwbError, match="single-label"):
+        s.auto_label()
+    assert p.store.records(AUTO_LABEL) == []
+    s.close()
+    p.close()
+
+
+# ------------------------------------------------------------------------------------------------ alwb route
+@pytest.mark.torch
+@pytest.mark.slow  # the project's own embeddings and two CLI runs with their fits (~45 s on 2 cores)
+def test_route_cli_dry_run_writes_nothing_then_routes(tmp_path, capsys):
+    from alworkbench.cli import main
+
+    p, X, s = _labelled(tmp_path, n_batches=6)
+    s.close()
+    n_events, n_records = len(p.store.events()), len(p.store.records(AUTO_LABEL))
+    assert n_records == 0
+    assert main(["route", str(p.dir), "--dry-run", "--json"]) == 0
+    out = json.loads(capsys.readouterr().out)
+    assert out["dry_run"] is True and out["n_auto"] > 0 and out["n_auto"] == sum(out["per_class"].values())
+    assert set(out["thresholds"]["thresholds"]) == set(p.config.classes)
+    assert out["report"]["overall"]["auto"] == 0
+    assert len(p.store.records(AUTO_LABEL)) == 0 and len(p.store.events()) == n_events
+    # for real (the saved model is restored: its out-of-fold predictions are fitted again on the same folds)
+    assert main(["route", str(p.dir)]) == 0
+    text = capsys.readouterr().out
+    recs = p.store.records(AUTO_LABEL)
+    assert f"auto-accepted {len(recs)} of" in text and "threshold" in text and len(recs) > 0
+    assert "none of" in text and "reviewed yet" in text
+    assert len(p.store.events()) == n_events
+    assert len({r["item_id"] for r in recs}) == len(recs)
+    assert routing_report(p.store, p.config)["overall"]["auto"] == len(recs)
+    p.close()
