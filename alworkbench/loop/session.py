@@ -790,8 +790,14 @@ class Session:
             cb(report)
 
     def _snapshot(self) -> int:
-        """A number that grows with every store event (answers, undos, enqueues) of any annotator."""
-        return int(self.store.n_events())
+        """A number that grows with every store event (answers, undos, enqueues) of any annotator, and with every
+        auto label when ``routing.train_on_auto`` trains on them."""
+        n = int(self.store.n_events())
+        if getattr(getattr(self.config, "routing", None), "train_on_auto", False) and hasattr(self.store, "records"):
+            from .routing import AUTO_LABEL
+
+            n += len(self.store.records(AUTO_LABEL))
+        return n
 
     def _fit_head(self, idx: np.ndarray, y, prev: Optional[_Model]):
         head = self._head_factory()

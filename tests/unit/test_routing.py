@@ -132,6 +132,12 @@ def test_auto_labels_are_not_training_labels_nor_requeued_unless_opted_in(tmp_pa
     assert s2.labels(auto=False) == {k: v for k, v in labels.items() if k not in auto}
     rep = s2.retrain()
     assert rep.n_labels == len(labels) > len(auto)
+    # routing again trains on the new auto labels first: a new model version, fitted on human + every auto label
+    more = s2.auto_label()
+    assert more["n_auto"] > 0 and more["model_version"] == rep.model_version
+    rep2 = s2.retrain()
+    assert rep2.model_version > rep.model_version and rep2.n_labels == len(s2.labels()) == \
+        len(labels) + more["n_auto"]
     s2.close()
 
 
