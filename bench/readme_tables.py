@@ -134,9 +134,44 @@ def quality_md(res: dict | None = None) -> str:
     return "\n".join(lines)
 
 
+def routing_md(res: dict | None = None) -> str:
+    res = res or _load("routing.json")
+    summ = res["summary"]
+    n_pool = res["runs"][0].get("n_pool", "") if res.get("runs") else ""
+    lines = [f"`{res['command']}` — {res['dataset']}, features {res['features']} of `{res['backbone']}`, "
+             f"{res['labels']} human labels ({res['strategy']}), target precision {res['target_precision']}, "
+             f"seeds {','.join(map(str, res['seeds']))}; every other pool image is routed{f' ({n_pool})' if n_pool else ''}",
+             "", "| rule | auto-accepted share of the pool | realised precision (true labels) | worst seed |",
+             "|---|---|---|---|"]
+    for key, name in (("routed", f"per-class thresholds, calibrated out-of-fold (target {res['target_precision']})"),
+                      (f"baseline_fixed_{res['baseline_threshold']}",
+                       f"fixed {res['baseline_threshold']} on the raw head probability")):
+        e = summ[key]
+        lines.append(f"| {name} | {e['share']['mean']:.1%} ± {e['share']['std']:.1%} | "
+                     f"{e['precision']['mean']:.4f} ± {e['precision']['std']:.4f} | {min(e['precision']['values']):.4f} |")
+    return "\n".join(lines)
+
+
+INGEST_COMMAND = "python bench/bench_ingest_incremental.py --json bench/results/ingest_incremental.json"
+
+
+def ingest_md(res: dict | None = None) -> str:
+    res = res or _load("ingest_incremental.json")
+    return "\n".join([
+        f"`{INGEST_COMMAND}` — {res['n_before']:,} images ({res['image']}), then {res['n_added']:,} added; backbone "
+        f"`{res['backbone']}`, {res['cpu_count']} CPU cores", "",
+        "| run | images embedded (counted in the cache) | seconds |", "|---|---|---|",
+        f"| incremental `alwb ingest` after adding {res['n_added']:,} | {res['embedded_counted_in_cache']:,} | "
+        f"{res['incremental_s']:.2f} |",
+        f"| full re-embed of all {res['full_embedded']:,} | {res['full_embedded']:,} | {res['full_reembed_s']:.2f} |",
+        "", f"Ratio incremental / full: {res['ratio_incremental_to_full']:.3f}; existing store events and labels "
+            f"identical before and after: {res['store_events_and_labels_identical']}."])
+
+
 BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json": small_sets_md,
           "turnaround.json": turnaround_md, "calibration.json": calibration_md, "quality.json": quality_md,
-          "quality_budget10.json": quality_md}
+          "quality_budget10.json": quality_md, "routing.json": routing_md,
+          "ingest_incremental.json": ingest_md}
 
 
 def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:

@@ -21,7 +21,8 @@ def _tables():
 
 
 @pytest.mark.parametrize("name", ["label_efficiency_fmnist.json", "small_sets.json", "turnaround.json",
-                                  "calibration.json", "quality.json", "quality_budget10.json"])
+                                  "calibration.json", "quality.json", "quality_budget10.json",
+                                  "routing.json"])
 def test_finding12_readme_blocks_are_rendered_from_kept_json(name):
     mod = _tables()
     raw = json.loads((ROOT / "bench" / "results" / name).read_text())
@@ -43,3 +44,10 @@ def test_finding12_turnaround_baseline_is_converged_and_prints_accuracy():
     assert all(0 < r["test_accuracy"] <= 1 for r in raw["results"].values())
     src = (ROOT / "bench" / "bench_turnaround.py").read_text()
     assert "max_iter=1000" in src and "SGDClassifier" in src and "test accuracy" in src
+
+
+def test_ingest_block_is_rendered_from_kept_json():
+    mod = _tables()
+    raw = json.loads((ROOT / "bench" / "results" / "ingest_incremental.json").read_text())
+    assert mod.BLOCKS["ingest_incremental.json"](raw) in README
+    assert raw["embedded_counted_in_cache"] == raw["n_added"] and raw["store_events_and_labels_identical"]
