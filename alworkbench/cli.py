@@ -141,8 +141,13 @@ def _review_status(p) -> dict:
 
     view = QualityView(p.store, p.config)
     states = view.review_states()
+    from .loop.routing import auto_ids
+
+    ids = {it.id for it in p.source.items}
+    missing = sorted(s for s in view.answers if s not in ids)
     return {"review_states": {s: sum(1 for v in states.values() if v == s) for s in REVIEW_STATES},
-            "review_queue": len(view.review_queue()), "gold": len(view.gold)}
+            "review_queue": len(view.review_queue()), "gold": len(view.gold),
+            "auto_labels": len(auto_ids(p.store)), "labelled_missing": missing}
 
 
 def _unknown_labels(p) -> dict:
@@ -187,6 +192,12 @@ def cmd_status(a) -> int:
     rs = st["review_states"]
     print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
           f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")
+    if st["auto_labels"]:
+        print(f"  auto labels (alwb route): {st['auto_labels']}, kept apart from human labels")
+    if st["labelled_missing"]:
+        shown = ", ".join(st["labelled_missing"][:5]) + (" ..." if len(st["labelled_missing"]) > 5 else "")
+        print(f"  labelled but missing from the source: {len(st['labelled_missing'])} ({shown}); their labels stay "
+              "in the store")
     if st["unknown_labels"]:
         from .classes import mismatch_message
 

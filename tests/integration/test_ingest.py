@@ -126,6 +126,10 @@ def test_ingest_embeds_only_new_and_changed_reports_skips_and_missing_labels_and
     assert (again.new, again.changed, again.removed, again.embedded) == ([], [], [], 0)
     assert again.unchanged == 36 - 1 + n_new and again.labelled_missing == [gone]
     assert p3.store.events() == events_before
+    from alworkbench.cli import status_dict
+
+    st = status_dict(p3)  # `alwb status` names the labelled item whose file is gone
+    assert st["labelled_missing"] == [gone] and st["auto_labels"] == 0
     p3.close()
 
 

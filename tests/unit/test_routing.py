@@ -117,6 +117,9 @@ def test_auto_labels_are_not_training_labels_nor_requeued_unless_opted_in(tmp_pa
     assert s.labels() == human and s.labels(auto=False) == human
     pool_ids = {s.items[int(i)].id for i in s.pool_indices()}
     assert not pool_ids & auto
+    from alworkbench.cli import status_dict
+
+    assert status_dict(p)["auto_labels"] == len(auto)  # `alwb status` counts them apart from human labels
     for _ in range(3):  # the human queue never shows a routed item
         b = s.next_batch()
         assert not {x.item.id for x in b.items} & auto
