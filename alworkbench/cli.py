@@ -217,13 +217,21 @@ def cmd_export(a) -> int:
         from .integrations.fiftyone_sync import export as fo_export
 
         # fiftyone: FiftyOneImageClassificationDataset; fiftyone-folders: FiftyOne's ImageClassificationDirectoryTree
-        res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders", overwrite=overwrite)
+        res = fo_export(p, out, format="fiftyone" if a.format == "fiftyone" else "folders", overwrite=overwrite,
+                        include_auto=a.include_auto)
     else:
-        res = export(p, out, a.format, overwrite=overwrite)
+        res = export(p, out, a.format, overwrite=overwrite, include_auto=a.include_auto)
     if a.json:
         print(json.dumps(res))
         return 0
     print(f"exported {res['n_exported']} labelled images to {res['path']}")
+    if res.get("n_auto"):
+        where = f"under {res['auto_folder']}/, apart from the human labels" if res.get("auto_folder") else \
+            "with source 'auto', their confidence and model_version"
+        print(f"  {res['n_auto']} of them are auto labels (model labels from `alwb route`), {where}")
+    if res.get("n_auto_left_out"):
+        print(f"  {res['n_auto_left_out']} auto label(s) left out (model labels from `alwb route`, not human labels); "
+              "pass --include-auto to export them (kept apart, source 'auto')")
     if res.get("n_ties"):
         print(f"  {res['n_ties']} item(s) left out: their annotators disagree without a majority (a tie); "
               f"review them with `alwb review {a.dir}`")
@@ -786,6 +794,10 @@ def build_parser() -> argparse.ArgumentParser:
                    "(default: DIR/exports/)")
     p.add_argument("--overwrite", action="store_true",
                    help="allow a non-empty --out: replace a previous export's files there, keep other files")
+    p.add_argument("--include-auto", action="store_true",
+                   help="also export auto labels (confidence routing, `alwb route`) of items no person labelled: "
+                   "source 'auto' in csv (with confidence, model_version), under auto/<class>/ in folders "
+                   "(csv and folders only)")
     p.add_argument("--json", action="store_true")
     p.set_defaults(fn=cmd_export)
 

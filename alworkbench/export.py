@@ -18,8 +18,17 @@ What is exported (every exporter): the FINAL label of each item (:func:`labelled
 the consensus of the counted answers, else the single answer, else the gold answer. An item whose annotators
 disagree without a majority (a tie) has no final label: it is left out and reported (``n_ties``, ``ties``) until a
 reviewer decides. The CSV has the columns id, path, label (tags), annotator, round, answered_at (of the latest
-answer), review_state (unreviewed / accepted / corrected), label_source (review / consensus / single / gold) and
-annotators (who answered, ``|``-separated).
+answer), review_state (unreviewed / accepted / corrected), label_source (review / consensus / single / gold),
+annotators (who answered, ``|``-separated) and source, the label's origin: human (a single answer), consensus,
+review, gold or auto.
+
+Auto labels (``auto_label`` records of confidence routing, :mod:`alworkbench.loop.routing`) are model labels, never
+human ones: an item that any person answered, reviewed or gave a gold answer for is exported with its human/final
+label (or left out as a tie, flag, skip) and its auto label is ignored (``n_auto_overridden``). The other auto
+labels are exported only with ``include_auto=True`` (``alwb export --include-auto``): CSV rows with source ``auto``
+and two more columns, confidence and model_version (empty for human labels); in the class-folder tree they go under
+their own top folder (``auto/<class>/``, ``_auto/`` if a class is named auto) apart from the human labels. Without
+it they are counted (``n_auto_left_out``) and left out.
 """
 from __future__ import annotations
 
@@ -175,6 +184,25 @@ def _commit(tmp: Path, out: Path, previous: list[str]) -> None:
         os.replace(tmp / rel, dest)
 
 
+#: label_source (quality.QualityView) -> the origin written to the ``source`` column / ``label_origin`` field
+ORIGIN = {"single": "human", "consensus": "consensus", "review": "review", "gold": "gold"}
+ORIGINS = ("human", "consensus", "review", "gold", "auto")
+
+
+def origin_of(label_source: Optional[str]) -> Optional[str]:
+    """``human`` / ``consensus`` / ``review`` / ``gold`` for a final label's label_source (None otherwise)."""
+    return ORIGIN.get(label_source) if label_source else None
+
+
+def auto_records(store) -> dict[str, dict]:
+    """item id -> its latest auto_label record (empty for a store without records)."""
+    if not hasattr(store, "records"):
+        return {}
+    from .loop.routing import auto_ids
+
+    return auto_ids(store)
+
+
 class Labelled:
     """What an export writes: ``rows`` of (item, row) with the FINAL label of each item (the reviewer's, else the
     consensus of the counted answers, else the single answer, else the gold answer; see
@@ -184,10 +212,17 @@ class Labelled:
 
     Each row: ``value`` (class, or sorted tag tuple), ``source`` (review / consensus / single / gold),
     ``review_state`` (unreviewed / accepted / corrected; "" for gold-only items), ``annotators`` (who answered,
-    sorted), and ``annotator`` / ``round`` / ``answered_at`` of the latest answer ("" for gold-only items)."""
+    sorted), and ``annotator`` / ``round`` / ``answered_at`` of the latest answer ("" for gold-only items),
+    ``origin`` (human / consensus / review / gold), ``confidence`` and ``model_version`` ("").
+
+    ``auto``: (item, row) for the auto labels of items no person answered, reviewed or gave a gold answer for (row
+    as above with source and origin ``auto``, the record's ``confidence`` and ``model_version``); they are not in
+    ``rows``. ``auto_overridden``: auto labels of items a person did touch (the human side wins)."""
 
     def __init__(self):
         self.rows: list[tuple] = []
+        self.auto: list[tuple] = []
+        self.auto_overridden: int = 0
         self.ties: list[str] = []
         self.flagged: list[str] = []
         self.skipped: list[str] = []
@@ -200,10 +235,19 @@ def labelled_items(project, view=None) -> Labelled:
 
     view = view if view is not None else QualityView(project.store, project.config)
     out = Labelled()
+    autos = auto_records(project.store)
     for it in project.source.items:
         sid = it.id
         if sid not in view.answers and sid not in view.gold and sid not in view.reviews:
+            a = autos.get(sid)
+            if a is not None:
+                out.auto.append((it, {
+                    "value": a["label"], "source": "auto", "origin": "auto", "review_state": "", "annotators": [],
+                    "annotator": "", "round": "", "answered_at": "", "confidence": float(a["confidence"]),
+                    "model_version": a.get("model_version", "")}))
             continue
+        if sid in autos:
+            out.auto_overridden += 1
         st = view.item_state(sid)
         answers = st["answers"]
         if st["final"] is None:
@@ -219,7 +263,8 @@ def labelled_items(project, view=None) -> Labelled:
             continue
         latest = max(answers.values(), key=lambda e: e["id"]) if answers else None
         out.rows.append((it, {
-            "value": st["final"], "source": st["source"],
+            "value": st["final"], "source": st["source"], "origin": origin_of(st["source"]),
+            "confidence": "", "model_version": "",
             "review_state": st["review_state"] if answers else "",
             "annotators": sorted(answers), "annotator": latest["annotator"] if latest else "",
             "round": latest["round"] if latest else "", "answered_at": latest["created_at"] if latest else ""}))
@@ -233,17 +278,24 @@ def _labelled_rows(project) -> Labelled:
     return labelled_items(project)
 
 
-CSV_COLUMNS = ("id", "path", "label", "annotator", "round", "answered_at", "review_state", "label_source", "annotators")
+CSV_COLUMNS = ("id", "path", "label", "annotator", "round", "answered_at", "review_state", "label_source", "annotators",
+               "source")
+#: extra columns of an export with ``include_auto`` (empty for human labels)
+AUTO_COLUMNS = ("confidence", "model_version")
 
 
-def _write_csv(f, rows, multilabel: bool) -> None:
+def _write_csv(f, rows, multilabel: bool, include_auto: bool = False) -> None:
     w = csv.writer(f)
-    w.writerow(["tags" if (multilabel and c == "label") else c for c in CSV_COLUMNS])
+    w.writerow(["tags" if (multilabel and c == "label") else c for c in CSV_COLUMNS]
+               + (list(AUTO_COLUMNS) if include_auto else []))
     for it, row in rows:
         value = "|".join(row["value"]) if multilabel else row["value"]
         path = display_path(it.uri) if not it.uri.startswith("builtin://") else ""  # valid UTF-8 (issue 9 #4)
-        w.writerow(csv_row([it.id, path, value, row["annotator"], row["round"], row["answered_at"],
-                            row["review_state"], row["source"], "|".join(row["annotators"])]))
+        cells = [it.id, path, value, row["annotator"], row["round"], row["answered_at"], row["review_state"],
+                 row["source"], "|".join(row["annotators"]), row["origin"]]
+        if include_auto:
+            cells += [row["confidence"], row["model_version"]]
+        w.writerow(csv_row(cells))
 
 
 def _write_folders(project, rows, d: Path) -> None:
@@ -270,12 +322,27 @@ def _write_folders(project, rows, d: Path) -> None:
                     shutil.copy2(it.uri, target)
 
 
-def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = False) -> dict:
+def _auto_top(project, rows) -> str:
+    """The top folder of the auto labels in a class-folder tree: ``auto``, or ``_auto`` (``__auto``, ...) when a class
+    folder would have that name (compared without case)."""
+    used = {n.lower() for n in unique_components([*project.config.classes, *(r["value"] for _, r in rows)]).values()}
+    name = "auto"
+    while name.lower() in used:
+        name = "_" + name
+    return name
+
+
+def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = False, include_auto: bool = False) -> dict:
     """Write the final labels (review > consensus > single answer > gold; ties are left out and reported); returns
-    {"format", "path", "n_exported", "n_flagged", "n_skipped", "n_ties", "ties", "n_not_counted", "by_source"}.
+    {"format", "path", "n_exported", "n_flagged", "n_skipped", "n_ties", "ties", "n_not_counted", "by_source",
+    "by_origin", "n_auto", "n_auto_left_out", "n_auto_overridden", "auto_folder"}.
 
     ``out``: for ``csv`` a ``.csv`` file or a folder (gets ``labels.csv``); for ``folders`` a folder with one
-    sub-folder per class. See the module docstring for what ``out`` may be and what ``overwrite`` does."""
+    sub-folder per class. See the module docstring for what ``out`` may be and what ``overwrite`` does.
+    ``include_auto``: also export the auto labels of items no person touched (source ``auto``; CSV columns
+    confidence and model_version; in a folder tree under ``auto_folder``, apart from the human labels); without it
+    they are only counted in ``n_auto_left_out``. ``n_exported`` counts every exported row, ``n_auto`` the auto
+    ones."""
     if fmt not in FORMATS:
         raise AlwbError(f"export format {fmt!r} is not supported; allowed: {', '.join(FORMATS)}")
     multilabel = project.config.multilabel
@@ -284,18 +351,23 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
     out = Path(out)
     lab = _labelled_rows(project)
     rows = lab.rows
-    res = {"format": fmt, "path": str(out), "n_exported": len(rows), "n_flagged": len(lab.flagged),
+    auto_rows = lab.auto if include_auto else []
+    auto_top = _auto_top(project, rows) if (fmt == "folders" and auto_rows) else None
+    res = {"format": fmt, "path": str(out), "n_exported": len(rows) + len(auto_rows), "n_flagged": len(lab.flagged),
            "n_skipped": len(lab.skipped), "n_ties": len(lab.ties), "ties": lab.ties[:100],
            "n_not_counted": len(lab.not_counted),
            "by_source": {k: sum(1 for _, r in rows if r["source"] == k)
-                         for k in ("review", "consensus", "single", "gold")}}
+                         for k in ("review", "consensus", "single", "gold")},
+           "by_origin": {k: sum(1 for _, r in rows + auto_rows if r["origin"] == k) for k in ORIGINS},
+           "n_auto": len(auto_rows), "n_auto_left_out": 0 if include_auto else len(lab.auto),
+           "n_auto_overridden": lab.auto_overridden, "auto_folder": auto_top}
     if fmt == "csv" and out.suffix.lower() == ".csv":
         out = check_out(project, out, overwrite)
         out.parent.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                _write_csv(f, rows, multilabel)
+                _write_csv(f, rows + auto_rows, multilabel, include_auto)
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
@@ -306,9 +378,12 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
     def write(d: Path) -> dict:
         if fmt == "csv":
             with open(d / "labels.csv", "w", newline="", encoding="utf-8") as f:
-                _write_csv(f, rows, multilabel)
+                _write_csv(f, rows + auto_rows, multilabel, include_auto)
         else:
             _write_folders(project, rows, d)
+            if auto_rows:
+                (d / auto_top).mkdir()
+                _write_folders(project, auto_rows, d / auto_top)
         return res
 
     res = staged_export(project, out, overwrite, write, fmt)

@@ -21,6 +21,12 @@ review_state         "unreviewed" | "accepted" | "corrected" (None when nobody a
 label_source         where the final label comes from: "review" | "consensus" | "single" | "gold" ("tie": none)
 review_reasons       why the item waits in the review queue ("flag", "disagreement", "sample:<annotator>");
                      empty when it does not
+label_origin         the origin of the item's label: "human" (a single answer) | "consensus" | "review" | "gold" for
+                     the final label in ``label``; "auto" for an item with only a model label from confidence
+                     routing (``label`` stays empty); None when it has neither
+auto_label           Classification (label, confidence): the model label of confidence routing (``auto_label``
+                     record, alworkbench.loop.routing), never written into ``label``; kept on items a person labelled
+                     later (their ``label_origin`` says which label counts)
 alwb_state           what the label fields above were last written from (a sync rewrites an item when it changes)
 query_score, query_strategy, query_round, query_batch   the score that chose the item and the batch it was in
 predictions_r<k>     the model of round k (one field per round, also a registered run of the same key)
@@ -52,7 +58,7 @@ RUN_KIND = "alwb_predictions"
 MIN_DISPLAY_SIDE = 64  # built-in images smaller than this are upscaled (nearest) for the App only
 
 LABEL_FIELDS = ("label", "label_status", "flag_note", "annotator", "label_round", "labelled_at", "alwb_event",
-                "review_state", "label_source", "review_reasons", "alwb_state")
+                "review_state", "label_source", "review_reasons", "label_origin", "auto_label", "alwb_state")
 QUERY_FIELDS = ("query_score", "query_strategy", "query_round", "query_batch")
 
 
@@ -213,9 +219,11 @@ def get_dataset(project, create: bool = True):
 def _ensure_quality_fields(fo, ds) -> None:
     """The review fields (also on datasets created before they existed)."""
     schema = ds.get_field_schema()
-    for name in ("review_state", "label_source", "alwb_state"):
+    for name in ("review_state", "label_source", "alwb_state", "label_origin"):
         if name not in schema:
             ds.add_sample_field(name, fo.StringField)
+    if "auto_label" not in schema:
+        ds.add_sample_field("auto_label", fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
     if "review_reasons" not in schema:
         ds.add_sample_field("review_reasons", fo.ListField, subfield=fo.StringField)
 
@@ -396,15 +404,18 @@ def _add_missing(fo, ds, project, multilabel: bool) -> int:
 def label_states(project) -> dict[str, dict]:
     """item id -> the plain values of the label fields (see the module docstring) for every item with an answer,
     a review or a gold answer, derived from the store by :class:`alworkbench.labels.quality.QualityView`.
-    ``label`` is the final label (a class, or a sorted tag tuple) or None."""
+    ``label`` is the final label (a class, or a sorted tag tuple) or None; ``label_origin`` where it comes from
+    (``auto`` for an item with only an auto label); ``auto_label`` (label, confidence) of its auto label or None."""
     import json
 
+    from ..export import auto_records, origin_of
     from ..labels.quality import QualityView
 
     view = QualityView(project.store, project.config)
     queue = {e["item_id"]: list(e["reasons"]) for e in view.review_queue()}
+    autos = auto_records(project.store)
     out = {}
-    for sid in set(view.answers) | set(view.gold) | set(view.reviews):
+    for sid in set(view.answers) | set(view.gold) | set(view.reviews) | set(autos):
         st = view.item_state(sid)
         answers = st["answers"]
         kinds = {e["kind"] for e in answers.values()}
@@ -431,7 +442,12 @@ def label_states(project) -> dict[str, dict]:
                "review_state": st["review_state"] if answers else None,
                "label_source": None if st["source"] == "none" else st["source"],
                "review_reasons": queue.get(sid, [])}
-        if status == "unlabelled" and row["label_source"] is None and not row["review_reasons"]:
+        a = autos.get(sid)
+        touched = sid in view.answers or sid in view.gold or sid in view.reviews  # a person's: never auto
+        row["label_origin"] = origin_of(st["source"]) if final is not None else \
+            ("auto" if a is not None and not touched else None)
+        row["auto_label"] = None if a is None else (str(a["label"]), float(a["confidence"]))
+        if status == "unlabelled" and row["label_source"] is None and not row["review_reasons"] and a is None:
             continue  # nothing to show: the same as an item nobody touched
         row["alwb_state"] = json.dumps([row[k] if not isinstance(row[k], tuple) else list(row[k])
                                         for k in LABEL_FIELDS if k != "alwb_state"], sort_keys=True)
@@ -467,8 +483,11 @@ def _sync_labels(fo, ds, project, multilabel: bool) -> int:
         if status in STATUS_TAGS:
             keep.append(status)
         cols["label_status"].append(status)
-        for k in ("flag_note", "annotator", "label_round", "review_state", "label_source", "alwb_state"):
+        for k in ("flag_note", "annotator", "label_round", "review_state", "label_source", "label_origin",
+                  "alwb_state"):
             cols[k].append(row[k] if row else None)
+        auto = row["auto_label"] if row else None
+        cols["auto_label"].append(None if auto is None else fo.Classification(label=auto[0], confidence=auto[1]))
         at = row["labelled_at"] if row else None
         cols["labelled_at"].append(_dt.datetime.fromtimestamp(at, _dt.timezone.utc).replace(tzinfo=None)
                                    if at is not None else None)
@@ -707,11 +726,16 @@ def launch_app(project, session=None, *, port: int = 5151, address: str = "127.0
 EXPORT_FORMATS = ("csv", "folders", "fiftyone")
 
 
-def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bool = False) -> dict:
+def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bool = False,
+           include_auto: bool = False) -> dict:
     """Export the labelled set: ``csv`` (from the store, no database needed), ``folders``
     (fo.types.ImageClassificationDirectoryTree) or ``fiftyone`` (fo.types.FiftyOneImageClassificationDataset).
-    Returns {"format", "path", "n_exported", "n_ties"}: the final labels are exported (the ``label`` field written
-    by :func:`sync`); items whose annotators tie are left out and counted.
+    Returns {"format", "path", "n_exported", "n_ties", "n_auto", "n_auto_left_out"}: the final labels are exported
+    (the ``label`` field written by :func:`sync`); items whose annotators tie are left out and counted, and so are
+    auto labels (model labels of confidence routing: the ``auto_label`` field). ``include_auto`` (csv only, see
+    :func:`alworkbench.export.export`) also exports those with source ``auto``; FiftyOne's exporters write the
+    human ``label`` field only, so it is refused for ``folders`` / ``fiftyone`` (use the store's
+    ``alworkbench.export.export(..., "folders", include_auto=True)``).
 
     The output rules of :mod:`alworkbench.export` apply: ``out_dir`` may not be (or contain) the project or its
     images, a non-empty ``out_dir`` needs ``overwrite=True`` (then only a previous export's files are replaced),
@@ -723,8 +747,13 @@ def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bo
     if format == "csv":
         from ..export import export as export_csv
 
-        res = export_csv(project, out, "csv", overwrite=overwrite)
-        return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"], "n_ties": res["n_ties"]}
+        res = export_csv(project, out, "csv", overwrite=overwrite, include_auto=include_auto)
+        return {"format": "csv", "path": res["path"], "n_exported": res["n_exported"], "n_ties": res["n_ties"],
+                "n_auto": res["n_auto"], "n_auto_left_out": res["n_auto_left_out"]}
+    if include_auto:
+        raise AlwbError(f"auto labels cannot go into a FiftyOne {format!r} export (its exporter writes the human "
+                        "'label' field only): export them with the store's exporter, `alwb export --format csv "
+                        "--include-auto` or `--format folders --include-auto` (kept apart under auto/)")
     from ..classes import check_labels_match
     from ..export import check_out, staged_export
     from ..names import unique_components
@@ -753,10 +782,12 @@ def export(project, out_dir, format: str = "csv", session=None, *, overwrite: bo
         else fo.types.FiftyOneImageClassificationDataset
 
     n_ties = len(ds.match(F("label_status") == "tie"))
+    n_auto_left_out = len(ds.match(F("label_origin") == "auto"))
 
     def write(d: Path) -> dict:
         labelled.export(export_dir=str(d), dataset_type=dataset_type, label_field="label", export_media=True,
                         overwrite=False, progress=False)
-        return {"format": format, "path": str(out), "n_exported": n, "n_ties": n_ties}
+        return {"format": format, "path": str(out), "n_exported": n, "n_ties": n_ties, "n_auto": 0,
+                "n_auto_left_out": n_auto_left_out}
 
     return staged_export(project, out, overwrite, write, f"fiftyone-{format}")

@@ -64,7 +64,7 @@ def test_csv_exports_the_final_label_with_review_state_source_and_annotators(tea
     with open(tmp_path / "out.csv", encoding="utf-8") as f:
         header = next(csv.reader(f))
     assert header == ["id", "path", "label", "annotator", "round", "answered_at", "review_state", "label_source",
-                      "annotators"]
+                      "annotators", "source"]
     rows = _rows(tmp_path / "out.csv")
     got = {sid: (r["label"], r["review_state"], r["label_source"], r["annotators"]) for sid, r in rows.items()}
     assert got == {
