@@ -205,15 +205,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
     def _train_lbfgs_cpu(self, Xs: np.ndarray, target: np.ndarray, k: int) -> list:
         """The same objective with SciPy's L-BFGS-B over NumPy float32 products (what scikit-learn does). On the
         CPU this beats torch's per-op overhead, and it never depends on torch's OpenMP threads, which on a busy
-        machine spin-wait and made a 0.5 s fit take 10 s (measured here).
-
-        The fit runs with one BLAS thread (threadpoolctl, restored afterwards): L-BFGS-B's own vector updates and
-        these small products gain nothing from OpenBLAS threads, which spin-wait on a loaded machine. Measured on
-        the 2-core machine with another test run going (Fashion-MNIST randconv features, 1,000 labels, 1024-d):
-        11-53 s per fit with OpenBLAS's default 2 threads, 0.49-0.55 s with one, same iterations and accuracy."""
+        machine spin-wait and made a 0.5 s fit take 10 s (measured here); no global thread setting is touched."""
         from scipy.optimize import minimize
         from scipy.special import expit, log_expit, logsumexp
-        from threadpoolctl import threadpool_limits
 
         n, d = Xs.shape
         warm = self._warm_weights(d, k)
@@ -245,9 +239,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             gW = G.T @ Xs + l2 * W
             return loss, np.concatenate([gW.ravel(), G.sum(axis=0)]).astype(np.float64)
 
-        with threadpool_limits(limits=1, user_api="blas"):
-            res = minimize(fg, w0, jac=True, method="L-BFGS-B",
-                           options={"maxiter": int(self.max_iter), "gtol": float(self.tol), "maxcor": 20})
+        res = minimize(fg, w0, jac=True, method="L-BFGS-B",
+                       options={"maxiter": int(self.max_iter), "gtol": float(self.tol), "maxcor": 20})
         self.n_iter_ = int(res.nit)
         self.warm_started_ = warm is not None
         self.final_loss_ = float(res.fun)
