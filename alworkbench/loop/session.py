@@ -610,6 +610,13 @@ class Session:
             self.store.record_enqueue(queued, round=b.round, reason=reason, annotator=self.annotator)
             return b
 
+    def answer_items(self, answers, reason: str = "review") -> list[int]:
+        """Answer exactly these items now (``{item_id: Answer}``: labels known from elsewhere, a scripted
+        annotator): they are queued as one batch (:meth:`enqueue`) and each answer is submitted, durable when this
+        returns. Returns the event ids, in order."""
+        self.enqueue(list(answers), reason=reason)
+        return [self.submit(sid, a) for sid, a in answers.items()]
+
     # ------------------------------------------------------------------ answers
     @property
     def guideline_version(self) -> str:
@@ -1086,6 +1093,12 @@ class Session:
                 self.release()
             except AlwbError:  # a closed or read-only store: the lease returns the items
                 pass
+
+    def __enter__(self) -> "Session":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
 
     def __repr__(self) -> str:
         return (f"Session(project={self.project.name!r}, annotator={self.annotator!r}, "

@@ -31,13 +31,8 @@ from alworkbench.loop.routing import AUTO_LABEL, auto_ids  # noqa: E402
 
 
 def answer(p, X, annotator, answers: dict):
-    s = p.session(annotator=annotator, embeddings=X, warm_start=False)
-    try:
-        s.enqueue(list(answers))
-        for sid, a in answers.items():
-            s.submit(sid, a)
-    finally:
-        s.close()
+    with p.session(annotator=annotator, embeddings=X, warm_start=False) as s:
+        s.answer_items(answers)
 
 
 def _other(label: str) -> str:

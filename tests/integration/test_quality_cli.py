@@ -31,13 +31,8 @@ def make_project(tmp_path, **init):
 
 def answer(p, X, annotator, answers: dict, embeddings=True):
     """``annotator`` answers exactly these items (queued by id) through a real session."""
-    s = p.session(annotator=annotator, embeddings=X if embeddings else None, warm_start=False)
-    try:
-        s.enqueue(list(answers))
-        for sid, a in answers.items():
-            s.submit(sid, a)
-    finally:
-        s.close()
+    with p.session(annotator=annotator, embeddings=X if embeddings else None, warm_start=False) as s:
+        s.answer_items(answers)
     return s
 
 

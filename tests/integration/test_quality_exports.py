@@ -14,13 +14,8 @@ from alworkbench.labels.quality import add_gold
 
 
 def answer(p, X, annotator, answers: dict):
-    s = p.session(annotator=annotator, embeddings=X, warm_start=False)
-    try:
-        s.enqueue(list(answers))
-        for sid, a in answers.items():
-            s.submit(sid, a)
-    finally:
-        s.close()
+    with p.session(annotator=annotator, embeddings=X, warm_start=False) as s:
+        s.answer_items(answers)
 
 
 @pytest.fixture

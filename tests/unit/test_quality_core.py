@@ -322,3 +322,12 @@ def test_a_tier_rise_keeps_what_was_queued_and_a_drop_pulls_in_earlier_answers(p
     assert "below the pass mark" in view.below_pass_mark("ana")
     for s in (ana, rev):
         s.close()
+
+
+def test_answer_items_queues_and_answers_exactly_those_items(proj, X):
+    ids = [it.id for it, m in zip(proj.items, proj.eval_mask()) if not m][:3]
+    with proj.session(annotator="imp", embeddings=X, warm_start=False) as s:
+        eids = s.answer_items({ids[0]: Answer.of_label("1"), ids[1]: Answer.of_label("2"), ids[2]: Answer.skip()})
+    evs = {e["id"]: e for e in proj.store.events() if e["kind"] in ("label", "skip")}
+    assert [evs[e]["sample_id"] for e in eids] == ids and {evs[e]["annotator"] for e in eids} == {"imp"}
+    assert proj.store.labels() == {ids[0]: "1", ids[1]: "2"} and s._closed
