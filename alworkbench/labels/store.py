@@ -713,6 +713,12 @@ class LabelStore:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 
     @_translated
+    def stamp(self) -> tuple[int, int]:
+        """(last event id, last record id): changes with every write of any process (both logs only grow)."""
+        row = self._read("SELECT (SELECT COALESCE(MAX(id), 0) FROM events), (SELECT COALESCE(MAX(id), 0) FROM records)")
+        return int(row[0][0]), int(row[0][1])
+
+    @_translated
     def last_round(self) -> int:
         """The highest round seen in events or saved batches (0 for an empty store)."""
         return self._last_round(self._conn())

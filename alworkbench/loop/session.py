@@ -136,6 +136,7 @@ class Session:
         # hidden gold placement has its own generator: turning gold on does not change what the strategy picks
         self._gold_rng = np.random.default_rng([int(self.seed), 0x601D])
         self._closed = False
+        self._quality_cache = None
         import atexit
         import weakref
 
@@ -230,7 +231,17 @@ class Session:
         """The project's quality state (gold, qualification, review, consensus), derived from the store now."""
         from ..labels.quality import QualityView
 
-        return QualityView(self.store, self.config)
+        # derived state is rebuilt only when the store (or the config) changed: labels(), pool and selection ask
+        # for it several times per answer
+        cfg = self.config
+        key = (self.store.stamp(), id(cfg), repr(cfg.quality), repr(getattr(cfg, "routing", None)),
+               tuple(cfg.tags or cfg.classes or ()))
+        cached = self._quality_cache
+        if cached is not None and cached[0] == key:
+            return cached[1]
+        view = QualityView(self.store, self.config)
+        self._quality_cache = (key, view)
+        return view
 
     def labels(self, *, auto: Optional[bool] = None) -> dict:
         """The labels trained on: item id -> class (single-label) or tuple of tags (multi-label). Per item: the
