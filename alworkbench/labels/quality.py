@@ -472,8 +472,15 @@ def read_gold_csv(path, schema) -> list[tuple[str, Any]]:
     p = Path(path)
     if not p.is_file():
         raise ConfigError(f"gold file {p} does not exist")
+    try:
+        text = p.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"gold file {p} is not UTF-8 text ({exc.reason} at byte {exc.start}): save it as UTF-8 "
+                          "CSV") from None
     rows = []
-    with p.open(newline="", encoding="utf-8-sig") as f:
+    import io
+
+    with io.StringIO(text, newline="") as f:
         for n, row in enumerate(csv.reader(f), 1):
             if not row or not any(c.strip() for c in row):
                 continue

@@ -249,6 +249,9 @@ def test_gold_csv_is_checked_line_by_line(tmp_path, proj):
     f.write_text("digits/train/0,0\ndigits/train/1,eleven\n")
     with pytest.raises(ConfigError, match=r"gold.csv:2: unknown class 'eleven'"):
         read_gold_csv(f, proj.schema)
+    f.write_bytes(b"digits/train/0,0\ndigits/train/\xff1,1\n")  # Latin-1 bytes, not UTF-8
+    with pytest.raises(ConfigError, match="not UTF-8"):
+        read_gold_csv(f, proj.schema)
     out = add_gold(proj.store, [("digits/train/0", "0"), ("nope", "1")], multilabel=False, source="csv",
                    known_ids=[it.id for it in proj.items])
     assert out == {"added": 1, "unknown": ["nope"]}
