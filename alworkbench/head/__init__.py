@@ -9,7 +9,7 @@ from ..errors import ConfigError
 DEFAULT_EPOCHS = 100
 
 HEAD_PARAMS = ("kind", "hidden", "epochs", "lr", "weight_decay", "batch_size", "class_weight", "device", "solver", "C",
-               "max_iter", "tol",
+               "max_iter", "tol", "cpu_fit",
                "random_state", "standardize")
 
 

@@ -58,6 +58,9 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         validation split of the Fashion-MNIST pool (bench/choose_head.py), never on the test split
     max_iter : L-BFGS iteration cap; ``tol`` its gradient tolerance (max abs gradient)
     warm_start_from : a fitted TorchHead of the same kind and classes to start L-BFGS from (ignored otherwise)
+    cpu_fit : where the linear head's CPU L-BFGS runs: "process" (a helper process with one BLAS thread, shared by
+        the kernel; falls back to the calling thread with a warning if it cannot start) or "thread" (the caller's
+        thread, with the kernel's BLAS threads). ``fit_where_`` says which ran.
     epochs : AdamW passes over the data (raised so that training takes at least 300 optimiser steps)
     lr : peak AdamW learning rate (cosine-decayed to 0 over training)
     weight_decay : AdamW weight decay (L2-like regularisation; keeps probabilities from saturating)
@@ -73,7 +76,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
                  lr: float = 0.01, weight_decay: float = 1e-4, batch_size: int = 256,
                  class_weight: Optional[str] = "balanced", device: str = "auto", random_state: int = 0,
                  standardize: bool = True, solver: str = "auto", C: float = 0.1, max_iter: int = 500,
-                 tol: float = 1e-4, warm_start_from=None):
+                 tol: float = 1e-4, warm_start_from=None, cpu_fit: str = "process"):
         self.kind = kind
         self.hidden = hidden
         self.multilabel = multilabel
@@ -90,6 +93,7 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         self.max_iter = max_iter
         self.tol = tol
         self.warm_start_from = warm_start_from
+        self.cpu_fit = cpu_fit
 
     # -- scikit-learn plumbing -------------------------------------------------------------------
     def __sklearn_tags__(self):
@@ -115,6 +119,8 @@ class TorchHead(ClassifierMixin, BaseEstimator):
             raise ValueError(f"TorchHead.solver must be 'auto', 'lbfgs' or 'adamw', got {self.solver!r}")
         if self.solver == "lbfgs" and self.kind != "linear":
             raise ValueError("TorchHead.solver='lbfgs' needs kind='linear' (the MLP trains with AdamW)")
+        if self.cpu_fit not in ("process", "thread"):
+            raise ValueError(f"TorchHead.cpu_fit must be 'process' or 'thread', got {self.cpu_fit!r}")
         if not (self.C > 0):
             raise ValueError(f"TorchHead.C must be > 0, got {self.C!r}")
         if not isinstance(self.max_iter, (int, np.integer)) or self.max_iter < 1:
@@ -203,48 +209,23 @@ class TorchHead(ClassifierMixin, BaseEstimator):
         return np.ones(k)
 
     def _train_lbfgs_cpu(self, Xs: np.ndarray, target: np.ndarray, k: int) -> list:
-        """The same objective with SciPy's L-BFGS-B over NumPy float32 products (what scikit-learn does). On the
-        CPU this beats torch's per-op overhead, and it never depends on torch's OpenMP threads, which on a busy
-        machine spin-wait and made a 0.5 s fit take 10 s (measured here); no global thread setting is touched."""
-        from scipy.optimize import minimize
-        from scipy.special import expit, log_expit, logsumexp
+        """The same objective with SciPy's L-BFGS-B over NumPy float32 products (what scikit-learn does), by default in
+        a helper process with one BLAS thread (``cpu_fit="process"``, see :mod:`alworkbench.head.cpu_fit`): on the CPU
+        this beats torch's per-op overhead, and neither torch's OpenMP threads nor OpenBLAS's threads spin-wait on a
+        busy machine (they made a 0.5 s fit take 4-50 s, measured here). No thread setting of the kernel is touched."""
+        from . import cpu_fit
 
         n, d = Xs.shape
         warm = self._warm_weights(d, k)
         w0 = np.zeros(k * d + k) if warm is None else np.concatenate([warm[0].ravel(), warm[1]]).astype(np.float64)
-        cw = self._class_weights_np(target, n, k).astype(np.float32)
-        l2 = 1.0 / (float(self.C) * n)
-        if self.multilabel:
-            Yt = target.astype(np.float32)
-        else:
-            Yt = np.zeros((n, k), dtype=np.float32)
-            Yt[np.arange(n), target] = 1.0
-            sw = cw[target]
-            sw_sum = float(sw.sum())
-
-        def fg(w):
-            W = w[:k * d].reshape(k, d).astype(np.float32)
-            b = w[k * d:].astype(np.float32)
-            Z = Xs @ W.T + b
-            if self.multilabel:
-                # BCEWithLogits(pos_weight) averaged over n*k entries
-                loss = -(cw * Yt * log_expit(Z) + (1 - Yt) * log_expit(-Z)).mean()
-                S = expit(Z)
-                G = ((1 - Yt) * S - cw * Yt * (1 - S)) / (n * k)
-            else:
-                lse = logsumexp(Z, axis=1)
-                loss = float((sw * (lse - Z[np.arange(n), target])).sum() / sw_sum)
-                G = (np.exp(Z - lse[:, None]) - Yt) * (sw / sw_sum)[:, None]
-            loss = float(loss) + 0.5 * l2 * float((W * W).sum())
-            gW = G.T @ Xs + l2 * W
-            return loss, np.concatenate([gW.ravel(), G.sum(axis=0)]).astype(np.float64)
-
-        res = minimize(fg, w0, jac=True, method="L-BFGS-B",
-                       options={"maxiter": int(self.max_iter), "gtol": float(self.tol), "maxcor": 20})
-        self.n_iter_ = int(res.nit)
+        res, self.fit_where_ = cpu_fit.fit(
+            Xs, target, k, in_process=self.cpu_fit == "process", multilabel=bool(self.multilabel),
+            class_weights=self._class_weights_np(target, n, k), C=float(self.C), w0=w0,
+            max_iter=int(self.max_iter), tol=float(self.tol))
+        self.n_iter_ = res["nit"]
         self.warm_started_ = warm is not None
-        self.final_loss_ = float(res.fun)
-        return [res.x[:k * d].reshape(k, d).astype(np.float32), res.x[k * d:].astype(np.float32)]
+        self.final_loss_ = res["fun"]
+        return [res["W"], res["b"]]
 
     def _train_lbfgs(self, Xs: np.ndarray, target: np.ndarray, k: int) -> list:
         if _resolve_device(self.device).type == "cpu":
