@@ -285,7 +285,8 @@ def test_adaptive_uses_coverage_for_a_weak_model_and_uncertainty_for_a_good_one(
     proba = rng.dirichlet(np.ones(10), size=len(X))
     weak = select("adaptive", 20, X_pool=X, proba=proba, model_skill=0.1, rng=0)
     good = select("adaptive", 20, X_pool=X, proba=proba, model_skill=0.95, rng=0)
-    mid = select("adaptive", 20, X_pool=X, proba=proba, model_skill=0.45, rng=0)
+    from alworkbench.query.strategies import SKILL_HIGH, SKILL_LOW
+    mid = select("adaptive", 20, X_pool=X, proba=proba, model_skill=(SKILL_LOW + SKILL_HIGH) / 2, rng=0)
     assert weak.details["n_uncertain"] == 0 and np.isnan(weak.scores).all()
     assert good.details["n_uncertain"] == 20 and np.isfinite(good.scores).all()
     assert 0 < mid.details["n_uncertain"] < 20
