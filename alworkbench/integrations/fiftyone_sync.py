@@ -34,6 +34,8 @@ predictions          the latest model's predictions (a copy of the newest predic
 predictions.uncertainty  1 - margin of the latest model (single-label; also on each predictions_r<k>)
 uncertainty          multi-label only: mean closeness of the tag probabilities to 0.5
 embedding            the project's embedding vector (VectorField)
+level_<k>, gt_level_<k>, pred_level_<k>   taxonomy projects: label, ground truth and prediction at level k
+                     (alworkbench.integrations.fiftyone_taxonomy)
 =================  ===========================================================================================
 """
 from __future__ import annotations
@@ -354,6 +356,7 @@ class SyncReport:
     predictions_written: bool = False
     embeddings_written: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    level_fields: list = field(default_factory=list)  # taxonomy level fields written (fiftyone_taxonomy)
 
     def __str__(self) -> str:
         parts = [f"{self.dataset}: {self.n_samples} samples", f"+{self.n_added} new",
@@ -664,6 +667,10 @@ def sync(project, session=None, *, embeddings: bool = True, logits: bool = False
             rep.predictions_field, rep.predictions_written = write_predictions(
                 ds, item_ids, proba, classes, round_=round_, model_version=version, multilabel=multilabel,
                 logits=logits, accuracy=acc, latest=True)
+    if project.config.taxonomy is not None:  # one field per level: label, ground truth, prediction
+        from .fiftyone_taxonomy import sync_levels
+
+        rep.level_fields = sync_levels(fo, ds, project, label_states(project), session)
     t["predictions"] = time.perf_counter()
     if embeddings:
         X = getattr(session, "X", None) if session is not None else None
