@@ -548,6 +548,9 @@ class Session:
             return None
         p = model.proba[i]
         order = np.argsort(-p, kind="stable")[:TOP_K]
+        if self.tree is not None and not self.multilabel:  # the suggestion is the tree-consistent (top-down) leaf
+            lead = int(model.pred[i])
+            order = [lead] + [int(j) for j in np.argsort(-p, kind="stable") if j != lead][:TOP_K - 1]
         return Prediction(top=tuple((model.classes[j], float(p[j])) for j in order), model_version=model.version)
 
     def _save_batch(self, idx: Sequence[int], scores: list, strategy: str, model: Optional[_Model],

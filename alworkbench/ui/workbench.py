@@ -98,7 +98,9 @@ def _answer_from_msg(a: Any, time_spent_s: Any) -> Answer:
     if isinstance(time_spent_s, (int, float)) and time_spent_s >= 0:
         spent = round(float(time_spent_s), 3)
     if kind == "label":
-        return Answer.of_label(str(a.get("label")), time_spent_s=spent)
+        path = a.get("path")  # the taxonomy tree sends the leaf's path; the schema checks it against the tree
+        path = tuple(str(p) for p in path) if isinstance(path, list) else ()
+        return Answer.of_label(str(a.get("label")), time_spent_s=spent, path=path)
     if kind == "tags":
         tags = a.get("tags") or []
         if not tags:
@@ -109,6 +111,15 @@ def _answer_from_msg(a: Any, time_spent_s: Any) -> Answer:
     if kind == "flag":
         return Answer.flag(str(a.get("note") or ""), time_spent_s=spent)
     raise AlwbError(f"unknown answer kind {kind!r}; expected label, tags, skip or flag")
+
+
+def taxonomy_state(schema) -> dict:
+    """The ``taxonomy`` trait: the project's class tree for the tree labeller (roots, children, paths, leaves, depth
+    and the level keys 1-9/0), or {} for flat classes."""
+    tree = getattr(schema, "taxonomy", None)
+    if tree is None:
+        return {}
+    return {**tree.to_json(), "keys": SINGLE_KEYS}
 
 
 class _OpenDescriptor:
@@ -161,6 +172,7 @@ class Workbench(anywidget.AnyWidget):
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
+    taxonomy = traitlets.Dict().tag(sync=True)             # a project's class tree (empty: flat classes)
 
     def __init__(self, session, *, retrain: bool = True, mode: str = "label", **kwargs):
         if mode not in MODES:
@@ -199,6 +211,7 @@ class Workbench(anywidget.AnyWidget):
         super().__init__(mode="multi" if multi else "single", choices=choices, annotator=session.annotator,
                          ui_mode=mode, **kwargs)
         self.add_class("alwb-labeller" if mode == "label" else "alwb-reviewer")
+        self.taxonomy = taxonomy_state(schema)
         self.on_msg(self._on_msg)
         self.observe(self._on_annotator, names="annotator")
         ref = weakref.WeakMethod(self._on_report_thread)

@@ -278,3 +278,29 @@ def test_status_and_csv_export_show_levels(tproj, tX, tmp_path, capsys):
     assert len(rows) == 20
     for r in rows:
         assert (r["level_1"], r["level_2"], r["level_3"]) == tproj.config.tree.levels(r["label"])
+
+
+def test_round_summary_shows_a_table_per_level_and_the_widget_gets_the_tree(tproj, tX):
+    from alworkbench.ui.render import report_html
+    from alworkbench.ui.workbench import taxonomy_state
+
+    s = _session(tproj, tX)
+    b = s.next_batch()
+    for bi in b.items[:20]:
+        s.submit(bi.item.id, Answer.of_label(bi.item.label))
+    rep = s.retrain()
+    out = report_html(s.reports, s.classes)
+    assert "alwb-report-levels" in out
+    for lv in rep.levels:
+        acc = f"{lv['accuracy']:.3f}"
+        assert f"<tr data-level='{lv['level']}'><th>{lv['name']}</th><td class='alwb-level-acc'>{acc}</td>" in out
+    assert "alwb-report-levels" not in report_html([type(rep).from_dict({**rep.to_dict(), "levels": None})], s.classes)
+    st = taxonomy_state(tproj.schema)
+    assert st["roots"] == ["round", "straight"] and st["paths"]["7"] == ["straight", "angled", "7"]
+    assert st["children"]["straight"] == ["1", "angled"] and st["keys"][:3] == ["1", "2", "3"]
+    assert taxonomy_state(Project.init(tproj.dir.parent / "flat", "digits").schema) == {}
+    # the shown suggestion is the tree-consistent leaf (first), never a leaf the tree prediction contradicts
+    m = s._model
+    for i in range(0, len(s.items), 37):
+        assert s._prediction(m, i).top[0][0] == m.classes[int(m.pred[i])]
+    s.close()
