@@ -143,8 +143,18 @@ class Taxonomy:
         return [level_name(k) for k in range(1, self.depth + 1)]
 
     def to_dict(self, node: Optional[str] = None) -> dict:
-        """The tree as nested mappings (leaves map to None): what ``alwb.yaml`` gets back on save."""
-        return {c: (self.to_dict(c) if self._children.get(c) else None) for c in self.children(node)}
+        """The tree as written back to ``alwb.yaml``: nested mappings; a group whose children are all leaves as a
+        list of names; a leaf beside groups maps to None."""
+        out: dict = {}
+        for c in self.children(node):
+            kids = self.children(c)
+            if not kids:
+                out[c] = None
+            elif all(self.is_leaf(k) for k in kids):
+                out[c] = list(kids)
+            else:
+                out[c] = self.to_dict(c)
+        return out
 
     def to_json(self) -> dict:
         """The tree for the widget: {"children": {node: [...]}, "paths": {node: [...]}, "leaves": [...]}."""

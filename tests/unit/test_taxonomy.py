@@ -304,3 +304,27 @@ def test_round_summary_shows_a_table_per_level_and_the_widget_gets_the_tree(tpro
     for i in range(0, len(s.items), 37):
         assert s._prediction(m, i).top[0][0] == m.classes[int(m.pred[i])]
     s.close()
+
+
+def test_classes_rename_in_a_taxonomy_project_maps_labels_to_the_new_leaf_and_its_path(tproj, tX):
+    from alworkbench.classes import rename_class
+    from alworkbench.errors import AlwbError
+
+    s = _session(tproj, tX)
+    b = s.next_batch()
+    eights = [bi.item.id for bi in b.items[:2]]
+    for sid in eights:
+        s.submit(sid, Answer.of_label("8"))
+    s.close()
+    with pytest.raises(AlwbError, match="has a taxonomy: rename or move the leaf '8' in its taxonomy: first"):
+        rename_class(tproj, "8", "eight")
+    # the person moves and renames the leaf in alwb.yaml; the labels then follow with the new path
+    text = tproj.config_path.read_text().replace("- '8'", "- eight")
+    tproj.config_path.write_text(text)
+    tproj.reload_config()
+    assert tproj.config.tree.path("eight") == ("round", "loops", "eight")
+    res = rename_class(tproj, "8", "eight")
+    assert res["n_items"] == 2 and res["config_changed"] is False
+    assert {sid: tproj.store.paths()[sid] for sid in eights} == {sid: ("round", "loops", "eight") for sid in eights}
+    old = [e for e in tproj.store.events() if e["value"] == "8"]
+    assert [e["path"] for e in old] == [("round", "loops", "8")] * 2  # history kept as it was stored
