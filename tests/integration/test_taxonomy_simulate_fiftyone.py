@@ -99,6 +99,9 @@ def test_fiftyone_gets_label_ground_truth_and_prediction_per_level(tmp_path):
             got = tuple(preds[k][sid][0] for k in range(3))
             assert got == paths[row[sid]] and t.levels(got[-1]) == got  # never contradicts the tree
             assert preds[0][sid][1] == pytest.approx(node_p[got[0]][row[sid]], rel=1e-5)
+        # the flat predictions field names the same (top-down) leaf as the last level
+        flat = dict(zip(ids, ds.values("predictions.label")))
+        assert all(flat[sid] == preds[2][sid][0] for sid in ids)
         # a second sync with nothing new writes no level field again
         assert fs.sync(p, s).level_fields == []
     finally:
