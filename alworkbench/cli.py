@@ -142,14 +142,21 @@ def _taxonomy_status(p, store, reports) -> dict:
     tree = p.config.tree
     if tree is None:
         return {}
-    cover = tree.level_counts(list(store.labels().values()))
+    labels = store.labels()
+    cover = tree.level_counts(list(labels.values()))
+    moved: dict[str, list] = {}  # leaf -> [n labels, the path stored first] for paths the tree no longer gives
+    for sid, path in store.paths().items():
+        leaf = labels.get(sid)
+        if leaf in tree.leaves and tuple(path) != tree.path(leaf):
+            moved.setdefault(leaf, [0, list(path)])[0] += 1
     last = next((r.get("levels") for r in reversed(reports) if r.get("levels")), None) or []
     out = []
     for k, name in enumerate(tree.level_names(), start=1):
         rep = next((lv for lv in last if lv.get("level") == k), {})
         out.append({"level": k, "name": name, "coverage": cover[k - 1], "accuracy": rep.get("accuracy"),
                     "cv_accuracy": rep.get("cv_accuracy")})
-    return {"taxonomy_depth": tree.depth, "levels": out}
+    return {"taxonomy_depth": tree.depth, "levels": out,
+            "moved_paths": {leaf: {"n": n, "stored": p, "now": list(tree.path(leaf))} for leaf, (n, p) in moved.items()}}
 
 
 def _review_status(p) -> dict:
@@ -212,6 +219,9 @@ def cmd_status(a) -> int:
         covered = sum(1 for v in lv["coverage"].values() if v)
         print(f"  {lv['name']}: {acc}{cv}; {covered}/{len(lv['coverage'])} nodes labelled: "
               + ", ".join(f"{n} {c}" for n, c in lv["coverage"].items()))
+    for leaf, m in (st.get("moved_paths") or {}).items():
+        print(f"  {m['n']} label(s) {leaf!r} were answered under {' > '.join(m['stored'])}; the taxonomy now puts it "
+              f"under {' > '.join(m['now'])} (levels, metrics and exports follow the taxonomy; the store keeps both)")
     rs = st["review_states"]
     print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
           f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")

@@ -21,7 +21,7 @@ reviewer decides. The CSV has the columns id, path, label (tags), annotator, rou
 answer), review_state (unreviewed / accepted / corrected), label_source (review / consensus / single / gold),
 annotators (who answered, ``|``-separated) and source, the label's origin: human (a single answer), consensus,
 review, gold or auto. A project with a taxonomy gets one more column per level (level_1, level_2, ...): the
-label's path as stored with the answer, or the taxonomy's path for it.
+label's node at that level in the taxonomy.
 
 Auto labels (``auto_label`` records of confidence routing, :mod:`alworkbench.loop.routing`) are model labels, never
 human ones: an item that any person answered, reviewed or gave a gold answer for is exported with its human/final
@@ -263,9 +263,7 @@ def labelled_items(project, view=None) -> Labelled:
                 out.skipped.append(sid)
             continue
         latest = max(answers.values(), key=lambda e: e["id"]) if answers else None
-        stored = [e for e in answers.values() if e.get("value") == st["final"] and e.get("path")
-                  and e["path"][-1] == st["final"]]
-        out.rows.append((it, {"path": max(stored, key=lambda e: e["id"])["path"] if stored else None,
+        out.rows.append((it, {
             "value": st["final"], "source": st["source"], "origin": origin_of(st["source"]),
             "confidence": "", "model_version": "",
             "review_state": st["review_state"] if answers else "",
@@ -288,15 +286,13 @@ AUTO_COLUMNS = ("confidence", "model_version")
 
 
 def _level_cells(tree, row) -> list[str]:
-    """A taxonomy project's level columns: the label's path as stored with the answer (root first), else the
-    taxonomy's path for it; a path shorter than the tree is carried down (the leaf stands for itself)."""
-    path = row.get("path")
-    if not path:
-        try:
-            path = tree.path(row["value"])
-        except KeyError:  # a label the taxonomy no longer has (alwb classes explains it): no levels
-            return [""] * tree.depth
-    return [path[min(k, len(path)) - 1] for k in range(1, tree.depth + 1)]
+    """A taxonomy project's level columns: the label's path in the taxonomy as it is now (a leaf moved in the tree
+    since it was answered is exported where it is now; the path stored with the answer stays in the store, and
+    ``alwb status`` counts such labels); a path shorter than the tree is carried down (the leaf stands for itself)."""
+    try:
+        return list(tree.levels(row["value"]))
+    except KeyError:  # a label the taxonomy no longer has (alwb classes explains it): no levels
+        return [""] * tree.depth
 
 
 def _write_csv(f, rows, multilabel: bool, include_auto: bool = False, tree=None) -> None:

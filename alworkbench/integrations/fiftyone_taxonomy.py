@@ -2,8 +2,8 @@
 latest model's tree-consistent prediction (:mod:`alworkbench.labels.taxonomy`).
 
 =================  ===========================================================================================
-level_<k>          Classification: the final label's node at level k (its path as stored with the answer, else
-                   the taxonomy's path); None for items without a final label
+level_<k>          Classification: the final label's node at level k in the taxonomy as it is now; None for items
+                   without a final label
 gt_level_<k>       Classification: the ground truth's node at level k (when the source knows it)
 pred_level_<k>     Classification(label, confidence): the latest model's top-down prediction at level k and that
                    node's probability (its leaves' probabilities summed)
@@ -25,10 +25,6 @@ def level_fields(depth: int) -> list[str]:
     return [f"{p}{level_name(k)}" for p in ("", "gt_", "pred_") for k in range(1, depth + 1)]
 
 
-def _levels_of(tree, path) -> list[Optional[str]]:
-    return [path[min(k, len(path)) - 1] for k in range(1, tree.depth + 1)]
-
-
 def _write(fo, ds, name: str, labels: list, conf: Optional[list] = None) -> bool:
     """Set ``name`` to Classifications of ``labels`` (None: no label) unless it already holds exactly these."""
     schema = ds.get_field_schema()
@@ -46,26 +42,21 @@ def _write(fo, ds, name: str, labels: list, conf: Optional[list] = None) -> bool
 def sync_levels(fo, ds, project, states: dict, session=None) -> list[str]:
     """Write the level fields of a taxonomy project (nothing for flat classes); returns the fields written.
 
-    ``states``: :func:`alworkbench.integrations.fiftyone_sync.label_states` (the final labels). The stored paths
-    come from the label store's answers."""
+    ``states``: :func:`alworkbench.integrations.fiftyone_sync.label_states` (the final labels)."""
     tree = project.config.tree
     if tree is None:
         return []
     ids = list(ds.values("alwb_id"))
     items = {it.id: it for it in project.source.items}
-    stored = project.store.paths()
     written: list[str] = []
     final_cols: list[list] = [[] for _ in range(tree.depth)]
     gt_cols: list[list] = [[] for _ in range(tree.depth)]
     for sid in ids:
         final = (states.get(sid) or {}).get("label")
-        path = stored.get(sid)
-        if final is not None and (path is None or path[-1] != final):
-            path = tree.path(final) if final in tree.leaves else None
-        lv = _levels_of(tree, path) if final is not None and path else [None] * tree.depth
+        lv = list(tree.levels(final)) if final in tree.leaves else [None] * tree.depth
         it = items.get(sid)
         gt = it.label if it is not None and it.label in tree.leaves else None
-        glv = _levels_of(tree, tree.path(gt)) if gt is not None else [None] * tree.depth
+        glv = list(tree.levels(gt)) if gt is not None else [None] * tree.depth
         for k in range(tree.depth):
             final_cols[k].append(lv[k])
             gt_cols[k].append(glv[k])

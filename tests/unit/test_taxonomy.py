@@ -328,3 +328,31 @@ def test_classes_rename_in_a_taxonomy_project_maps_labels_to_the_new_leaf_and_it
     assert {sid: tproj.store.paths()[sid] for sid in eights} == {sid: ("round", "loops", "eight") for sid in eights}
     old = [e for e in tproj.store.events() if e["value"] == "8"]
     assert [e["path"] for e in old] == [("round", "loops", "8")] * 2  # history kept as it was stored
+
+
+def test_a_leaf_moved_in_the_tree_keeps_its_stored_path_and_status_says_so(tproj, tX, tmp_path, capsys):
+    from alworkbench.cli import main, status_dict
+    from alworkbench.export import export
+
+    s = _session(tproj, tX)
+    b = s.next_batch()
+    ids = [bi.item.id for bi in b.items[:3]]
+    for sid in ids:
+        s.submit(sid, Answer.of_label("7"))
+    s.close()
+    assert status_dict(tproj)["moved_paths"] == {}
+    # the person moves 7 from straight > angled to round > open in alwb.yaml
+    cfg = tproj.config
+    cfg.taxonomy = {"round": {"loops": ["0", "6", "8", "9"], "open": ["2", "3", "5", "7"]},
+                    "straight": {"1": None, "angled": ["4"]}}
+    cfg.save(tproj.config_path)
+    tproj.reload_config()
+    st = status_dict(tproj)
+    assert st["moved_paths"] == {"7": {"n": 3, "stored": ["straight", "angled", "7"], "now": ["round", "open", "7"]}}
+    assert main(["status", str(tproj.dir)]) == 0
+    assert ("3 label(s) '7' were answered under straight > angled > 7; the taxonomy now puts it under "
+            "round > open > 7") in capsys.readouterr().out
+    assert st["levels"][0]["coverage"] == {"round": 3, "straight": 0}  # levels follow the taxonomy
+    rows = list(csv.DictReader(open(export(tproj, tmp_path / "o.csv")["path"], encoding="utf-8")))
+    assert {(r["level_1"], r["level_2"], r["level_3"]) for r in rows} == {("round", "open", "7")}
+    assert set(tproj.store.paths().values()) == {("straight", "angled", "7")}  # the store keeps what was answered
