@@ -754,6 +754,18 @@ class Session:
     def predict(self, item_id: str) -> Optional[Prediction]:
         return self._prediction(self._model, self.index_of(item_id))
 
+    def predict_tree(self, item_id: str) -> Optional[dict]:
+        """A taxonomy project's tree-consistent prediction for one item: {"path": the top-down predicted path (one
+        node per level), "p": {node: probability (its leaves' summed)}, "model_version"}; None without a taxonomy,
+        a model, or when suggestions are off."""
+        m = self._model
+        if self.tree is None or m is None or not self.show_suggestions or self.multilabel:
+            return None
+        row = m.proba[self.index_of(item_id)][None, :]
+        node_p = self.tree.node_proba(row, m.classes)
+        return {"path": list(self.tree.predict_paths(row, m.classes)[0]),
+                "p": {n: round(float(v[0]), 4) for n, v in node_p.items()}, "model_version": m.version}
+
     def predict_proba_all(self):
         """(item_ids, proba (n_items, n_classes), classes) from the current model, or None before one exists."""
         m = self._model

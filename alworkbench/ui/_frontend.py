@@ -972,7 +972,9 @@ CSS = r"""
 # taxonomy). Breadcrumbs show the current path; 1-9/0 pick among the children of the current node (a group descends
 # one level, a leaf answers with its full path); Backspace goes up one level (at the top it is the usual undo);
 # ``/`` focuses a search over every leaf (matches show their full path), arrows move, Enter picks, Escape leaves.
-# The path is reset whenever a new item is shown. Python's ``taxonomy`` trait: {roots, children, paths, leaves, keys}.
+# The path is reset whenever a new item is shown. Python's ``taxonomy`` trait: {roots, children, paths, leaves, keys};
+# the item's ``tree_hint`` (Session.predict_tree: the model's top-down path and node probabilities) marks the
+# predicted child at each level and shows each child's probability.
 TREE_ESM = r"""
 function mountTree({ model, root, side, pick }) {
   const box = h("div", "alwb-tree");
@@ -1022,12 +1024,15 @@ function mountTree({ model, root, side, pick }) {
     });
     crumbs.dataset.path = path.join(" > ");
     kids.textContent = "";
+    const hint = (model.get("item") || {}).tree_hint || null;   // the model's top-down path and node probabilities
     here().forEach((n, i) => {
       const b = h("button", "alwb-tree-child" + (isLeaf(n) ? " alwb-tree-leaf" : " alwb-tree-group"));
       b.dataset.name = n; b.tabIndex = -1;
       const k = keys()[i];
       if (k) b.appendChild(h("kbd", "alwb-key", k));
       b.appendChild(h("span", "alwb-name", n + (isLeaf(n) ? "" : " \u203a")));
+      if (hint && hint.p && hint.p[n] !== undefined) b.appendChild(h("span", "alwb-tree-p", " " + Math.round(100 * hint.p[n]) + "%"));
+      if (hint && (hint.path || []).indexOf(n) >= 0) b.classList.add("alwb-tree-predicted");
       b.addEventListener("mousedown", (e) => e.preventDefault());
       b.addEventListener("click", (e) => { e.preventDefault(); root.focus({ preventScroll: true }); choose(n); });
       kids.appendChild(b);
@@ -1072,7 +1077,8 @@ function mountTree({ model, root, side, pick }) {
   model.on("change:item", () => {
     const it = model.get("item") || {};
     const at = (it.item_id || "") + "#" + (it.shown_seq || "");
-    if (at !== lastItem) { lastItem = at; path = []; search.value = ""; draw(); }
+    if (at !== lastItem) { lastItem = at; path = []; search.value = ""; }
+    draw();
   });
   model.on("change:taxonomy", draw);
   lastItem = ((model.get("item") || {}).item_id || "") + "#" + ((model.get("item") || {}).shown_seq || "");
@@ -1095,6 +1101,8 @@ TREE_CSS = r"""
 .alwb-tree-child { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
   background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
 .alwb-tree-group { font-weight: 600; }
+.alwb-tree-predicted { border-color: #6a9fd8; box-shadow: inset 0 0 0 1px #6a9fd8; }
+.alwb-tree-p { color: var(--jp-ui-font-color2, #666); font-weight: normal; }
 .alwb-tree-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 4px; }
 """
 

@@ -360,12 +360,19 @@ class Workbench(anywidget.AnyWidget):
                 "model_version": None if pred is None else pred.model_version,
                 "model": model if pred is not None else None, "suggestions": True}
 
+    def _tree_hint(self, item_id: str) -> Optional[dict]:
+        """Taxonomy projects: the session's tree-consistent prediction (path, node probabilities) for the tree
+        labeller to mark; None when there is none to show (no model, suggestions off, a qualification test)."""
+        if not self.taxonomy or self._in_qualification():
+            return None
+        return self.session.predict_tree(item_id)
+
     def _item_state(self, bi, position: int, batch_size: int, round_: int, redo: bool) -> dict:
         img = self._image_future(bi.item).result()
         self._shown_seq += 1
         return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
-                **self._suggestions(bi.item.id), "preselect": [], "status": "",
+                **self._suggestions(bi.item.id), "tree_hint": self._tree_hint(bi.item.id), "preselect": [], "status": "",
                 "qualification": self._in_qualification()}
 
     def _start(self) -> None:
@@ -742,7 +749,7 @@ class Workbench(anywidget.AnyWidget):
                 # a new model arrived while this image is shown: refresh its suggestions in place, and its place
                 # in the batch (the unanswered rest of the batch was selected again with the new model; the
                 # shown item stays in it)
-                new = {**cur, **self._suggestions(self._current_id)}
+                new = {**cur, **self._suggestions(self._current_id), "tree_hint": self._tree_hint(self._current_id)}
                 ids = [bi.item.id for bi in b.items] if b is not None else []
                 if self._current_id in ids:
                     new.update(position=ids.index(self._current_id) + 1, batch_size=len(ids), round=b.round)

@@ -135,6 +135,33 @@ def test_tree_labeller_from_the_keyboard_stores_leaves_with_their_ancestors(lab,
     assert current(page)[0] == f0
     assert_clean(page)
 
+    # 7. finish the batch (8 items): the model trains, and the tree marks its top-down prediction at every level;
+    #    following the marked children leads to the widget's first suggestion (the same tree-consistent leaf)
+    for _ in range(3):
+        before = current(page)[0]
+        level_key(page, "1", "round")
+        level_key(page, "1", "round > loops")
+        answer_key(page, "1")
+        expected[before] = ("round", "loops", "0")
+    page.wait_for_function(f"() => document.querySelectorAll('{ROOT} .alwb-pred').length === 3", timeout=60_000)
+    page.wait_for_function(f"() => document.querySelectorAll('{ROOT} .alwb-tree-predicted').length === 1",
+                           timeout=10_000)
+    top = page.locator(f"{ROOT} .alwb-pred").first.get_attribute("data-name")
+    walked = []
+    while True:
+        marked = page.locator(f"{ROOT} .alwb-tree-child.alwb-tree-predicted")
+        assert marked.count() == 1
+        name = marked.get_attribute("data-name")
+        walked.append(name)
+        if "alwb-tree-leaf" in (marked.get_attribute("class") or ""):
+            break
+        level_key(page, str(children(page).index(name) + 1), " > ".join(walked))
+    assert walked[-1] == top and len(walked) in (2, 3)
+    assert page.locator(f"{ROOT} .alwb-tree-child .alwb-tree-p").count() == len(children(page))
+    shot(page, artifacts, "tree_predicted.png")
+    level_key(page, "Escape", "")
+    assert_clean(page)
+
     # the store holds exactly these answers: each leaf with its ancestors, stored with the event
     from alworkbench.labels import LabelStore
 
@@ -143,7 +170,7 @@ def test_tree_labeller_from_the_keyboard_stores_leaves_with_their_ancestors(lab,
         assert st.paths() == expected
         events = st.events()
     answers = [ev for ev in events if ev["kind"] == "label"]
-    assert len(answers) == 6 and sum(ev["kind"] == "undo" for ev in events) == 1
+    assert len(answers) == 9 and sum(ev["kind"] == "undo" for ev in events) == 1
     undone = next(ev for ev in events if ev["kind"] == "undo")["undoes"]
     assert next(ev for ev in answers if ev["id"] == undone)["path"] == ("straight", "1")  # kept, never rewritten
     assert all(ev["annotator"] == "tree" for ev in answers)

@@ -303,6 +303,12 @@ def test_round_summary_shows_a_table_per_level_and_the_widget_gets_the_tree(tpro
     m = s._model
     for i in range(0, len(s.items), 37):
         assert s._prediction(m, i).top[0][0] == m.classes[int(m.pred[i])]
+        hint = s.predict_tree(s.items[i].id)  # what the tree labeller marks: the same leaf and its ancestors
+        assert hint["path"] == list(tproj.config.tree.levels(m.classes[int(m.pred[i])]))
+        assert hint["p"]["round"] + hint["p"]["straight"] == pytest.approx(1.0, abs=1e-3)
+        assert hint["p"]["angled"] == pytest.approx(hint["p"]["4"] + hint["p"]["7"], abs=1e-3)
+    s.show_suggestions = False
+    assert s.predict_tree(s.items[0].id) is None
     s.close()
 
 
