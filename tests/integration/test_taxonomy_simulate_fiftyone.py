@@ -55,6 +55,17 @@ def test_simulate_refuses_a_taxonomy_that_is_not_the_datasets_classes(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_simulate_needs_a_dataset_or_a_builtin_config(tmp_path):
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "simulate", "--budget", "20"], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode != 0 and "simulate needs --dataset or --config" in r.stderr and "Traceback" not in r.stderr
+    cfg = tmp_path / "alwb.yaml"
+    cfg.write_text("source: {kind: folder, path: imgs}\ntaxonomy: {a: [x, y]}\n")
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "simulate", "--config", str(cfg)], capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode != 0 and "simulate needs a built-in source (source.dataset) or --dataset" in r.stderr
+
+
 @pytest.mark.fiftyone
 def test_fiftyone_gets_label_ground_truth_and_prediction_per_level(tmp_path):
     pytest.importorskip("fiftyone")
