@@ -665,6 +665,9 @@ class Session:
         self.config = self.project.reload_config()
         self._guideline_seen = self.guideline_version
         self.schema = self.project.schema
+        tree = getattr(self.schema, "taxonomy", None)
+        if tree is None or set(tree.leaves) == set(self.classes):  # a reorganised tree over the same classes
+            self.tree = tree
         return self.guideline_version != old
 
     def mark_shown(self, item_id: str) -> None:

@@ -347,6 +347,7 @@ def test_a_leaf_moved_in_the_tree_keeps_its_stored_path_and_status_says_so(tproj
         s.submit(sid, Answer.of_label("7"))
     s.close()
     assert status_dict(tproj)["moved_paths"] == {}
+    s_open = _session(tproj, tX)
     # the person moves 7 from straight > angled to round > open in alwb.yaml
     cfg = tproj.config
     cfg.taxonomy = {"round": {"loops": ["0", "6", "8", "9"], "open": ["2", "3", "5", "7"]},
@@ -359,6 +360,12 @@ def test_a_leaf_moved_in_the_tree_keeps_its_stored_path_and_status_says_so(tproj
     assert ("3 label(s) '7' were answered under straight > angled > 7; the taxonomy now puts it under "
             "round > open > 7") in capsys.readouterr().out
     assert st["levels"][0]["coverage"] == {"round": 3, "straight": 0}  # levels follow the taxonomy
+    s2 = _session(tproj, tX)  # a new session reads the new tree; an open one follows it when it reloads the config
+    assert s2.tree.path("7") == ("round", "open", "7") and s_open.tree.path("7") == ("straight", "angled", "7")
+    s_open.reload_guideline()
+    assert s_open.tree.path("7") == ("round", "open", "7")
+    s2.close()
+    s_open.close()
     rows = list(csv.DictReader(open(export(tproj, tmp_path / "o.csv")["path"], encoding="utf-8")))
     assert {(r["level_1"], r["level_2"], r["level_3"]) for r in rows} == {("round", "open", "7")}
     assert set(tproj.store.paths().values()) == {("straight", "angled", "7")}  # the store keeps what was answered
