@@ -442,6 +442,10 @@ def cmd_label(a) -> int:
             rep = s.retrain()
             acc = f", held-out {rep.metric} {rep.accuracy:.3f}" if rep.accuracy is not None else ""
             print(f"  model v{rep.model_version}: {rep.n_labels} labels{acc} (fit {rep.timings['fit']:.2f} s)")
+            if rep.levels:  # a taxonomy: held-out accuracy per level (cross-validated in brackets)
+                print("  per level: " + ", ".join(
+                    f"{lv['name']} " + ("-" if lv["accuracy"] is None else f"{lv['accuracy']:.3f}")
+                    + ("" if lv["cv_accuracy"] is None else f" (cv {lv['cv_accuracy']:.3f})") for lv in rep.levels))
             if rep.should_stop:
                 print(f"  stopping signal: {rep.stop_reason}")
     finally:

@@ -55,6 +55,29 @@ def test_simulate_refuses_a_taxonomy_that_is_not_the_datasets_classes(tmp_path):
     assert "Traceback" not in r.stderr
 
 
+def test_alwb_label_with_the_oracle_prints_accuracy_per_level_and_stores_paths(tmp_path):
+    from alworkbench import Project
+    from alworkbench.labels import LabelStore
+
+    tree = {"round": {"loops": ["0", "6", "8", "9"], "open": ["2", "3", "5"]}, "straight": ["1", "4", "7"]}
+    Project.init(tmp_path / "p", "digits", taxonomy=tree, query={"batch_size": 30}).close()
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "label", str(tmp_path / "p"), "--oracle",
+                        "--rounds", "2"], capture_output=True, text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    lines = [ln for ln in r.stdout.splitlines() if ln.startswith("  per level: ")]
+    assert len(lines) == 2 and all("level_1 " in ln and "level_2 " in ln and "level_3 " in ln for ln in lines)
+    with LabelStore(tmp_path / "p" / "labels.sqlite") as st:
+        reports = st.reports()
+        labels, paths = st.labels(), st.paths()
+    last = reports[-1]["levels"]
+    assert lines[-1] == "  per level: " + ", ".join(
+        f"{lv['name']} {lv['accuracy']:.3f}" + ("" if lv["cv_accuracy"] is None else f" (cv {lv['cv_accuracy']:.3f})")
+        for lv in last)
+    assert len(labels) == 60 and set(paths) == set(labels)
+    t = Project.open(tmp_path / "p").config.tree
+    assert all(paths[sid] == t.path(leaf) for sid, leaf in labels.items())
+
+
 def test_simulate_needs_a_dataset_or_a_builtin_config(tmp_path):
     r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "simulate", "--budget", "20"], capture_output=True,
                        text=True, timeout=600)
