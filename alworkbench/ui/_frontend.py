@@ -1103,6 +1103,7 @@ TREE_CSS = r"""
 .alwb-tree-group { font-weight: 600; }
 .alwb-tree-predicted { border-color: #6a9fd8; box-shadow: inset 0 0 0 1px #6a9fd8; }
 .alwb-tree-p { color: var(--jp-ui-font-color2, #666); font-weight: normal; }
+.alwb-report-levels td.alwb-level-cov { text-align: left; font-size: 11px; color: var(--jp-ui-font-color2, #666); }
 .alwb-tree-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 4px; }
 """
 

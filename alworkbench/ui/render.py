@@ -164,10 +164,11 @@ def levels_html(levels) -> str:
     rows = "".join(
         f"<tr data-level='{int(lv['level'])}'><th>{html.escape(str(lv['name']))}</th>"
         f"<td class='alwb-level-acc'>{pct(lv.get('accuracy'))}</td><td class='alwb-level-cv'>{pct(lv.get('cv_accuracy'))}</td>"
-        f"<td>{sum(1 for v in (lv.get('coverage') or {}).values() if v)}/{len(lv.get('coverage') or {})}</td></tr>"
-        for lv in levels)
+        f"<td>{sum(1 for v in (lv.get('coverage') or {}).values() if v)}/{len(lv.get('coverage') or {})}</td>"
+        f"<td class='alwb-level-cov'>{html.escape(' · '.join(f'{n} {c}' for n, c in (lv.get('coverage') or {}).items()))}"
+        "</td></tr>" for lv in levels)
     return ("<table class='alwb-report-table alwb-report-levels'><tr><th>level</th><th>held-out accuracy</th>"
-            f"<th>cross-validated</th><th>nodes labelled</th></tr>{rows}</table>")
+            f"<th>cross-validated</th><th>nodes labelled</th><th>labels per node</th></tr>{rows}</table>")
 
 
 # ---------------------------------------------------------------------------------------------- the quality loop

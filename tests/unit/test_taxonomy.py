@@ -294,6 +294,8 @@ def test_round_summary_shows_a_table_per_level_and_the_widget_gets_the_tree(tpro
     for lv in rep.levels:
         acc = f"{lv['accuracy']:.3f}"
         assert f"<tr data-level='{lv['level']}'><th>{lv['name']}</th><td class='alwb-level-acc'>{acc}</td>" in out
+    cov = " · ".join(f"{n} {c}" for n, c in rep.levels[0]["coverage"].items())
+    assert f"<td class='alwb-level-cov'>{cov}</td>" in out and sum(rep.levels[0]["coverage"].values()) == 20
     assert "alwb-report-levels" not in report_html([type(rep).from_dict({**rep.to_dict(), "levels": None})], s.classes)
     st = taxonomy_state(tproj.schema)
     assert st["roots"] == ["round", "straight"] and st["paths"]["7"] == ["straight", "angled", "7"]
