@@ -1,13 +1,14 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
-Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
+Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note, path?},
 time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``;
 reviewer mode: ``{type: "review_accept"|"review_skip", item_id}``, ``{type: "review_correct", item_id,
 answer: {kind, label, tags}, reason}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
 id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``,
 ``quality`` (qualification result / failure with the guideline / error, and the accuracy notice), ``review``
-(reviewer mode: the entry shown, its place and the queue length). ``ui_mode`` picks the screen.
+(reviewer mode: the entry shown, its place and the queue length), ``taxonomy`` (the class tree for the tree
+labeller, empty for flat classes; the answer then carries the leaf's ``path``). ``ui_mode`` picks the screen.
 The view sends at most one message at a time and ignores keys until that message is acknowledged.
 """
 
