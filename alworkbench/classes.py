@@ -101,6 +101,9 @@ def rename_class(project, old: str, new: str, *, annotator: str = RENAME_ANNOTAT
                         f"{', '.join(map(repr, names))}, or add {new!r} to {key}: first")
     if old not in names and not current:
         raise AlwbError(f"no label uses {old!r} and it is not in {key}: of {project.config_path}: nothing to rename")
+    if cfg.taxonomy is not None and old in names:
+        raise AlwbError(f"{project.config_path} has a taxonomy: rename or move the leaf {old!r} in its taxonomy: "
+                        f"first, then run this again to map the labels (they get the new leaf's path)")
     # 1. the labels: one appended event per item (idempotent: only items still labelled `old`)
     active = store.active_answers()
     round_ = store.last_round() + 1 if current else None
@@ -112,6 +115,8 @@ def rename_class(project, old: str, new: str, *, annotator: str = RENAME_ANNOTAT
             ans = Answer.of_tags([new if t == old else t for t in current[sid]], note=note)
         else:
             ans = Answer.of_label(new, note=note)
+            if cfg.taxonomy is not None:
+                ans = project.schema.validate(ans)  # stores the new leaf's path
         store.record(sid, ans, round=round_, annotator=annotator, model_version=int(prev.get("model_version") or 0),
                      strategy="rename")
     # 2. the config

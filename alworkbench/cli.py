@@ -132,7 +132,31 @@ def status_dict(p) -> dict:
         "guideline_version": p.config.guideline.version,
         "unknown_labels": _unknown_labels(p),
         **_review_status(p),
+        **_taxonomy_status(p, store, reports),
     }
+
+
+def _taxonomy_status(p, store, reports) -> dict:
+    """A taxonomy project: per level, coverage of the current labels and the latest round's accuracy (held out)
+    and cross-validated accuracy (out of fold on the human labels)."""
+    tree = p.config.tree
+    if tree is None:
+        return {}
+    labels = store.labels()
+    cover = tree.level_counts(list(labels.values()))
+    moved: dict[str, list] = {}  # leaf -> [n labels, the path stored first] for paths the tree no longer gives
+    for sid, path in store.paths().items():
+        leaf = labels.get(sid)
+        if leaf in tree.leaves and tuple(path) != tree.path(leaf):
+            moved.setdefault(leaf, [0, list(path)])[0] += 1
+    last = next((r.get("levels") for r in reversed(reports) if r.get("levels")), None) or []
+    out = []
+    for k, name in enumerate(tree.level_names(), start=1):
+        rep = next((lv for lv in last if lv.get("level") == k), {})
+        out.append({"level": k, "name": name, "coverage": cover[k - 1], "accuracy": rep.get("accuracy"),
+                    "cv_accuracy": rep.get("cv_accuracy")})
+    return {"taxonomy_depth": tree.depth, "levels": out,
+            "moved_paths": {leaf: {"n": n, "stored": p, "now": list(tree.path(leaf))} for leaf, (n, p) in moved.items()}}
 
 
 def _review_status(p) -> dict:
@@ -189,6 +213,15 @@ def cmd_status(a) -> int:
     top = max(counts.values(), default=0) or 1
     for k, v in counts.items():
         print(f"    {k:>{width}s} {v:5d} {'#' * int(30 * v / top)}")
+    for lv in st.get("levels") or []:
+        acc = f"accuracy {lv['accuracy']:.3f}" if lv["accuracy"] is not None else "accuracy -"
+        cv = f", cross-validated {lv['cv_accuracy']:.3f}" if lv["cv_accuracy"] is not None else ""
+        covered = sum(1 for v in lv["coverage"].values() if v)
+        print(f"  {lv['name']}: {acc}{cv}; {covered}/{len(lv['coverage'])} nodes labelled: "
+              + ", ".join(f"{n} {c}" for n, c in lv["coverage"].items()))
+    for leaf, m in (st.get("moved_paths") or {}).items():
+        print(f"  {m['n']} label(s) {leaf!r} were answered under {' > '.join(m['stored'])}; the taxonomy now puts it "
+              f"under {' > '.join(m['now'])} (levels, metrics and exports follow the taxonomy; the store keeps both)")
     rs = st["review_states"]
     print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
           f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")
@@ -409,6 +442,10 @@ def cmd_label(a) -> int:
             rep = s.retrain()
             acc = f", held-out {rep.metric} {rep.accuracy:.3f}" if rep.accuracy is not None else ""
             print(f"  model v{rep.model_version}: {rep.n_labels} labels{acc} (fit {rep.timings['fit']:.2f} s)")
+            if rep.levels:  # a taxonomy: held-out accuracy per level (cross-validated in brackets)
+                print("  per level: " + ", ".join(
+                    f"{lv['name']} " + ("-" if lv["accuracy"] is None else f"{lv['accuracy']:.3f}")
+                    + ("" if lv["cv_accuracy"] is None else f" (cv {lv['cv_accuracy']:.3f})") for lv in rep.levels))
             if rep.should_stop:
                 print(f"  stopping signal: {rep.stop_reason}")
     finally:
@@ -720,10 +757,22 @@ def cmd_route(a) -> int:
 def cmd_simulate(a) -> int:
     from .loop.simulation import format_table, simulate
 
-    res = simulate(a.dataset, strategies=_names(a.strategy), budget=a.budget, batch_size=a.batch_size,
-                   initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=a.limit, workdir=a.workdir,
+    dataset, taxonomy, limit = a.dataset, None, a.limit
+    if a.config:  # a project config: its built-in dataset, its taxonomy and its source.limit
+        from .config import load_config
+
+        cfg = load_config(a.config)
+        if cfg.source.kind != "builtin" and dataset is None:
+            raise AlwbError(f"{a.config}: simulate needs a built-in source (source.dataset) or --dataset")
+        dataset = dataset or cfg.source.dataset
+        taxonomy = cfg.taxonomy
+        limit = limit or cfg.source.limit
+    if dataset is None:
+        raise AlwbError("simulate needs --dataset or --config")
+    res = simulate(dataset, strategies=_names(a.strategy), budget=a.budget, batch_size=a.batch_size,
+                   initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=limit, workdir=a.workdir,
                    progress=not a.quiet, log=None if a.quiet else (lambda m: print(m, file=sys.stderr)),
-                   mode=a.mode, pace=a.pace, compare_sync=a.compare_sync)
+                   mode=a.mode, pace=a.pace, compare_sync=a.compare_sync, taxonomy=taxonomy)
     print(format_table(res))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -854,7 +903,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(fn=cmd_route)
 
     p = sub.add_parser("simulate", help="compare query strategies with a simulated oracle")
-    p.add_argument("--dataset", required=True, help="digits, fashion-mnist or a folder tree (class = sub-folder)")
+    p.add_argument("--dataset", help="digits, fashion-mnist or a folder tree (class = sub-folder)")
+    p.add_argument("--config", help="a project config (alwb.yaml): its built-in dataset, source.limit and taxonomy "
+                   "(accuracy per taxonomy level is reported)")
     p.add_argument("--strategy", default="random,default", help="comma-separated strategy names")
     p.add_argument("--budget", type=int, default=200)
     p.add_argument("--batch-size", type=int, default=20)

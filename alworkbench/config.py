@@ -119,6 +119,8 @@ class ProjectConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     classes: Optional[list[str]] = None
     tags: Optional[list[str]] = None
+    #: a class tree (alworkbench.labels.taxonomy); its leaves are ``classes`` (single-label)
+    taxonomy: Optional[dict] = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
     query: QueryConfig = field(default_factory=QueryConfig)
@@ -134,12 +136,23 @@ class ProjectConfig:
     def multilabel(self) -> bool:
         return self.tags is not None
 
+    @property
+    def tree(self):
+        """The taxonomy as an :class:`alworkbench.labels.taxonomy.Taxonomy`, or None for flat classes."""
+        if self.taxonomy is None:
+            return None
+        from .labels.taxonomy import Taxonomy
+
+        return Taxonomy(self.taxonomy)
+
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if self.tags is None:
             d.pop("tags")
-        if self.classes is None:
-            d.pop("classes")
+        if self.classes is None or self.taxonomy is not None:
+            d.pop("classes")  # a taxonomy's leaves are the classes: written once, in the tree
+        if self.taxonomy is None:
+            d.pop("taxonomy")
         return d
 
     def to_yaml(self) -> str:
@@ -265,6 +278,25 @@ def _name_list(key: str, raw: Any) -> list[str]:
     return check_names([x.strip() if isinstance(x, str) else x for x in raw], key)
 
 
+def _taxonomy(raw: Any, classes: Optional[list], tags: Optional[list]) -> dict:
+    """taxonomy: a class tree whose leaves are the classes. A ``classes:`` list beside it must name the same
+    leaves (any order); ``tags:`` beside it is refused (hierarchical tags are written ``animal/cat``)."""
+    from .labels.taxonomy import Taxonomy
+
+    if tags is not None:
+        raise ConfigError("config keys 'taxonomy' and 'tags' are exclusive: a taxonomy's leaves are single-label "
+                          "classes; for hierarchical tags write them with '/' in tags: (animal/cat)")
+    tree = Taxonomy(raw)
+    if classes is not None and set(classes) != set(tree.leaves):
+        extra = [c for c in classes if c not in tree.leaves]
+        missing = [c for c in tree.leaves if c not in classes]
+        what = (f"classes lists {extra[0]!r}, which is not a leaf of the taxonomy" if extra else
+                f"the taxonomy leaf {missing[0]!r} is missing from classes")
+        raise ConfigError(f"config keys 'classes' and 'taxonomy' disagree: {what}; drop classes: (the taxonomy's "
+                          "leaves are the classes)")
+    return {"taxonomy": tree.to_dict(), "classes": list(tree.leaves)}
+
+
 def config_from_dict(raw: Any) -> ProjectConfig:
     if raw is None or raw == {}:
         raise ConfigError("the config is empty: it needs at least 'source' (e.g. source: digits, or "
@@ -294,6 +326,8 @@ def config_from_dict(raw: Any) -> ProjectConfig:
             raise ConfigError(f"config key 'classes' needs at least 2 classes, got {len(kw['classes'])}")
     if raw.get("tags") is not None:
         kw["tags"] = _name_list("tags", raw["tags"])
+    if raw.get("taxonomy") is not None:
+        kw.update(_taxonomy(raw["taxonomy"], kw.get("classes"), kw.get("tags")))
     cfg = ProjectConfig(**kw)
     validate(cfg)
     return cfg

@@ -20,7 +20,8 @@ disagree without a majority (a tie) has no final label: it is left out and repor
 reviewer decides. The CSV has the columns id, path, label (tags), annotator, round, answered_at (of the latest
 answer), review_state (unreviewed / accepted / corrected), label_source (review / consensus / single / gold),
 annotators (who answered, ``|``-separated) and source, the label's origin: human (a single answer), consensus,
-review, gold or auto.
+review, gold or auto. A project with a taxonomy gets one more column per level (level_1, level_2, ...): the
+label's node at that level in the taxonomy.
 
 Auto labels (``auto_label`` records of confidence routing, :mod:`alworkbench.loop.routing`) are model labels, never
 human ones: an item that any person answered, reviewed or gave a gold answer for is exported with its human/final
@@ -284,10 +285,20 @@ CSV_COLUMNS = ("id", "path", "label", "annotator", "round", "answered_at", "revi
 AUTO_COLUMNS = ("confidence", "model_version")
 
 
-def _write_csv(f, rows, multilabel: bool, include_auto: bool = False) -> None:
+def _level_cells(tree, row) -> list[str]:
+    """A taxonomy project's level columns: the label's path in the taxonomy as it is now (a leaf moved in the tree
+    since it was answered is exported where it is now; the path stored with the answer stays in the store, and
+    ``alwb status`` counts such labels); a path shorter than the tree is carried down (the leaf stands for itself)."""
+    try:
+        return list(tree.levels(row["value"]))
+    except KeyError:  # a label the taxonomy no longer has (alwb classes explains it): no levels
+        return [""] * tree.depth
+
+
+def _write_csv(f, rows, multilabel: bool, include_auto: bool = False, tree=None) -> None:
     w = csv.writer(f)
     w.writerow(["tags" if (multilabel and c == "label") else c for c in CSV_COLUMNS]
-               + (list(AUTO_COLUMNS) if include_auto else []))
+               + (list(AUTO_COLUMNS) if include_auto else []) + (tree.level_names() if tree is not None else []))
     for it, row in rows:
         value = "|".join(row["value"]) if multilabel else row["value"]
         path = display_path(it.uri) if not it.uri.startswith("builtin://") else ""  # valid UTF-8 (issue 9 #4)
@@ -295,6 +306,8 @@ def _write_csv(f, rows, multilabel: bool, include_auto: bool = False) -> None:
                  row["source"], "|".join(row["annotators"]), row["origin"]]
         if include_auto:
             cells += [row["confidence"], row["model_version"]]
+        if tree is not None:
+            cells += _level_cells(tree, row)
         w.writerow(csv_row(cells))
 
 
@@ -367,7 +380,7 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
         fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
         try:
             with os.fdopen(fd, "w", newline="", encoding="utf-8") as f:
-                _write_csv(f, rows + auto_rows, multilabel, include_auto)
+                _write_csv(f, rows + auto_rows, multilabel, include_auto, project.config.tree)
             os.replace(tmp, out)
         finally:
             if os.path.exists(tmp):
@@ -378,7 +391,7 @@ def export(project, out: str | Path, fmt: str = "csv", *, overwrite: bool = Fals
     def write(d: Path) -> dict:
         if fmt == "csv":
             with open(d / "labels.csv", "w", newline="", encoding="utf-8") as f:
-                _write_csv(f, rows + auto_rows, multilabel, include_auto)
+                _write_csv(f, rows + auto_rows, multilabel, include_auto, project.config.tree)
         else:
             _write_folders(project, rows, d)
             if auto_rows:

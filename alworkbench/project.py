@@ -146,7 +146,7 @@ class Project:
 
             g = self.config.guideline
             self._schema = LabelSchema(classes=self.config.classes, tags=self.config.tags,
-                                       guideline_text=g.text, guideline_version=g.version)
+                                       guideline_text=g.text, guideline_version=g.version, taxonomy=self.config.tree)
         return self._schema
 
     @property

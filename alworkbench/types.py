@@ -62,6 +62,8 @@ class Answer:
     tags: tuple[str, ...] = ()
     note: str = ""
     time_spent_s: Optional[float] = None
+    #: taxonomy projects: the label's ancestors and the label itself, root first (filled in by LabelSchema)
+    path: tuple[str, ...] = ()
 
     @classmethod
     def of_label(cls, label: str, **kw) -> "Answer":
@@ -125,6 +127,9 @@ class RoundReport:
     annotator: str = ""
     snapshot: int = 0  # label-store events the model saw (a newer model always has a larger snapshot)
     reselected: int = 0  # unanswered items of the open batch chosen again with this model
+    #: taxonomy projects: one entry per level, {"level", "name", "accuracy", "n_eval", "cv_accuracy", "n_cv",
+    #: "coverage": {node: human labels}} (alworkbench.loop.session.Session._levels); None for flat classes
+    levels: Optional[list] = None
 
     @classmethod
     def from_dict(cls, d: dict) -> "RoundReport":

@@ -34,6 +34,8 @@ predictions          the latest model's predictions (a copy of the newest predic
 predictions.uncertainty  1 - margin of the latest model (single-label; also on each predictions_r<k>)
 uncertainty          multi-label only: mean closeness of the tag probabilities to 0.5
 embedding            the project's embedding vector (VectorField)
+level_<k>, gt_level_<k>, pred_level_<k>   taxonomy projects: label, ground truth and prediction at level k
+                     (alworkbench.integrations.fiftyone_taxonomy)
 =================  ===========================================================================================
 """
 from __future__ import annotations
@@ -290,12 +292,13 @@ def _classifications(fo, tags: Optional[Iterable[str]]):
 
 
 def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: bool,
-                    logits: bool = True, threshold: float = 0.5) -> list:
+                    logits: bool = True, threshold: float = 0.5, top: Optional[np.ndarray] = None) -> list:
     """FiftyOne label objects for a probability matrix (one per row), built in one pass.
 
     Single-label: Classification(label=argmax, confidence=max p, logits=log p if ``logits``) so FiftyOne
     Brain's mistakenness (use_logits) and hardness can use them. Multi-label: Classifications of every tag
-    with p >= threshold (each with its confidence).
+    with p >= threshold (each with its confidence). ``top``: the predicted column per row instead of the argmax (a
+    taxonomy's top-down leaf, :meth:`alworkbench.labels.taxonomy.Taxonomy.predict_leaves`).
     """
     proba = np.asarray(proba, dtype=np.float32)
     classes = [str(c) for c in classes]
@@ -306,7 +309,7 @@ def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: b
             out.append(fo.Classifications(classifications=[
                 fo.Classification(label=classes[j], confidence=float(row[j])) for j in on]))
         return out
-    top = proba.argmax(axis=1)
+    top = proba.argmax(axis=1) if top is None else np.asarray(top, dtype=np.int64)
     conf = proba[np.arange(len(proba)), top].tolist()
     Classification = fo.Classification
     if logits:
@@ -315,7 +318,8 @@ def prediction_docs(fo, proba: np.ndarray, classes: Sequence[str], multilabel: b
     return [Classification(label=classes[k], confidence=c) for k, c in zip(top.tolist(), conf)]
 
 
-def _raw_classification_docs(fo, proba: np.ndarray, classes: Sequence[str]) -> Optional[list]:
+def _raw_classification_docs(fo, proba: np.ndarray, classes: Sequence[str],
+                             top: Optional[np.ndarray] = None) -> Optional[list]:
     """The stored form of ``Classification(label, confidence, uncertainty=...)`` for every row, built as plain
     dicts (what ``Classification.to_mongo()`` produces, without one mongoengine round trip per row: that is
     most of the cost of a 60k-row ``set_values``). Returns None when this FiftyOne stores Classifications
@@ -326,7 +330,7 @@ def _raw_classification_docs(fo, proba: np.ndarray, classes: Sequence[str]) -> O
     if set(probe) != {"_id", "_cls", "tags", "label", "confidence", "uncertainty"} or probe["_cls"] != "Classification":
         return None
     proba = np.asarray(proba, dtype=np.float32)
-    top = proba.argmax(axis=1)
+    top = proba.argmax(axis=1) if top is None else np.asarray(top, dtype=np.int64)
     conf = proba[np.arange(len(proba)), top].tolist()
     unc = uncertainty_scores(proba, False).tolist()
     names = [str(c) for c in classes]
@@ -354,6 +358,7 @@ class SyncReport:
     predictions_written: bool = False
     embeddings_written: bool = False
     seconds: dict[str, float] = field(default_factory=dict)
+    level_fields: list = field(default_factory=list)  # taxonomy level fields written (fiftyone_taxonomy)
 
     def __str__(self) -> str:
         parts = [f"{self.dataset}: {self.n_samples} samples", f"+{self.n_added} new",
@@ -532,7 +537,8 @@ def predictions_key(ds, round_: int, model_version: int) -> tuple[str, bool]:
 
 def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: Sequence[str], *,
                       round_: int, model_version: int, multilabel: bool = False, logits: bool = True,
-                      accuracy: Optional[float] = None, latest: bool = False) -> tuple[str, bool]:
+                      accuracy: Optional[float] = None, latest: bool = False,
+                      top: Optional[np.ndarray] = None) -> tuple[str, bool]:
     """Bulk-write one model's predictions into their own keyed field and registered run; returns
     (field, written). Already-synced model versions are skipped (idempotent). Single-label predictions
     carry ``uncertainty`` (1 - margin) on the label; ``latest`` also copies the field to ``predictions``."""
@@ -551,13 +557,14 @@ def write_predictions(ds, item_ids: Sequence[str], proba: np.ndarray, classes: S
                         f"have none (first: {missing[0]!r}); sync the samples first")
     order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
     p = proba[order]
-    docs = None if (multilabel or logits) else _raw_classification_docs(fo, p, classes)
+    t = None if top is None else np.asarray(top)[order]  # a taxonomy's top-down leaf per row (else the argmax)
+    docs = None if (multilabel or logits) else _raw_classification_docs(fo, p, classes, t)
     if docs is not None:  # plain stored documents: declare the field, skip per-row validation
         if key not in ds.get_field_schema():
             ds.add_sample_field(key, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
         ds.set_values(key, docs, validate=False, progress=False)
     else:
-        docs = prediction_docs(fo, p, classes, multilabel, logits=logits)
+        docs = prediction_docs(fo, p, classes, multilabel, logits=logits, top=t)
         if not multilabel:
             for d, u in zip(docs, uncertainty_scores(p, False).tolist()):
                 d["uncertainty"] = u
@@ -661,9 +668,15 @@ def sync(project, session=None, *, embeddings: bool = True, logits: bool = False
             reports = [r for r in session.reports if r.model_version == version]
             round_ = reports[-1].round if reports else version
             acc = reports[-1].accuracy if reports else None
+            tree = project.config.tree
             rep.predictions_field, rep.predictions_written = write_predictions(
                 ds, item_ids, proba, classes, round_=round_, model_version=version, multilabel=multilabel,
-                logits=logits, accuracy=acc, latest=True)
+                logits=logits, accuracy=acc, latest=True,
+                top=tree.predict_leaves(proba, classes) if tree is not None and not multilabel else None)
+    if project.config.taxonomy is not None:  # one field per level: label, ground truth, prediction
+        from .fiftyone_taxonomy import sync_levels
+
+        rep.level_fields = sync_levels(fo, ds, project, label_states(project), session)
     t["predictions"] = time.perf_counter()
     if embeddings:
         X = getattr(session, "X", None) if session is not None else None

@@ -61,7 +61,7 @@ class LabelSchema:
     """
 
     def __init__(self, classes: Optional[Sequence[str]] = None, tags: Optional[Sequence[str]] = None,
-                 guideline_text: str = "", guideline_version: str = "1"):
+                 guideline_text: str = "", guideline_version: str = "1", taxonomy=None):
         if (classes is None) == (tags is None):
             raise ConfigError("a project needs exactly one of 'classes' (single-label) or 'tags' (multi-label)"
                               + (", not both" if classes is not None else ""))
@@ -69,6 +69,10 @@ class LabelSchema:
         self.tags: Optional[tuple[str, ...]] = None if tags is None else _check_names(tags, "tags")
         if self.classes is not None and len(self.classes) < 2:
             raise ConfigError(f"classes: a single-label project needs at least 2 classes, got {len(self.classes)}")
+        #: an alworkbench.labels.taxonomy.Taxonomy whose leaves are the classes, or None
+        self.taxonomy = taxonomy
+        if taxonomy is not None and (self.classes is None or set(self.classes) != set(taxonomy.leaves)):
+            raise ConfigError("a taxonomy needs a single-label project whose classes are its leaves")
         self.guideline_text = str(guideline_text or "")
         self.guideline_version = str(guideline_version)
         # every declared tag plus its implicit ancestors
@@ -102,7 +106,11 @@ class LabelSchema:
         if answer.time_spent_s is not None and not answer.time_spent_s >= 0:
             raise AnswerError(f"time_spent_s must be >= 0 seconds, got {answer.time_spent_s!r}")
         if answer.kind in ("skip", "flag"):
+            if answer.path:
+                raise AnswerError(f"a {answer.kind!r} answer carries no taxonomy path, got {list(answer.path)}")
             return answer
+        if answer.kind == "tags" and answer.path:
+            raise AnswerError(f"a 'tags' answer carries no taxonomy path, got {list(answer.path)}")
         if answer.kind == "label":
             if self.multilabel:
                 raise AnswerError("this is a multi-label project: answer with tags (Answer.of_tags), "
@@ -111,7 +119,7 @@ class LabelSchema:
                 raise AnswerError(f"a 'label' answer carries no tags, got {list(answer.tags)}")
             if answer.label not in self.classes:  # type: ignore[operator]
                 raise AnswerError(f"unknown class {answer.label!r}; allowed: {_short_list(self.classes)}")
-            return answer
+            return self._with_path(answer)
         # kind == "tags"
         if not self.multilabel:
             raise AnswerError("this is a single-label project: answer with one class (Answer.of_label), "
@@ -129,6 +137,21 @@ class LabelSchema:
             raise AnswerError(f"unknown tag(s) {_short_list(unknown)}; allowed: {_short_list(self.allowed_tags)}")
         normalised = tuple(sorted(set(tags)))
         return answer if normalised == answer.tags else dataclasses.replace(answer, tags=normalised)
+
+    def _with_path(self, answer: Answer) -> Answer:
+        """A label answer with its taxonomy path (ancestors, then the label) filled in; a path given by the caller
+        must be exactly that one."""
+        if self.taxonomy is None:
+            if answer.path:
+                raise AnswerError(f"this project has no taxonomy: a label carries no path, got {list(answer.path)}")
+            return answer
+        from .taxonomy import format_path
+
+        path = self.taxonomy.path(answer.label)
+        if answer.path and tuple(answer.path) != path:
+            raise AnswerError(f"path {format_path(answer.path)!r} does not lead to {answer.label!r} in the taxonomy; "
+                              f"its path is {format_path(path)!r}")
+        return answer if tuple(answer.path) == path else dataclasses.replace(answer, path=path)
 
     def __repr__(self) -> str:
         kind = "tags" if self.multilabel else "classes"

@@ -37,7 +37,7 @@ from ..errors import AnswerError, DuplicateAnswerError, NothingToUndoError, Stor
 from ..types import Answer, Prediction
 from .schema import with_ancestors
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3  # 3: events.path_json (a taxonomy label's ancestors, stored explicitly)
 ANSWER_KINDS = ("label", "tags", "skip", "flag")
 EVENT_KINDS = ANSWER_KINDS + ("undo", "enqueue")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
@@ -80,6 +80,7 @@ _DDL_TABLES = [
     prediction_json TEXT,
     undoes          INTEGER REFERENCES events(id),
     uid             TEXT,
+    path_json       TEXT,
     CHECK ((kind = 'undo') = (undoes IS NOT NULL))
 )""",
     """CREATE TABLE IF NOT EXISTS meta (
@@ -107,7 +108,7 @@ _DDL_TABLES = [
 ]
 # columns added to version-1 tables: (table, column, declaration)
 _ADDED_COLUMNS = [("events", "uid", "TEXT"), ("batches", "annotator", "TEXT NOT NULL DEFAULT ''"),
-                  ("batches", "supersedes", "TEXT")]
+                  ("batches", "supersedes", "TEXT"), ("events", "path_json", "TEXT")]
 _DDL_AFTER = [
     "CREATE INDEX IF NOT EXISTS events_sample_round ON events(sample_id, round)",
     "CREATE INDEX IF NOT EXISTS events_round ON events(round)",
@@ -125,7 +126,7 @@ _DDL_AFTER = [
 
 _EVENT_COLUMNS = ("id", "kind", "sample_id", "value_json", "note", "round", "batch_id", "annotator",
                   "created_at", "shown_at", "time_spent_s", "model_version", "strategy", "score",
-                  "prediction_json", "undoes", "uid")
+                  "prediction_json", "undoes", "uid", "path_json")
 _SAMPLE_COL = _EVENT_COLUMNS.index("sample_id")
 _SELECT_EVENTS = "SELECT " + ", ".join("e." + c for c in _EVENT_COLUMNS) + " FROM events e"
 
@@ -234,7 +235,23 @@ def _row_to_event(row: Sequence[Any]) -> dict:
         value = tuple(value)
     d["value"] = value
     d["prediction"] = None if raw_pred is None else json.loads(raw_pred)
+    raw_path = d.pop("path_json")
+    d["path"] = None if raw_path is None else tuple(json.loads(raw_path))
     return d
+
+
+def _answer_path(answer: Answer) -> Optional[str]:
+    """A taxonomy label's path (root first, ending in the label) as JSON; None when the answer has none."""
+    path = tuple(getattr(answer, "path", ()) or ())
+    if not path:
+        return None
+    if answer.kind != "label":
+        raise AnswerError(f"only a 'label' answer carries a taxonomy path, got a {answer.kind!r} answer with "
+                          f"{list(path)}")
+    if not all(isinstance(p, str) and p for p in path) or path[-1] != answer.label:
+        raise AnswerError(f"a taxonomy path must be non-empty names ending in the label {answer.label!r}, got "
+                          f"{list(path)}")
+    return json.dumps(list(path))
 
 
 def _answer_value(answer: Answer) -> Optional[str]:
@@ -383,8 +400,8 @@ class LabelStore:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             for stmt in _DDL_AFTER:
                 conn.execute(stmt)
-            if version is not None:
-                self._migrate_v1(conn)
+            if version == 1:
+                self._migrate_v1(conn)  # version 2 -> 3 only adds the nullable column events.path_json
             conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)"
                          " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json",
                          (json.dumps(SCHEMA_VERSION),))
@@ -518,13 +535,14 @@ class LabelStore:
         _check_round(round)
         uid = uuid.uuid4().hex if uid is None else _check_id(uid, "uid")
         value = _answer_value(answer)
+        path = _answer_path(answer)
         now = time.time()
         spent = answer.time_spent_s
         if spent is None and shown_at is not None:
             spent = max(0.0, now - float(shown_at))
         row = (answer.kind, sample_id, value, answer.note or "", round, batch_id or "", annotator, now,
                None if shown_at is None else float(shown_at), None if spent is None else float(spent),
-               int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction), uid)
+               int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction), uid, path)
         conn = self._conn()
         try:
             with self._write(conn):
@@ -540,8 +558,8 @@ class LabelStore:
                     raise DuplicateAnswerError(sample_id, round)
                 cur = conn.execute(
                     "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
-                    " shown_at, time_spent_s, model_version, strategy, score, prediction_json, uid)"
-                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
+                    " shown_at, time_spent_s, model_version, strategy, score, prediction_json, uid, path_json)"
+                    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", row)
                 eid = int(cur.lastrowid)
         except _CommitFailed as exc:
             return self._confirm_event(uid, sample_id, exc)
@@ -642,6 +660,16 @@ class LabelStore:
     def labels(self) -> dict[str, str]:
         """Sample id -> class, for samples whose latest active answer is a single label."""
         return {s: json.loads(raw) for s, (kind, raw, _) in self._current().items() if kind == "label"}
+
+    @_translated
+    def paths(self) -> dict[str, tuple[str, ...]]:
+        """Sample id -> stored taxonomy path (root first, ending in the label) of its current label answer, for
+        answers that stored one (taxonomy projects)."""
+        out: dict[str, Optional[str]] = {}
+        for sid, kind, raw in self._read(f"SELECT e.sample_id, e.kind, e.path_json FROM events e WHERE {_ACTIVE}"
+                                         f" AND {_NOT_GOLD} ORDER BY e.id"):
+            out[sid] = raw if kind == "label" else None
+        return {s: tuple(json.loads(raw)) for s, raw in out.items() if raw is not None}
 
     def tag_sets(self) -> dict[str, tuple[str, ...]]:
         """Sample id -> sorted tag tuple, for samples whose latest active answer is a tag set."""

@@ -34,6 +34,7 @@ class Calibration:
     ece_after: Optional[float] = None  # ... after temperature scaling
     oof_proba: Optional[np.ndarray] = field(default=None, repr=False)
     fold_heads: dict = field(default_factory=dict, repr=False)  # {fold: head}, to warm-start the next round's folds
+    usable: Optional[np.ndarray] = field(default=None, repr=False)  # rows of oof_proba that are out-of-fold predictions
 
     def to_dict(self) -> dict:
         return {"temperature": self.temperature, "cv_accuracy": self.cv_accuracy, "n_folds": self.n_folds,
@@ -192,4 +193,4 @@ def calibrate(head_factory: Callable[[], object], X: np.ndarray, y, multilabel: 
     acc = float((o.argmax(axis=1) == c).mean())
     return Calibration(temperature=T, cv_accuracy=acc, n_folds=k, n_used=int(usable.sum()),
                        ece_before=top1_ece(o, c), ece_after=top1_ece(apply_temperature(o, T), c),
-                       oof_proba=oof, fold_heads=heads)
+                       oof_proba=oof, fold_heads=heads, usable=usable)

@@ -53,13 +53,17 @@ class _Model:
     """A fitted head plus everything derived from it (immutable once built)."""
 
     def __init__(self, head, version: int, proba: np.ndarray, classes: list[str], multilabel: bool, *,
-                 n_labels: int = 0, snapshot: int = 0, calibration: Optional[Calibration] = None):
+                 n_labels: int = 0, snapshot: int = 0, calibration: Optional[Calibration] = None, tree=None):
         self.head = head
         self.version = version
         self.proba = proba  # (n_items, n_classes) for every item of the project, calibrated
         self.classes = classes
         self.multilabel = multilabel
-        self.pred = (proba >= 0.5) if multilabel else proba.argmax(axis=1)
+        if tree is not None and not multilabel:
+            # a taxonomy: the leaf predicted top-down (alworkbench.labels.taxonomy), so it never contradicts the tree
+            self.pred = tree.predict_leaves(proba, classes)
+        else:
+            self.pred = (proba >= 0.5) if multilabel else proba.argmax(axis=1)
         self.n_labels = int(n_labels)
         self.snapshot = int(snapshot)  # store events seen when the training data was read
         self.calibration = calibration or Calibration()
@@ -97,6 +101,7 @@ class Session:
         self.annotator = annotator or self.config.annotator
         self.store = project.store
         self.schema = project.schema
+        self.tree = getattr(self.schema, "taxonomy", None)  # alworkbench.labels.taxonomy.Taxonomy or None
         self.multilabel = self.config.multilabel
         self.classes: list[str] = list(self.config.tags if self.multilabel else self.config.classes)
         self.strategy = strategy or self.config.query.strategy
@@ -543,6 +548,9 @@ class Session:
             return None
         p = model.proba[i]
         order = np.argsort(-p, kind="stable")[:TOP_K]
+        if self.tree is not None and not self.multilabel:  # the suggestion is the tree-consistent (top-down) leaf
+            lead = int(model.pred[i])
+            order = [lead] + [int(j) for j in np.argsort(-p, kind="stable") if j != lead][:TOP_K - 1]
         return Prediction(top=tuple((model.classes[j], float(p[j])) for j in order), model_version=model.version)
 
     def _save_batch(self, idx: Sequence[int], scores: list, strategy: str, model: Optional[_Model],
@@ -657,6 +665,9 @@ class Session:
         self.config = self.project.reload_config()
         self._guideline_seen = self.guideline_version
         self.schema = self.project.schema
+        tree = getattr(self.schema, "taxonomy", None)
+        if tree is None or set(tree.leaves) == set(self.classes):  # a reorganised tree over the same classes
+            self.tree = tree
         return self.guideline_version != old
 
     def mark_shown(self, item_id: str) -> None:
@@ -745,6 +756,18 @@ class Session:
     # ------------------------------------------------------------------ model
     def predict(self, item_id: str) -> Optional[Prediction]:
         return self._prediction(self._model, self.index_of(item_id))
+
+    def predict_tree(self, item_id: str) -> Optional[dict]:
+        """A taxonomy project's tree-consistent prediction for one item: {"path": the top-down predicted path (one
+        node per level), "p": {node: probability (its leaves' summed)}, "model_version"}; None without a taxonomy,
+        a model, or when suggestions are off."""
+        m = self._model
+        if self.tree is None or m is None or not self.show_suggestions or self.multilabel:
+            return None
+        row = m.proba[self.index_of(item_id)][None, :]
+        node_p = self.tree.node_proba(row, m.classes)
+        return {"path": list(self.tree.predict_paths(row, m.classes)[0]),
+                "p": {n: round(float(v[0]), 4) for n, v in node_p.items()}, "model_version": m.version}
 
     def predict_proba_all(self):
         """(item_ids, proba (n_items, n_classes), classes) from the current model, or None before one exists."""
@@ -863,7 +886,7 @@ class Session:
         raw, classes = self._full_proba(head)
         T_prev = prev.calibration.temperature if prev is not None else 1.0
         landed = _Model(head, 0, apply_temperature(raw, T_prev, self.multilabel), classes, self.multilabel,
-                        n_labels=len(idx), snapshot=snapshot,
+                        n_labels=len(idx), snapshot=snapshot, tree=self.tree,
                         calibration=Calibration(temperature=T_prev) if prev is None else replace(
                             prev.calibration, oof_proba=None))
         t_score = time.perf_counter()
@@ -890,7 +913,7 @@ class Session:
                             seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
                             warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
             model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
-                           self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal)
+                           self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
             model.train_idx = idx
             with self._lock:
                 if self._model is landed:
@@ -898,13 +921,41 @@ class Session:
             self._record_calibration(model)
         t_cal = time.perf_counter()
         acc, n_eval = self._evaluate(model)
+        levels = self._levels(model, target) if self.tree is not None else None
         timings = {"fit": t_fit - t0, "score": t_score - t_fit, "select": t_select - t_score,
                    "to_selection": t_select - t0, "calibrate": t_cal - t_select, "total": time.perf_counter() - t0}
         with self._lock:
             report = self._report_for(model, round_, acc, n_eval, timings, stability, reselected=n_re)
+            report.levels = levels
             self.reports.append(report)
             self._append_report(report)
         return report
+
+    def _levels(self, model: _Model, target=None) -> list[dict]:
+        """Taxonomy projects: per level, held-out accuracy of the tree-consistent predictions against ground truth
+        (the items ``accuracy`` is measured on), out-of-fold accuracy on the human labels (the rows
+        ``cv_accuracy`` is measured on) and coverage of the human labels."""
+        tree = self.tree
+        ev = np.flatnonzero(self.eval_mask)
+        held = tree.level_accuracy([self._gt[i] for i in ev], tree.predict_paths(model.proba[ev], model.classes))
+        n_eval = sum(1 for i in ev if self._gt[i] is not None and self._gt[i] in tree.leaves)
+        cal = model.calibration
+        cv: list = [None] * tree.depth
+        n_cv = 0
+        if cal.oof_proba is not None and cal.usable is not None and target is not None and cal.cv_accuracy is not None:
+            rows = np.flatnonzero(cal.usable)
+            o = cal.oof_proba[rows]
+            o = o / np.clip(o.sum(axis=1, keepdims=True), 1e-12, None)
+            truth = [self.classes[int(c)] for c in np.asarray(target)[rows]]
+            cv = tree.level_accuracy(truth, tree.predict_paths(o, self.classes))
+            n_cv = len(rows)
+        labelled = [v for v in self.labels().values() if isinstance(v, str)]
+        cover = tree.level_counts(labelled)
+        from ..labels.taxonomy import level_name
+
+        return [{"level": k, "name": level_name(k), "accuracy": held[k - 1], "n_eval": n_eval if held[k - 1] is not None
+                 else 0, "cv_accuracy": cv[k - 1], "n_cv": n_cv if cv[k - 1] is not None else 0,
+                 "coverage": cover[k - 1]} for k in range(1, tree.depth + 1)]
 
     def _record_calibration(self, model: _Model) -> None:
         if hasattr(self.store, "append_record"):
@@ -988,7 +1039,7 @@ class Session:
         with self._lock:
             self._model = _Model(head, int(rec["version"]), proba, classes, self.multilabel,
                                  n_labels=int(rec.get("n_labels") or 0), snapshot=int(rec["snapshot"]),
-                                 calibration=cal)
+                                 calibration=cal, tree=self.tree)
         return True
 
     # ------------------------------------------------------------------ fresh selections

@@ -18,7 +18,8 @@ from ..errors import AlwbError, ConfigError
 DEFAULT_WORKDIR = Path.home() / ".cache" / "alworkbench" / "simulate"
 
 
-def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: Optional[int], head: Optional[dict]):
+def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: Optional[int], head: Optional[dict],
+                  taxonomy: Optional[dict] = None):
     from ..project import Project
 
     import hashlib
@@ -31,6 +32,8 @@ def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: O
         kw["source"] = {"limit": int(limit)}
     if head:
         kw["head"] = head
+    if taxonomy:
+        kw["taxonomy"] = taxonomy
     return Project.init(d, dataset, backbone=backbone, overwrite=True, **kw)
 
 
@@ -99,7 +102,12 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
             curve = []
             factory = head_factory or s._head_factory
             for idx, info in points:
-                curve.append({"n_labels": len(idx), "accuracy": _accuracy(s, factory, np.asarray(idx)), **info})
+                acc = _accuracy(s, factory, np.asarray(idx))
+                levels = None
+                if isinstance(acc, tuple):  # a taxonomy: accuracy per level too
+                    acc, levels = acc
+                curve.append({"n_labels": len(idx), "accuracy": acc, **info,
+                              **({"level_accuracy": levels} if levels is not None else {})})
             if curve:
                 curve[-1]["mean_fit_seconds"] = round(float(np.mean(fits)), 4) if fits else None
                 curve[-1]["n_models"] = len(s.reports)
@@ -118,8 +126,9 @@ def validation_mask(items, test_mask: np.ndarray, frac: float) -> np.ndarray:
     return (h < frac) & ~np.asarray(test_mask, bool)
 
 
-def _accuracy(session, factory, idx: np.ndarray) -> Optional[float]:
-    """Held-out accuracy (micro-F1 multi-label) of a fresh head fitted on items ``idx`` with their human labels."""
+def _accuracy(session, factory, idx: np.ndarray):
+    """Held-out accuracy (micro-F1 multi-label) of a fresh head fitted on items ``idx`` with their human labels;
+    with a taxonomy, (accuracy, [accuracy per level]) of the tree-consistent predictions."""
     from .session import _Model
 
     labelled = session.labels()
@@ -138,7 +147,11 @@ def _accuracy(session, factory, idx: np.ndarray) -> Optional[float]:
     else:
         head.fit(session.X[idx], np.array([session.classes.index(labelled[sid]) for sid in ids]))
     proba, classes = session._full_proba(head)
-    acc, _ = session._evaluate(_Model(head, 0, proba, classes, session.multilabel))
+    model = _Model(head, 0, proba, classes, session.multilabel, tree=session.tree)
+    acc, _ = session._evaluate(model)
+    if session.tree is not None:
+        levels = session._levels(model)
+        return acc, [lv["accuracy"] for lv in levels]
     return acc
 
 
@@ -164,6 +177,9 @@ def summarise(results: dict, baseline: str = "random") -> dict:
     for strat, mean in means.items():
         entry = {"final_n_labels": mean[-1]["n_labels"], "final_accuracy": mean[-1]["accuracy"], "mean_curve": mean,
                  "mean_accuracy_over_curve": float(np.mean([r["accuracy"] for r in mean]))}
+        finals = [c[-1].get("level_accuracy") for c in results[strat].values()]
+        if finals and all(f is not None for f in finals):
+            entry["final_level_accuracy"] = [float(np.mean([f[k] for f in finals])) for k in range(len(finals[0]))]
         if target is not None:
             entry["labels_to_reach_baseline_final"] = labels_to_reach(mean, target)
             base = {r["n_labels"]: r["accuracy"] for r in means[baseline]}
@@ -177,14 +193,17 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
              batch_size: int = 20, initial: int = 20, seeds: Sequence[int] = (0, 1, 2),
              backbone: Optional[str] = None, limit: Optional[int] = None, workdir: Optional[str | Path] = None,
              head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None,
-             mode: str = "async", pace: float = 0.0, compare_sync: bool = False, validation: float = 0.0) -> dict:
+             mode: str = "async", pace: float = 0.0, compare_sync: bool = False, validation: float = 0.0,
+             taxonomy: Optional[dict] = None) -> dict:
     """Compare strategies with a simulated oracle. Returns a JSON-ready dict:
     ``results[strategy][seed] = [{"n_labels", "accuracy", ...}, ...]`` plus ``ingest`` and ``summary``.
 
     ``mode="async"`` (default) drives the loop a person gets (background retrains, one answer per ``pace``
     seconds, stale-batch re-selection); ``compare_sync=True`` also runs the synchronous loop and reports it beside
     (``results_sync``, ``summary_sync``). ``validation=0.2`` holds back 20% of the pool and reports accuracy on
-    it instead of the test split (for choosing defaults without looking at the test split)."""
+    it instead of the test split (for choosing defaults without looking at the test split). ``taxonomy`` (a nested
+    mapping as in ``alwb.yaml``, its leaves the dataset's classes) adds ``level_accuracy`` to every curve point and
+    ``final_level_accuracy`` to the summary."""
     from ..query import available_strategies
 
     if budget < initial:
@@ -195,7 +214,13 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
     if "random" not in strategies:
         strategies.insert(0, "random")
     workdir = Path(workdir) if workdir else DEFAULT_WORKDIR
-    base = _base_project(dataset, backbone, workdir, limit, head)
+    base = _base_project(dataset, backbone, workdir, limit, head, taxonomy)
+    if base.config.tree is not None:
+        gt_names = {g for g in base.source.ground_truth() if g is not None}
+        outside = sorted(gt_names - set(base.config.tree.leaves))
+        if outside:
+            raise ConfigError(f"the taxonomy's leaves must be {dataset}'s classes: {', '.join(map(repr, outside))} "
+                              f"is not a leaf (leaves: {', '.join(base.config.tree.leaves)})")
     allowed = available_strategies(multilabel=base.config.multilabel)
     bad = [s for s in strategies if s not in allowed]
     if bad:
@@ -237,6 +262,8 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         "mode": mode, "pace_seconds_per_answer": pace,
         "results": results,
         "summary": summarise(results),
+        **({"levels": base.config.tree.level_names(), "taxonomy": base.config.taxonomy}
+           if base.config.tree is not None else {}),
         **({"results_sync": all_results["sync"], "summary_sync": summarise(all_results["sync"])}
            if "sync" in all_results and mode != "sync" else {}),
     }
@@ -263,4 +290,9 @@ def format_table(result: dict) -> str:
         gap = summ[s].get("worst_gap_vs_baseline")
         lines.append(f"  {s:>18s}: reaches it with {reach if reach is not None else '-'} labels; "
                      f"worst round vs random {gap * 100:+.2f} points" if gap is not None else f"  {s}")
+    if result.get("levels"):
+        lines.append("final accuracy per taxonomy level (" + ", ".join(result["levels"]) + "):")
+        for s in strategies:
+            lv = summ[s].get("final_level_accuracy") or []
+            lines.append(f"  {s:>18s}: " + "  ".join(f"{n} {a:.4f}" for n, a in zip(result["levels"], lv)))
     return "\n".join(lines)

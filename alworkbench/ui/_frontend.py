@@ -1,13 +1,14 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
-Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
+Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note, path?},
 time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``;
 reviewer mode: ``{type: "review_accept"|"review_skip", item_id}``, ``{type: "review_correct", item_id,
 answer: {kind, label, tags}, reason}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
 id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``,
 ``quality`` (qualification result / failure with the guideline / error, and the accuracy notice), ``review``
-(reviewer mode: the entry shown, its place and the queue length). ``ui_mode`` picks the screen.
+(reviewer mode: the entry shown, its place and the queue length), ``taxonomy`` (the class tree for the tree
+labeller, empty for flat classes; the answer then carries the leaf's ``path``). ``ui_mode`` picks the screen.
 The view sends at most one message at a time and ignores keys until that message is acknowledged.
 """
 
@@ -78,6 +79,7 @@ function renderLabeller({ model, el }) {
   const submitBtn = h("button", "alwb-submit", "Submit tags (Enter)");
   side.append(predBox, search, choicesBox, submitBtn);
   main.append(imgBox, side);
+  const tree = mountTree({ model, root, side, pick: (leaf, path) => answer({ kind: "label", label: leaf, path: path }) });
 
   const actions = h("div", "alwb-actions");
   const acceptBtn = h("button", "alwb-accept", "Accept suggestion (a)");
@@ -511,7 +513,7 @@ function renderLabeller({ model, el }) {
 
   root.addEventListener("mousedown", (e) => {
     const t = e.target;
-    if (t === annInput || t === noteInput || t === search || t === qualRetry || (t.closest && t.closest(".alwb-guideline-body, .alwb-qual-guideline, summary"))) return;
+    if (t === annInput || t === noteInput || t === search || t === qualRetry || (t.classList && t.classList.contains("alwb-tree-search")) || (t.closest && t.closest(".alwb-guideline-body, .alwb-qual-guideline, summary"))) return;
     setTimeout(() => root.focus({ preventScroll: true }), 0);
   });
 
@@ -520,7 +522,9 @@ function renderLabeller({ model, el }) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;   // leave JupyterLab's shortcuts alone
     const k = e.key;
     let handled = true;
-    if (inflight !== null) {
+    if (inflight === null && tree.key(e)) {
+      // the taxonomy tree took it (a level key, Backspace up a level, / search)
+    } else if (inflight !== null) {
       // swallow our own keys while an answer is in flight; nothing is queued
       handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " ";
     } else if ((k === "Enter" || k === "r") && canRetry()) {
@@ -963,3 +967,146 @@ CSS = r"""
 .alwb-reason-input { flex: 1 1 auto; font: inherit; }
 .alwb-reason-save { font: inherit; cursor: pointer; padding: 3px 9px; }
 """
+
+# ------------------------------------------------------------------------------------------------ taxonomy tree
+# The tree labeller (issue 11), mounted by renderLabeller when the ``taxonomy`` trait is set (a project with a
+# taxonomy). Breadcrumbs show the current path; 1-9/0 pick among the children of the current node (a group descends
+# one level, a leaf answers with its full path); Backspace goes up one level (at the top it is the usual undo);
+# ``/`` focuses a search over every leaf (matches show their full path), arrows move, Enter picks, Escape leaves.
+# The path is reset whenever a new item is shown. Python's ``taxonomy`` trait: {roots, children, paths, leaves, keys};
+# the item's ``tree_hint`` (Session.predict_tree: the model's top-down path and node probabilities) marks the
+# predicted child at each level and shows each child's probability.
+TREE_ESM = r"""
+function mountTree({ model, root, side, pick }) {
+  const box = h("div", "alwb-tree");
+  const crumbs = h("div", "alwb-tree-crumbs");
+  const search = h("input", "alwb-tree-search");
+  search.type = "search"; search.placeholder = "/ search all classes"; search.spellcheck = false;
+  const hits = h("div", "alwb-tree-hits");
+  const kids = h("div", "alwb-tree-children");
+  const help = h("div", "alwb-tree-help");
+  box.append(crumbs, search, hits, kids, help);
+  side.appendChild(box);
+  let path = [];
+  let hit = 0;
+  let lastItem = null;
+  function tax() { return model.get("taxonomy") || {}; }
+  function active() { return !!(tax().leaves || []).length; }
+  function keys() { return tax().keys || []; }
+  function here() { const t = tax(); return path.length ? (t.children || {})[path[path.length - 1]] || [] : (t.roots || []); }
+  function isLeaf(n) { return !((tax().children || {})[n]); }
+  function fullPath(n) { return (tax().paths || {})[n] || [n]; }
+  function matches() {
+    const q = search.value.trim().toLowerCase();
+    if (!q) return [];
+    return (tax().leaves || []).filter((l) => fullPath(l).some((p) => p.toLowerCase().includes(q)));
+  }
+  function choose(n) {
+    if (isLeaf(n)) { pick(n, fullPath(n)); return; }
+    path = fullPath(n).slice();
+    draw();
+  }
+  function up() { if (!path.length) return false; path.pop(); draw(); return true; }
+  function draw() {
+    root.classList.toggle("alwb-has-tree", active());
+    box.style.display = active() ? "" : "none";
+    if (!active()) return;
+    crumbs.textContent = "";
+    const top = h("span", "alwb-crumb", "all"); top.dataset.depth = "0";
+    top.addEventListener("mousedown", (e) => e.preventDefault());
+    top.addEventListener("click", () => { path = []; draw(); root.focus({ preventScroll: true }); });
+    crumbs.appendChild(top);
+    path.forEach((n, i) => {
+      crumbs.appendChild(h("span", "alwb-crumb-sep", " \u203a "));
+      const c = h("span", "alwb-crumb", n); c.dataset.depth = String(i + 1);
+      c.addEventListener("mousedown", (e) => e.preventDefault());
+      c.addEventListener("click", () => { path = path.slice(0, i + 1); draw(); root.focus({ preventScroll: true }); });
+      crumbs.appendChild(c);
+    });
+    crumbs.dataset.path = path.join(" > ");
+    kids.textContent = "";
+    const hint = (model.get("item") || {}).tree_hint || null;   // the model's top-down path and node probabilities
+    here().forEach((n, i) => {
+      const b = h("button", "alwb-tree-child" + (isLeaf(n) ? " alwb-tree-leaf" : " alwb-tree-group"));
+      b.dataset.name = n; b.tabIndex = -1;
+      const k = keys()[i];
+      if (k) b.appendChild(h("kbd", "alwb-key", k));
+      b.appendChild(h("span", "alwb-name", n + (isLeaf(n) ? "" : " \u203a")));
+      if (hint && hint.p && hint.p[n] !== undefined) b.appendChild(h("span", "alwb-tree-p", " " + Math.round(100 * hint.p[n]) + "%"));
+      if (hint && (hint.path || []).indexOf(n) >= 0) b.classList.add("alwb-tree-predicted");
+      b.addEventListener("mousedown", (e) => e.preventDefault());
+      b.addEventListener("click", (e) => { e.preventDefault(); root.focus({ preventScroll: true }); choose(n); });
+      kids.appendChild(b);
+    });
+    hits.textContent = "";
+    const m = matches();
+    hit = Math.max(0, Math.min(hit, m.length - 1));
+    m.forEach((l, i) => {
+      const r = h("div", "alwb-tree-hit" + (i === hit ? " alwb-hit" : ""), fullPath(l).join(" > "));
+      r.dataset.name = l;
+      r.addEventListener("mousedown", (e) => e.preventDefault());
+      r.addEventListener("click", () => { search.value = ""; root.focus({ preventScroll: true }); pick(l, fullPath(l)); });
+      hits.appendChild(r);
+    });
+    if (search.value.trim() && !m.length) hits.appendChild(h("div", "alwb-tree-nohit", "no class matches \u201c" + search.value.trim() + "\u201d"));
+    help.textContent = "tree: 1-9/0 choose at this level \u00b7 Backspace up a level \u00b7 / search all classes, Enter picks";
+  }
+  // a key on the widget (not in an input): true when the tree handled it
+  function key(e) {
+    if (!active()) return false;
+    const k = e.key;
+    if (k === "/") { search.focus(); return true; }
+    if (k === "Backspace") return up();
+    if (k === "Escape" && path.length) { path = []; draw(); return true; }
+    const i = keys().indexOf(k);
+    if (i >= 0) { const n = here()[i]; if (n !== undefined) { choose(n); return true; } }
+    return false;
+  }
+  search.addEventListener("input", () => { hit = 0; draw(); });
+  search.addEventListener("keydown", (e) => {
+    e.stopPropagation();
+    const m = matches();
+    if (e.key === "Enter") {
+      e.preventDefault();
+      if (m.length) { const l = m[hit]; search.value = ""; draw(); root.focus({ preventScroll: true }); pick(l, fullPath(l)); }
+    } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
+      e.preventDefault(); hit += e.key === "ArrowDown" ? 1 : -1; draw();
+    } else if (e.key === "Escape") {
+      e.preventDefault(); search.value = ""; draw(); root.focus({ preventScroll: true });
+    }
+  });
+  model.on("change:item", () => {
+    const it = model.get("item") || {};
+    const at = (it.item_id || "") + "#" + (it.shown_seq || "");
+    if (at !== lastItem) { lastItem = at; path = []; search.value = ""; }
+    draw();
+  });
+  model.on("change:taxonomy", draw);
+  lastItem = ((model.get("item") || {}).item_id || "") + "#" + ((model.get("item") || {}).shown_seq || "");
+  draw();
+  return { key, active };
+}
+"""
+
+TREE_CSS = r"""
+.alwb-has-tree .alwb-choices, .alwb-has-tree .alwb-search { display: none !important; }
+.alwb-tree { margin-bottom: 6px; }
+.alwb-tree-crumbs { margin-bottom: 4px; font-weight: 600; }
+.alwb-crumb { cursor: pointer; }
+.alwb-crumb:last-child { color: var(--jp-brand-color1, #1976d2); }
+.alwb-tree-search { width: 100%; box-sizing: border-box; margin-bottom: 4px; font: inherit; }
+.alwb-tree-hits { margin-bottom: 4px; }
+.alwb-tree-hit { padding: 1px 6px; cursor: pointer; border-radius: 3px; }
+.alwb-tree-hit.alwb-hit { background: var(--jp-brand-color3, #dbe9f8); }
+.alwb-tree-children { display: flex; flex-wrap: wrap; gap: 5px; }
+.alwb-tree-child { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
+  background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
+.alwb-tree-group { font-weight: 600; }
+.alwb-tree-predicted { border-color: #6a9fd8; box-shadow: inset 0 0 0 1px #6a9fd8; }
+.alwb-tree-p { color: var(--jp-ui-font-color2, #666); font-weight: normal; }
+.alwb-report-levels td.alwb-level-cov { text-align: left; font-size: 11px; color: var(--jp-ui-font-color2, #666); }
+.alwb-tree-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 4px; }
+"""
+
+ESM = ESM + TREE_ESM
+CSS = CSS + TREE_CSS

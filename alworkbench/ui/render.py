@@ -149,7 +149,26 @@ def report_html(reports: Sequence[RoundReport], names: Sequence[str] = (), *, mo
     table = (f"<table class='alwb-report-table'><tr><th>class</th>{cells}</tr>"
              f"<tr><th>labels</th>{counts}</tr></table>")
     return (f"<div class='alwb-report-box'>{head}<div style='display:flex;gap:16px;align-items:flex-start;"
-            f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div></div>")
+            f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div>{levels_html(r.levels)}</div>")
+
+
+def levels_html(levels) -> str:
+    """A taxonomy project's per-level table in the round summary: held-out and cross-validated accuracy and how
+    many nodes of each level have labels (``RoundReport.levels``); "" for flat classes."""
+    if not levels:
+        return ""
+
+    def pct(x):
+        return "–" if x is None else f"{x:.3f}"
+
+    rows = "".join(
+        f"<tr data-level='{int(lv['level'])}'><th>{html.escape(str(lv['name']))}</th>"
+        f"<td class='alwb-level-acc'>{pct(lv.get('accuracy'))}</td><td class='alwb-level-cv'>{pct(lv.get('cv_accuracy'))}</td>"
+        f"<td>{sum(1 for v in (lv.get('coverage') or {}).values() if v)}/{len(lv.get('coverage') or {})}</td>"
+        f"<td class='alwb-level-cov'>{html.escape(' · '.join(f'{n} {c}' for n, c in (lv.get('coverage') or {}).items()))}"
+        "</td></tr>" for lv in levels)
+    return ("<table class='alwb-report-table alwb-report-levels'><tr><th>level</th><th>held-out accuracy</th>"
+            f"<th>cross-validated</th><th>nodes labelled</th><th>labels per node</th></tr>{rows}</table>")
 
 
 # ---------------------------------------------------------------------------------------------- the quality loop

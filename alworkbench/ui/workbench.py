@@ -98,7 +98,9 @@ def _answer_from_msg(a: Any, time_spent_s: Any) -> Answer:
     if isinstance(time_spent_s, (int, float)) and time_spent_s >= 0:
         spent = round(float(time_spent_s), 3)
     if kind == "label":
-        return Answer.of_label(str(a.get("label")), time_spent_s=spent)
+        path = a.get("path")  # the taxonomy tree sends the leaf's path; the schema checks it against the tree
+        path = tuple(str(p) for p in path) if isinstance(path, list) else ()
+        return Answer.of_label(str(a.get("label")), time_spent_s=spent, path=path)
     if kind == "tags":
         tags = a.get("tags") or []
         if not tags:
@@ -109,6 +111,15 @@ def _answer_from_msg(a: Any, time_spent_s: Any) -> Answer:
     if kind == "flag":
         return Answer.flag(str(a.get("note") or ""), time_spent_s=spent)
     raise AlwbError(f"unknown answer kind {kind!r}; expected label, tags, skip or flag")
+
+
+def taxonomy_state(schema) -> dict:
+    """The ``taxonomy`` trait: the project's class tree for the tree labeller (roots, children, paths, leaves, depth
+    and the level keys 1-9/0), or {} for flat classes."""
+    tree = getattr(schema, "taxonomy", None)
+    if tree is None:
+        return {}
+    return {**tree.to_json(), "keys": SINGLE_KEYS}
 
 
 class _OpenDescriptor:
@@ -161,6 +172,7 @@ class Workbench(anywidget.AnyWidget):
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
+    taxonomy = traitlets.Dict().tag(sync=True)             # a project's class tree (empty: flat classes)
 
     def __init__(self, session, *, retrain: bool = True, mode: str = "label", **kwargs):
         if mode not in MODES:
@@ -199,6 +211,7 @@ class Workbench(anywidget.AnyWidget):
         super().__init__(mode="multi" if multi else "single", choices=choices, annotator=session.annotator,
                          ui_mode=mode, **kwargs)
         self.add_class("alwb-labeller" if mode == "label" else "alwb-reviewer")
+        self.taxonomy = taxonomy_state(schema)
         self.on_msg(self._on_msg)
         self.observe(self._on_annotator, names="annotator")
         ref = weakref.WeakMethod(self._on_report_thread)
@@ -347,12 +360,19 @@ class Workbench(anywidget.AnyWidget):
                 "model_version": None if pred is None else pred.model_version,
                 "model": model if pred is not None else None, "suggestions": True}
 
+    def _tree_hint(self, item_id: str) -> Optional[dict]:
+        """Taxonomy projects: the session's tree-consistent prediction (path, node probabilities) for the tree
+        labeller to mark; None when there is none to show (no model, suggestions off, a qualification test)."""
+        if not self.taxonomy or self._in_qualification():
+            return None
+        return self.session.predict_tree(item_id)
+
     def _item_state(self, bi, position: int, batch_size: int, round_: int, redo: bool) -> dict:
         img = self._image_future(bi.item).result()
         self._shown_seq += 1
         return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
-                **self._suggestions(bi.item.id), "preselect": [], "status": "",
+                **self._suggestions(bi.item.id), "tree_hint": self._tree_hint(bi.item.id), "preselect": [], "status": "",
                 "qualification": self._in_qualification()}
 
     def _start(self) -> None:
@@ -729,7 +749,7 @@ class Workbench(anywidget.AnyWidget):
                 # a new model arrived while this image is shown: refresh its suggestions in place, and its place
                 # in the batch (the unanswered rest of the batch was selected again with the new model; the
                 # shown item stays in it)
-                new = {**cur, **self._suggestions(self._current_id)}
+                new = {**cur, **self._suggestions(self._current_id), "tree_hint": self._tree_hint(self._current_id)}
                 ids = [bi.item.id for bi in b.items] if b is not None else []
                 if self._current_id in ids:
                     new.update(position=ids.index(self._current_id) + 1, batch_size=len(ids), round=b.round)

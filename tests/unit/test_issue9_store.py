@@ -158,7 +158,7 @@ def test_version1_file_is_migrated_once(tmp_path):
     path = tmp_path / "labels.sqlite"
     make_v1_file(path)
     with LabelStore(path) as s:
-        assert s.get_meta("schema_version") == SCHEMA_VERSION == 2
+        assert s.get_meta("schema_version") == SCHEMA_VERSION == 3
         assert [(r["round"], r["n_labels"]) for r in s.reports()] == [(1, 2), (2, 3)]
         assert s.model_version() == 2 and len(s.models()) == 1
         assert s.acknowledged_guideline("ana") == "3" and s.acknowledged_guideline("ben") == "1"

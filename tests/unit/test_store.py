@@ -22,7 +22,7 @@ def test_file_is_wal_and_full_sync(tmp_path, store):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.integrity_check() == "ok"
-    assert store.get_meta("schema_version") == 2
+    assert store.get_meta("schema_version") == 3
 
 
 def test_record_returns_increasing_ids_and_full_provenance(store):
@@ -244,7 +244,7 @@ def test_newer_schema_version_refused(tmp_path):
     raw.execute("UPDATE meta SET value_json = '99' WHERE key = 'schema_version'")
     raw.commit()
     raw.close()
-    with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 2"):
+    with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 3"):
         LabelStore(path)
 
 

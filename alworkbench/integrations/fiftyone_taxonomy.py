@@ -1,0 +1,104 @@
+"""Taxonomy fields of a project's FiftyOne dataset: one field per level for the label, the ground truth and the
+latest model's tree-consistent prediction (:mod:`alworkbench.labels.taxonomy`).
+
+=================  ===========================================================================================
+level_<k>          Classification: the final label's node at level k in the taxonomy as it is now; None for items
+                   without a final label
+gt_level_<k>       Classification: the ground truth's node at level k (when the source knows it)
+pred_level_<k>     Classification(label, confidence): the latest model's top-down prediction at level k and that
+                   node's probability (its leaves' probabilities summed)
+=================  ===========================================================================================
+
+Called by :func:`alworkbench.integrations.fiftyone_sync.sync`; FiftyOne is imported by the caller and passed in.
+Writes are bulk ``set_values`` and only for fields whose values changed.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import numpy as np
+
+from ..labels.taxonomy import level_name
+
+
+def level_fields(depth: int) -> list[str]:
+    return [f"{p}{level_name(k)}" for p in ("", "gt_", "pred_") for k in range(1, depth + 1)]
+
+
+def _raw_docs(fo, labels: list, conf: Optional[list]) -> Optional[list]:
+    """The stored form of ``Classification(label[, confidence])`` as plain dicts (no mongoengine object per row:
+    most of the cost of writing a 60k-row field), or None when this FiftyOne stores Classifications differently."""
+    from bson import ObjectId
+
+    probe = dict(fo.Classification(label="x", confidence=0.5).to_mongo())
+    if set(probe) != {"_id", "_cls", "tags", "label", "confidence"} or probe["_cls"] != "Classification":
+        return None
+    if conf is None:
+        return [None if lab is None else {"_id": ObjectId(), "_cls": "Classification", "tags": [], "label": lab}
+                for lab in labels]
+    return [None if lab is None else {"_id": ObjectId(), "_cls": "Classification", "tags": [], "label": lab,
+                                      "confidence": float(c)} for lab, c in zip(labels, conf)]
+
+
+def _write(fo, ds, name: str, labels: list, conf: Optional[list] = None) -> bool:
+    """Set ``name`` to Classifications of ``labels`` (None: no label) unless it already holds exactly these."""
+    schema = ds.get_field_schema()
+    if name not in schema:
+        ds.add_sample_field(name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classification)
+    elif conf is None and list(ds.values(f"{name}.label")) == labels:
+        return False
+    docs = _raw_docs(fo, labels, conf)
+    if docs is not None:
+        ds.set_values(name, docs, validate=False, progress=False)
+        return True
+    docs = [None if lab is None else (fo.Classification(label=lab) if conf is None else
+                                      fo.Classification(label=lab, confidence=float(c)))
+            for lab, c in zip(labels, conf if conf is not None else [None] * len(labels))]
+    ds.set_values(name, docs, progress=False)
+    return True
+
+
+def sync_levels(fo, ds, project, states: dict, session=None) -> list[str]:
+    """Write the level fields of a taxonomy project (nothing for flat classes); returns the fields written.
+
+    ``states``: :func:`alworkbench.integrations.fiftyone_sync.label_states` (the final labels)."""
+    tree = project.config.tree
+    if tree is None:
+        return []
+    ids = list(ds.values("alwb_id"))
+    items = {it.id: it for it in project.source.items}
+    written: list[str] = []
+    final_cols: list[list] = [[] for _ in range(tree.depth)]
+    gt_cols: list[list] = [[] for _ in range(tree.depth)]
+    for sid in ids:
+        final = (states.get(sid) or {}).get("label")
+        lv = list(tree.levels(final)) if final in tree.leaves else [None] * tree.depth
+        it = items.get(sid)
+        gt = it.label if it is not None and it.label in tree.leaves else None
+        glv = list(tree.levels(gt)) if gt is not None else [None] * tree.depth
+        for k in range(tree.depth):
+            final_cols[k].append(lv[k])
+            gt_cols[k].append(glv[k])
+    for k in range(tree.depth):
+        if _write(fo, ds, level_name(k + 1), final_cols[k]):
+            written.append(level_name(k + 1))
+        if _write(fo, ds, "gt_" + level_name(k + 1), gt_cols[k]):
+            written.append("gt_" + level_name(k + 1))
+    got = session.predict_proba_all() if session is not None else None
+    if got is not None:
+        item_ids, proba, classes = got
+        version = int(session.model_version)
+        if ds.info.get("level_predictions_version") != version or "pred_" + level_name(1) not in ds.get_field_schema():
+            row = {sid: r for r, sid in enumerate(item_ids)}
+            order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
+            p = np.asarray(proba)[order]
+            paths = tree.predict_paths(p, classes)
+            node_p = tree.node_proba(p, classes)
+            for k in range(tree.depth):
+                labels = [path[k] for path in paths]
+                conf = [node_p[n][r] for r, n in enumerate(labels)]
+                _write(fo, ds, "pred_" + level_name(k + 1), labels, conf)
+                written.append("pred_" + level_name(k + 1))
+            ds.info["level_predictions_version"] = version
+            ds.save()
+    return written
