@@ -119,6 +119,11 @@ def _pool_cut(pool_proba: np.ndarray, j: int, t: float, target: float) -> tuple:
     return max(float(cf[k]), t), float(mean[k]), k + 1
 
 
+def routing_supported(config) -> bool:
+    """Whether confidence routing can run on a project with this config (single-label only for now)."""
+    return not config.multilabel
+
+
 def _check_single_label(session) -> None:
     if session.multilabel:
         raise AlwbError("confidence routing supports single-label projects only for now (this project uses tags)")
@@ -171,10 +176,11 @@ def auto_ids(store) -> dict[str, dict]:
     return {r["item_id"]: r for r in store.records(AUTO_LABEL)}
 
 
-def auto_label(session, *, dry_run: bool = False) -> dict:
+def auto_label(session, *, dry_run: bool = False, item_ids=None) -> dict:
     """Auto-accept unlabelled pool items whose calibrated top prediction reaches its class threshold: one
-    ``auto_label`` record each (none with ``dry_run``). Returns {thresholds, n_pool, n_auto, n_sampled, per_class,
-    item_ids, dry_run}."""
+    ``auto_label`` record each (none with ``dry_run``). ``item_ids`` restricts the pool to those items (incremental
+    ingest routes only the new images; condition 2 is then measured on them). Returns {thresholds, n_pool, n_auto,
+    n_sampled, per_class, item_ids, pool_ids, dry_run}."""
     from ..labels.quality import stable_unit
     from .calibration import apply_temperature
 
@@ -183,7 +189,9 @@ def auto_label(session, *, dry_run: bool = False) -> dict:
     r = session.config.routing
     oof, y, t_shift = _oof(session, model)
     reserved = session.store.reserved_ids()  # items waiting in anyone's open batch stay with the person
-    pool = np.array([i for i in session.pool_indices() if session.items[int(i)].id not in reserved], dtype=np.int64)
+    only = None if item_ids is None else set(item_ids)
+    pool = np.array([i for i in session.pool_indices() if session.items[int(i)].id not in reserved
+                     and (only is None or session.items[int(i)].id in only)], dtype=np.int64)
     proba = model.proba[pool] if len(pool) else np.zeros((0, len(session.classes)), np.float32)
     if t_shift != 1.0 and len(pool):
         proba = apply_temperature(proba, t_shift)
@@ -209,7 +217,8 @@ def auto_label(session, *, dry_run: bool = False) -> dict:
     if not dry_run and rows:
         _append_all(session.store, rows)
     return {"thresholds": th.to_dict(), "n_pool": int(len(pool)), "n_auto": len(rows), "n_sampled": n_sampled,
-            "per_class": per_class, "item_ids": out_ids, "dry_run": bool(dry_run),
+            "per_class": per_class, "item_ids": out_ids, "pool_ids": [session.items[int(i)].id for i in pool],
+            "dry_run": bool(dry_run),
             "model_version": int(model.version)}
 
 
