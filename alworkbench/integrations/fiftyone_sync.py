@@ -454,7 +454,8 @@ def label_states(project) -> dict[str, dict]:
         touched = sid in view.answers or sid in view.gold or sid in view.reviews  # a person's: never auto
         row["label_origin"] = origin_of(st["source"]) if final is not None else \
             ("auto" if a is not None and not touched else None)
-        row["auto_label"] = None if a is None else (str(a["label"]), float(a["confidence"]))
+        row["auto_label"] = None if a is None else (
+            ",".join(a["label"]) if isinstance(a["label"], list) else str(a["label"]), float(a["confidence"]))
         if row["label_origin"] == "auto":
             row["label_status"] = "auto"  # a model label only: not in to_label; a person's answer or review wins
         if status == "unlabelled" and row["label_source"] is None and not row["review_reasons"] and a is None:
