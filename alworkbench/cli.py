@@ -234,7 +234,7 @@ def cmd_status(a) -> int:
     print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
           f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")
     if st["auto_labels"]:
-        print(f"  auto labels (alwb route): {st['auto_labels']}, kept apart from human labels")
+        print(f"  auto labels (alwb route, routed ingests): {st['auto_labels']}, kept apart from human labels")
     if st["labelled_missing"]:
         shown = ", ".join(st["labelled_missing"][:5]) + (" ..." if len(st["labelled_missing"]) > 5 else "")
         print(f"  labelled but missing from the source: {len(st['labelled_missing'])} ({shown}); their labels stay "

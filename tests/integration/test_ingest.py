@@ -388,3 +388,33 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
     p = Project.open(tmp_path / "proj")
     assert "red/watched.png" in {x["item_id"] for x in p.store.records(AUTO_LABEL)} and _events_dump(p) == before
     p.close()
+
+
+def test_ingest_routes_new_images_of_a_tag_project_only_when_every_tag_is_confident(tmp_path):
+    """The same colour folders used with a tag vocabulary (each image's class is its one tag): ingest routes the
+    new images with the saved multi-label model; an auto label is the list of its present tags."""
+    from alworkbench.loop.routing import AUTO_LABEL
+
+    images = make_folder(tmp_path / "images")
+    p = Project.init(tmp_path / "proj", str(images), tags=list(CLASSES), query={"batch_size": 6},
+                     evaluation={"holdout": 0.0},
+                     routing={"on_ingest": True, "min_support": 5, "target_precision": 0.9, "review_sample": 0.0})
+    p.ingest()
+    s = p.session(annotator="ana", warm_start=False)
+    s.answer_items({f"{c}/{c}{i}.png": Answer.of_tags([c]) for c in CLASSES for i in range(10)})
+    version = s.retrain().model_version
+    s.close()
+    new_ids = [f"{c}/late{i}.png" for c in CLASSES for i in range(4)]
+    for k, sid in enumerate(new_ids):
+        _png(images / sid, CLASSES[sid.split("/")[0]], seed=8100 + k)
+    before = _events_dump(p)
+    rep = p.ingest()
+    r = rep.routing
+    assert r["status"] == "routed" and r["model_version"] == version
+    assert r["n_auto"] + r["n_queued"] == len(new_ids) and r["n_auto"] >= 6, r
+    recs = p.store.records(AUTO_LABEL)
+    assert sorted(x["item_id"] for x in recs) == sorted(r["auto"])
+    for x in recs:
+        assert x["label"] == [x["item_id"].split("/")[0]] and set(x["tag_confidence"]) == set(CLASSES)
+    assert _events_dump(p) == before
+    p.close()
