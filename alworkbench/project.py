@@ -277,9 +277,8 @@ class Project:
     def _route_new(self, ids: list, route: Optional[bool]) -> dict:
         """Route the ingested images ``ids`` (see :meth:`ingest`): {status, note, n_auto, n_sampled, n_queued,
         n_held_out, n_not_pooled, auto, queued, model_version}. ``status``: "routed", "off", "no_model", "refused"
-        (multi-label or too few labels) or "nothing" (no new image)."""
+        (too few labels for out-of-fold predictions) or "nothing" (no new image)."""
         from .errors import NotFittedError
-        from .loop.routing import routing_supported
 
         on = bool(self.config.routing.on_ingest) if route is None else bool(route)
         out = {"status": "routed", "note": "", "n_auto": 0, "n_sampled": 0, "n_queued": 0, "n_held_out": 0,
@@ -290,8 +289,6 @@ class Project:
         why = None
         if not on:
             out["status"], why = "off", "routing off (routing.on_ingest is false)"
-        elif not routing_supported(self.config):
-            out["status"], why = "refused", "routing supports single-label projects only"
         elif not self._labelled_ids():
             out["status"], why = "no_model", "no model yet (no human label)"
         wanted = set(ids)
@@ -313,14 +310,15 @@ class Project:
                 out["status"] = "no_model"
                 why = "no current model (none saved, or answers since the last one: retrain, e.g. `alwb label`)"
             res = None
-            if why is None:
+            if why is None and pool:  # nothing to score when every new image is held out, labelled or unreadable
                 try:
                     res = s.auto_label(item_ids=sorted(pool))
                 except NotFittedError as exc:
                     out["status"], why = "refused", str(exc)
             auto = [] if res is None else list(res["item_ids"])
+            version = s._model.version if why is None and s._model is not None else None
             out.update(auto=auto, n_auto=len(auto), n_sampled=0 if res is None else int(res["n_sampled"]),
-                       model_version=None if res is None else int(res["model_version"]),
+                       model_version=version if res is None else int(res["model_version"]),
                        queued=sorted(pool - set(auto)), n_held_out=len(held))
             out["n_queued"] = len(out["queued"])
             out["n_not_pooled"] = len(wanted) - len(pool) - len(held)

@@ -127,11 +127,6 @@ def _pool_cut(pool_proba: np.ndarray, j: int, t: float, target: float) -> tuple:
     return max(float(cf[k]), t), float(mean[k]), k + 1
 
 
-def routing_supported(config) -> bool:
-    """Whether confidence routing can run on a project with this config (single-label and multi-label)."""
-    return True
-
-
 def _walk_cut(cf: np.ndarray, ok: np.ndarray, target: float, min_support: int) -> Optional[int]:
     """Condition 1 on one sorted (most confident first) list: the index of the deepest eligible cut (ties kept
     together, ``k >= min_support``) before the first eligible cut whose point precision falls below ``target``."""
