@@ -57,7 +57,8 @@ def cmd_embed(a) -> int:
 
 
 def cmd_ingest(a) -> int:
-    """`alwb ingest DIR [--watch SECONDS]`: find new, changed and removed images and embed only what is new."""
+    """`alwb ingest DIR [--watch SECONDS] [--route | --no-route]`: find new, changed and removed images, embed only
+    what is new and route the new images (auto-accept with the saved model, or queue for people)."""
     import time
 
     from .project import Project
@@ -70,14 +71,18 @@ def cmd_ingest(a) -> int:
         else:
             print("\n".join(rep.lines()), flush=True)
 
+    route = a.route  # None: the config's routing.on_ingest
     if a.watch is None:
-        show(p.ingest(progress=not a.quiet))
+        try:
+            show(p.ingest(progress=not a.quiet, route=route))
+        finally:
+            p.close()
         return 0
     if a.watch <= 0:
         raise AlwbError(f"--watch takes a positive number of seconds, got {a.watch}")
-    totals = {"polls": 0, "new": 0, "changed": 0, "removed": 0, "embedded": 0}
+    totals = {"polls": 0, "new": 0, "changed": 0, "removed": 0, "embedded": 0, "auto_labelled": 0, "queued": 0}
     try:
-        rep = p.ingest(progress=False)
+        rep = p.ingest(progress=False, route=route)
         totals["polls"] += 1
         show(rep)
         if rep.builtin:
@@ -87,17 +92,20 @@ def cmd_ingest(a) -> int:
         last_skipped = rep.skipped
         while True:
             time.sleep(a.watch)
-            rep = p.ingest(progress=False)
+            rep = p.ingest(progress=False, route=route)
             totals["polls"] += 1
             for k in ("new", "changed", "removed"):
                 totals[k] += len(getattr(rep, k))
             totals["embedded"] += rep.embedded
+            totals["auto_labelled"] += int(rep.routing.get("n_auto", 0))
+            totals["queued"] += int(rep.routing.get("n_queued", 0))
             if rep.n_changes or rep.embedded or rep.skipped != last_skipped:
                 show(rep)
             last_skipped = rep.skipped
     except KeyboardInterrupt:
         summary = (f"watch stopped after {totals['polls']} poll(s): {totals['new']} new, {totals['changed']} "
-                   f"changed, {totals['removed']} removed, {totals['embedded']} embedded since it started")
+                   f"changed, {totals['removed']} removed, {totals['embedded']} embedded, {totals['auto_labelled']} "
+                   f"auto-labelled, {totals['queued']} queued since it started")
         if a.json:
             print(json.dumps({"watch_summary": totals}), flush=True)
         else:
@@ -226,7 +234,7 @@ def cmd_status(a) -> int:
     print(f"  review: {rs['unreviewed']} unreviewed, {rs['accepted']} accepted, {rs['corrected']} corrected; "
           f"{st['review_queue']} waiting in the review queue (alwb review); gold: {st['gold']} item(s)")
     if st["auto_labels"]:
-        print(f"  auto labels (alwb route): {st['auto_labels']}, kept apart from human labels")
+        print(f"  auto labels (alwb route, routed ingests): {st['auto_labels']}, kept apart from human labels")
     if st["labelled_missing"]:
         shown = ", ".join(st["labelled_missing"][:5]) + (" ..." if len(st["labelled_missing"]) > 5 else "")
         print(f"  labelled but missing from the source: {len(st['labelled_missing'])} ({shown}); their labels stay "
@@ -745,7 +753,7 @@ def cmd_route(a) -> int:
         s.close()
     rep = routing_report(p.store, p.config)
     if a.json:
-        out = {k: v for k, v in res.items() if k != "item_ids"}
+        out = {k: v for k, v in res.items() if k not in ("item_ids", "pool_ids")}
         out["report"] = rep
         print(json.dumps(jsonable(out), indent=2, ensure_ascii=False, allow_nan=False))
         return 0
@@ -829,6 +837,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="poll the source every SECONDS until interrupted (Ctrl-C prints a summary)")
     p.add_argument("--json", action="store_true", help="print each report as one JSON line")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--route", dest="route", action="store_true", default=None,
+                   help="route the new images with the saved model (auto-accept or queue) even if "
+                        "routing.on_ingest is false")
+    g.add_argument("--no-route", dest="route", action="store_false",
+                   help="queue every new image for people this time")
     p.set_defaults(fn=cmd_ingest)
 
     p = sub.add_parser("status", help="images, skipped files, labels per class")

@@ -111,6 +111,7 @@ class RoutingConfig:
     review_sample: float = 0.05  # share of auto-accepted items put into the review queue (reason "auto")
     train_on_auto: bool = False  # train on auto labels too (opt-in; they are never mixed with human labels)
     min_support: int = 30  # out-of-fold predictions of a class above its threshold needed to trust it
+    on_ingest: bool = False  # `alwb ingest` / project.ingest() route the new images with the saved model (opt-in)
 
 
 @dataclass

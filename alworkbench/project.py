@@ -193,7 +193,7 @@ class Project:
                 self._embeddings = X
             return self._embeddings
 
-    def ingest(self, progress: bool = False) -> "IngestResult":
+    def ingest(self, progress: bool = False, route: Optional[bool] = None) -> "IngestResult":
         """Look at the source again and embed only what is new: incremental ingest (issue 11, part 3).
 
         Rescans the folder tree or CSV manifest (unchanged files are recognised by ``stat`` through the scan
@@ -207,7 +207,13 @@ class Project:
 
         Built-in datasets do not change: the result says so (``builtin=True``) and nothing is embedded.
         Sessions opened after this call see the new items; a running session keeps its own item list.
-        Routing the new images (auto-accept or queue) is a separate step: it reads ``result.new``.
+
+        Then the new (and changed) images are routed (``route``, default the config's ``routing.on_ingest``): when
+        the project's saved model is current (restored, never refitted here), the same code path as
+        ``session.auto_label()`` runs restricted to them: those above their class threshold get ``auto_label``
+        records, the rest are queued for people (they enter the pool in strategy order). With routing off, no
+        current model or too few labels, everything is queued and ``result.routing["note"]`` says why. Nothing but
+        ``auto_label`` records is ever written: no existing label or answer changes.
         """
         import time
 
@@ -257,6 +263,7 @@ class Project:
             ids = {it.id for it in items}
             skipped = [(s.path, s.reason) for s in src.report.skipped] + [(i, f"embedding failed: {why}")
                                                                            for i, why in rep.failed]
+            routing = self._route_new(new + changed, route)
             return IngestResult(
                 source=str(src.root), kind=src.kind, n_items=len(items), new=new, changed=changed, removed=removed,
                 unchanged=len(items) - len(new) - len(changed),
@@ -264,8 +271,63 @@ class Project:
                 cache_before=len(cached_before), cache_after=len(cached_after), skipped=skipped,
                 duplicates=len(src.report.duplicates),
                 labelled_missing=sorted(i for i in labelled if i not in ids),
-                changed_labelled=[i for i in changed if i in labelled], baseline=baseline,
+                changed_labelled=[i for i in changed if i in labelled], baseline=baseline, routing=routing,
                 seconds=time.perf_counter() - t0)
+
+    def _route_new(self, ids: list, route: Optional[bool]) -> dict:
+        """Route the ingested images ``ids`` (see :meth:`ingest`): {status, note, n_auto, n_sampled, n_queued,
+        n_held_out, n_not_pooled, auto, queued, model_version}. ``status``: "routed", "off", "no_model", "refused"
+        (too few labels for out-of-fold predictions) or "nothing" (no new image)."""
+        from .errors import NotFittedError
+
+        on = bool(self.config.routing.on_ingest) if route is None else bool(route)
+        out = {"status": "routed", "note": "", "n_auto": 0, "n_sampled": 0, "n_queued": 0, "n_held_out": 0,
+               "n_not_pooled": 0, "auto": [], "queued": [], "model_version": None}
+        if not ids:
+            out.update(status="nothing", note="no new image to route")
+            return out
+        why = None
+        if not on:
+            out["status"], why = "off", "routing off (routing.on_ingest is false)"
+        elif not self._labelled_ids():
+            out["status"], why = "no_model", "no model yet (no human label)"
+        wanted = set(ids)
+        if self._store is None and not (self.dir / STORE_FILENAME).exists():  # nobody labelled: no store to create
+            ev, ok = self.eval_mask(), self.embed_ok
+            rows = [(it.id, i) for i, it in enumerate(self.source.items) if it.id in wanted]
+            held = {sid for sid, i in rows if ev[i] and (ok is None or ok[i])}
+            out["queued"] = sorted(sid for sid, i in rows if not ev[i] and (ok is None or ok[i]))
+            out.update(n_queued=len(out["queued"]), n_held_out=len(held),
+                       n_not_pooled=len(wanted) - len(out["queued"]) - len(held))
+            out["note"] = f"{why}: {out['n_queued']} new image(s) queued for people"
+            return out
+        s = None
+        try:
+            s = self.session(warm_start=False)
+            pool = {s.items[int(i)].id for i in s.pool_indices()} & wanted
+            held = {sid for sid in wanted if sid in s._index and s.eval_mask[s._index[sid]]}
+            if why is None and not s._restore_model():
+                out["status"] = "no_model"
+                why = "no current model (none saved, or answers since the last one: retrain, e.g. `alwb label`)"
+            res = None
+            if why is None and pool:  # nothing to score when every new image is held out, labelled or unreadable
+                try:
+                    res = s.auto_label(item_ids=sorted(pool))
+                except NotFittedError as exc:
+                    out["status"], why = "refused", str(exc)
+            auto = [] if res is None else list(res["item_ids"])
+            version = s._model.version if why is None and s._model is not None else None
+            out.update(auto=auto, n_auto=len(auto), n_sampled=0 if res is None else int(res["n_sampled"]),
+                       model_version=version if res is None else int(res["model_version"]),
+                       queued=sorted(pool - set(auto)), n_held_out=len(held))
+            out["n_queued"] = len(out["queued"])
+            out["n_not_pooled"] = len(wanted) - len(pool) - len(held)
+        finally:
+            if s is not None:
+                s.close()
+        if why is not None:
+            out["note"] = f"{why}: {out['n_queued']} new image(s) queued for people"
+        return out
 
     def _labelled_ids(self) -> set:
         """Item ids with an active label or tag answer (empty when the project has no store yet; not created)."""
@@ -316,6 +378,7 @@ class IngestResult:
     labelled_missing: list = field(default_factory=list)
     changed_labelled: list = field(default_factory=list)
     baseline: str = ""
+    routing: dict = field(default_factory=dict)  # what routing did with new + changed (Project._route_new)
     builtin: bool = False
     note: str = ""
     seconds: float = 0.0
@@ -355,6 +418,16 @@ class IngestResult:
             out.append(f"  skipped {text(path)}: {reason}")
         if len(self.skipped) > limit:
             out.append(f"  ... and {len(self.skipped) - limit} more skipped")
+        r = self.routing
+        if r and r.get("status") != "nothing":
+            if r["status"] == "routed":
+                out.append(f"routing with model v{r['model_version']}: {r['n_auto']} auto-labelled "
+                           f"({r['n_sampled']} sampled for review), {r['n_queued']} queued for people"
+                           + (f", {r['n_held_out']} held out for evaluation" if r["n_held_out"] else "")
+                           + (f", {r['n_not_pooled']} not queued (labelled, routed or unreadable)"
+                              if r["n_not_pooled"] else ""))
+            else:
+                out.append(r["note"] + (f" ({r['n_held_out']} held out for evaluation)" if r["n_held_out"] else ""))
         some("labelled but missing (labels kept in the store)", self.labelled_missing)
         some("labelled and changed (labels kept; check them)", self.changed_labelled)
         return out

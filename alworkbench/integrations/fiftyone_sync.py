@@ -14,10 +14,13 @@ label                the FINAL label (alworkbench.labels.quality): the reviewer'
                      Classifications (+ sample tags) for tags; None for a tie (it waits for review)
 label_status         "unlabelled" | "labelled" (a final label) | "skipped" | "flagged" | "tie" (annotators disagree
                      without a majority) | "not_counted" (only answers of annotators without a passing
-                     qualification test)   (+ sample tags "flagged"/"skipped")
+                     qualification test) | "auto" (only a model label from confidence routing: out of the
+                     ``to_label`` view; once a person answers or reviews it, the human status)
+                     (+ sample tags "flagged"/"skipped")
 flag_note            the note of a flag answer ("who: note; ..." when several annotators flagged)
 annotator, label_round, labelled_at, alwb_event   the latest answer: who, in which round, when; its store event id
-review_state         "unreviewed" | "accepted" | "corrected" (None when nobody answered)
+review_state         "unreviewed" | "accepted" | "corrected" (None when nobody answered or reviewed; a reviewed
+                     auto label is "accepted" or "corrected")
 label_source         where the final label comes from: "review" | "consensus" | "single" | "gold" ("tie": none)
 review_reasons       why the item waits in the review queue ("flag", "disagreement", "sample:<annotator>");
                      empty when it does not
@@ -444,14 +447,17 @@ def label_states(project) -> dict[str, dict]:
         row = {"label": final, "label_status": status, "flag_note": note,
                "annotator": ev["annotator"] if ev else None, "label_round": int(ev["round"]) if ev else None,
                "labelled_at": float(ev["created_at"]) if ev else None, "alwb_event": int(ev["id"]) if ev else 0,
-               "review_state": st["review_state"] if answers else None,
+               "review_state": st["review_state"] if answers or st["review"] is not None else None,
                "label_source": None if st["source"] == "none" else st["source"],
                "review_reasons": queue.get(sid, [])}
         a = autos.get(sid)
         touched = sid in view.answers or sid in view.gold or sid in view.reviews  # a person's: never auto
         row["label_origin"] = origin_of(st["source"]) if final is not None else \
             ("auto" if a is not None and not touched else None)
-        row["auto_label"] = None if a is None else (str(a["label"]), float(a["confidence"]))
+        row["auto_label"] = None if a is None else (
+            ",".join(a["label"]) if isinstance(a["label"], list) else str(a["label"]), float(a["confidence"]))
+        if row["label_origin"] == "auto":
+            row["label_status"] = "auto"  # a model label only: not in to_label; a person's answer or review wins
         if status == "unlabelled" and row["label_source"] is None and not row["review_reasons"] and a is None:
             continue  # nothing to show: the same as an item nobody touched
         row["alwb_state"] = json.dumps([row[k] if not isinstance(row[k], tuple) else list(row[k])
@@ -612,7 +618,8 @@ def write_embeddings(ds, project, X: np.ndarray, force: bool = False) -> bool:
 
 
 def ensure_views(ds) -> list[str]:
-    """(Re)save the standard views: to_label, labelled, flagged, skipped, review_queue (items waiting for review),
+    """(Re)save the standard views: to_label (unlabelled, not held out, not auto-labelled), labelled, flagged,
+    skipped, auto_labelled (only a model label from confidence routing), review_queue (items waiting for review),
     corrected (reviewer corrections). Returns their names."""
     from fiftyone import ViewField as F
 
@@ -626,6 +633,7 @@ def ensure_views(ds) -> list[str]:
         "labelled": ds.match(F("label_status") == "labelled"),
         "flagged": ds.match(F("label_status") == "flagged"),
         "skipped": ds.match(F("label_status") == "skipped"),
+        "auto_labelled": ds.match(F("label_status") == "auto"),
     }
     if "review_reasons" in schema:
         views["review_queue"] = ds.match(F("review_reasons").exists() & (F("review_reasons").length() > 0))

@@ -394,10 +394,11 @@ class QualityView:
             if not r.get("sampled") or sid in self.reviews or sid in self.answers:
                 continue
             who = f"model:v{r.get('model_version')}"
+            value = _norm(r["label"])  # a sorted tag tuple for a multi-label auto label
             out.append({"item_id": sid, "reasons": ["auto"], "rank": 3, "at": r["created_at"],
-                        "answers": [{"annotator": who, "kind": "label", "value": r["label"], "note": "",
-                                     "event_id": 0, "at": r["created_at"]}],
-                        "consensus": r["label"], "tie": False, "confidence": r.get("confidence")})
+                        "answers": [{"annotator": who, "kind": "tags" if isinstance(value, tuple) else "label",
+                                     "value": value, "note": "", "event_id": 0, "at": r["created_at"]}],
+                        "consensus": value, "tie": False, "confidence": r.get("confidence")})
         return out
 
     # ------------------------------------------------------------------ agreement and reports

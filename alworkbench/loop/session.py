@@ -266,17 +266,20 @@ class Session:
             from .routing import auto_ids
 
             for sid, r in auto_ids(self.store).items():
-                out.setdefault(sid, r["label"])
+                v = r["label"]
+                out.setdefault(sid, tuple(sorted(v)) if isinstance(v, list) else v)
         return out
 
-    def auto_label(self, *, dry_run: bool = False) -> dict:
+    def auto_label(self, *, dry_run: bool = False, item_ids: Optional[Sequence[str]] = None) -> dict:
         """Confidence routing (:mod:`.routing`): accept the model's label for unlabelled pool items whose calibrated
         confidence reaches their class's threshold (chosen on out-of-fold predictions of the human labels to reach
-        ``routing.target_precision``), as ``auto_label`` records; a ``routing.review_sample`` share of them waits
-        in the review queue. Returns what was accepted (nothing is written with ``dry_run``)."""
+        ``routing.target_precision``; multi-label: every tag's present/absent decision past its threshold), as
+        ``auto_label`` records; a ``routing.review_sample`` share of them waits
+        in the review queue. ``item_ids`` restricts it to those pool items (the new images of an ingest). Returns
+        what was accepted (nothing is written with ``dry_run``)."""
         from .routing import auto_label
 
-        return auto_label(self, dry_run=dry_run)
+        return auto_label(self, dry_run=dry_run, item_ids=item_ids)
 
     def _gold_ids(self) -> set[str]:
         from ..labels.quality import GOLD

@@ -223,7 +223,7 @@ def test_fiftyone_label_origin_and_auto_label_fields(world, synced):
     assert origin[w["flagged"]] is None and status[w["flagged"]] == "flagged"
     for sid in w["only_auto"]:  # the model's label in auto_label, never in the human label field
         a = w["autos"][sid]
-        assert label[sid] is None and status[sid] == "unlabelled"
+        assert label[sid] is None and status[sid] == "auto"
         assert auto_label[sid] == a["label"] and auto_conf[sid] == pytest.approx(a["confidence"])
     # a person labelled it later: the human label in `label`, the model's kept in auto_label
     r = w["relabel"]
@@ -232,6 +232,12 @@ def test_fiftyone_label_origin_and_auto_label_fields(world, synced):
     human_only = set(_expected_sources(w)) - {w["relabel"], w["agree"]}
     assert all(auto_label[sid] is None for sid in human_only)
     assert label[w["gold"]] == w["t"][w["gold"]] and origin[w["cons"]] == "consensus"
+    # the to_label view leaves the auto-labelled items out; auto_labelled holds exactly them
+    to_label = set(ds.load_saved_view("to_label").values("alwb_id"))
+    assert not to_label & set(w["only_auto"]) and not to_label & set(expected)
+    assert sorted(ds.load_saved_view("auto_labelled").values("alwb_id")) == sorted(w["only_auto"])
+    # human answers win the status too: carl's answers are labelled, his flag flagged
+    assert (status[r], status[w["agree"]]) == ("labelled", "labelled")
     assert first.n_label_updates == len(expected) + 1  # every labelled, auto-labelled or flagged item
     assert fs.sync(w["p"], embeddings=False).n_label_updates == 0  # incremental: nothing changed
 
@@ -249,3 +255,57 @@ def test_fiftyone_exports_report_left_out_auto_labels_and_refuse_include_auto(wo
     assert res["n_auto"] == len(w["only_auto"]) and res["n_auto_left_out"] == 0
     _, rows = _rows(tmp_path / "c.csv")
     assert {sid for sid, r in rows.items() if r["source"] == "auto"} == set(w["only_auto"])
+
+
+@pytest.mark.fiftyone
+def test_fiftyone_auto_status_leaves_to_label_and_turns_human_when_reviewed_corrected_or_answered(tmp_path):
+    """Every auto label sampled for review: in FiftyOne they have label_status "auto" (out of to_label, in
+    auto_labelled and review_queue); a reviewer's accept, a reviewer's correction and a person's answer each give the
+    item the human status and label, and a re-sync moves it out of auto_labelled."""
+    from alworkbench.integrations import fiftyone_sync as fs
+
+    p = Project.init(tmp_path / "p", "digits", query={"batch_size": 10}, quality={"review_sample": 0.0},
+                     routing={"target_precision": 0.98, "min_support": 20, "review_sample": 1.0})
+    X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16
+    s = p.session(annotator="ana", embeddings=X, warm_start=False)
+    Oracle(s).label_batch(s.enqueue([p.items[int(i)].id for i in s.pool_indices()][:300]))
+    s.retrain()
+    res = s.auto_label()
+    autos = res["item_ids"]
+    assert len(autos) >= 50 and res["n_sampled"] == len(autos)
+    model = auto_ids(p.store)
+    try:
+        fs.sync(p, embeddings=False)
+        ds = fs.get_dataset(p)
+        status = _field(ds, "label_status")
+        assert {status[sid] for sid in autos} == {"auto"}
+        to_label = set(ds.load_saved_view("to_label").values("alwb_id"))
+        n_pool = len(s.pool_indices())  # neither labelled, routed nor held out
+        assert len(to_label) == n_pool and not to_label & set(autos)
+        assert set(ds.load_saved_view("auto_labelled").values("alwb_id")) == set(autos)
+        assert set(autos) <= set(ds.load_saved_view("review_queue").values("alwb_id"))
+
+        accepted, corrected, answered = autos[:3]
+        rs = p.session(annotator="rita", embeddings=X, warm_start=False).review()
+        rs.accept(accepted)
+        rs.correct(corrected, _other(model[corrected]["label"]), reason="checked the image")
+        rs.session.close()
+        s.answer_items({answered: Answer.of_label(_other(model[answered]["label"]))})
+        assert fs.sync(p, embeddings=False).n_label_updates == 3
+        status, label = _field(ds, "label_status"), _field(ds, "label.label")
+        origin, state = _field(ds, "label_origin"), _field(ds, "review_state")
+        assert (status[accepted], label[accepted], origin[accepted], state[accepted]) == \
+            ("labelled", model[accepted]["label"], "review", "accepted")
+        assert (status[corrected], label[corrected], origin[corrected], state[corrected]) == \
+            ("labelled", _other(model[corrected]["label"]), "review", "corrected")
+        assert (status[answered], label[answered], origin[answered]) == \
+            ("labelled", _other(model[answered]["label"]), "human")
+        assert {status[sid] for sid in autos[3:]} == {"auto"}
+        ds.reload()
+        assert set(ds.load_saved_view("auto_labelled").values("alwb_id")) == set(autos[3:])
+        assert not set(ds.load_saved_view("to_label").values("alwb_id")) & set(autos)
+        assert set(ds.load_saved_view("labelled").values("alwb_id")) >= {accepted, corrected, answered}
+    finally:
+        s.close()
+        fs.delete_dataset(p)
+        p.close()

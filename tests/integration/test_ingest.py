@@ -235,3 +235,186 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
     summary = [ln for ln in rest.splitlines() if ln.startswith("watch stopped after ")]
     assert len(summary) == 1 and "1 new, 0 changed, 0 removed, 1 embedded" in summary[0], rest
     assert "Traceback" not in err
+
+
+# ------------------------------------------------------------------------------------------------ routing on ingest
+def _events_dump(p: Project) -> str:
+    """Every answer event and the derived labels, serialised: compared byte for byte before and after an ingest."""
+    return json.dumps([p.store.events(), p.store.labels()], sort_keys=True, default=str)
+
+
+def _trained_project(tmp_path, routing=None):
+    """36 images, 30 labelled by a person (10 per class) and a model trained on the project's own (randconv)
+    embeddings and saved; 6 old images stay unlabelled."""
+    images = make_folder(tmp_path / "images")
+    p = Project.init(tmp_path / "proj", str(images), query={"batch_size": 6, "strategy": "random"},
+                     evaluation={"holdout": 0.0},
+                     routing={"on_ingest": True, "min_support": 5, "target_precision": 0.9, "review_sample": 0.0,
+                              **(routing or {})})
+    first = p.ingest()
+    assert first.routing["status"] == ("no_model" if p.config.routing.on_ingest else "off")
+    assert first.routing["n_auto"] == 0 and first.routing["n_queued"] == 36
+    assert ("no model yet" if p.config.routing.on_ingest else "routing off") in first.routing["note"]
+    assert not (p.dir / "labels.sqlite").exists()  # nothing to route with: no store created either
+    s = p.session(annotator="ana", warm_start=False)
+    labelled = [f"{c}/{c}{i}.png" for c in CLASSES for i in range(10)]
+    s.answer_items({sid: Answer.of_label(sid.split("/")[0]) for sid in labelled})
+    rep = s.retrain()
+    version = rep.model_version
+    s.close()
+    return images, p, labelled, version
+
+
+def test_ingest_routes_new_images_with_the_saved_model_and_never_changes_a_label(tmp_path):
+    from alworkbench.loop.routing import AUTO_LABEL
+
+    images, p, labelled, version = _trained_project(tmp_path)
+    p.close()
+    old_unlabelled = [f"{c}/{c}{i}.png" for c in CLASSES for i in (10, 11)]
+    new_ids = [f"{c}/late{i}.png" for c in CLASSES for i in range(5)]
+    for k, sid in enumerate(new_ids):
+        _png(images / sid, CLASSES[sid.split("/")[0]], seed=8000 + k)
+    relabelled = labelled[3]  # a labelled image changes: it stays the person's, never auto-labelled
+    _png(images / relabelled, CLASSES[relabelled.split("/")[0]], seed=4242)
+    (images / "green" / "broken.png").write_bytes(b"not a png")
+    _png(images / "red" / "grey.png", (128, 128, 128), seed=1)  # no colour of its class: not confident enough
+    new_ids.append("red/grey.png")
+
+    p = Project.open(tmp_path / "proj")
+    before = _events_dump(p)
+    rep = p.ingest()
+    r = rep.routing
+    assert sorted(rep.new) == sorted(new_ids) and rep.changed == [relabelled]
+    assert r["status"] == "routed" and r["model_version"] == version  # the saved model, restored: no refit
+    assert p.store.latest_model()["version"] == version
+    assert r["n_auto"] + r["n_queued"] == len(new_ids) and r["n_auto"] >= 10 and "red/grey.png" in r["queued"], r
+    assert set(r["auto"]) | set(r["queued"]) == set(new_ids) and not set(r["auto"]) & set(r["queued"])
+    recs = p.store.records(AUTO_LABEL)
+    assert sorted(x["item_id"] for x in recs) == sorted(r["auto"])
+    for x in recs:  # the same records as session.auto_label() writes, right for these plain colours
+        assert x["label"] == x["item_id"].split("/")[0] and x["model_version"] == version
+        assert x["confidence"] >= x["threshold"] and x["target_precision"] == 0.9 and x["sampled"] is False
+    # old unlabelled images were not routed (only the new ones), the changed labelled one was not either
+    assert not {x["item_id"] for x in recs} & {*old_unlabelled, relabelled, *labelled}
+    assert r["n_not_pooled"] == 1  # the changed image: labelled, not queued again
+    assert [sk for sk in rep.skipped if sk[0] == "green/broken.png"] and "green/broken.png" not in r["queued"]
+    # the store's answers and labels are byte-identical: no human label changed or was overridden
+    assert _events_dump(p) == before and p.store.labels()[relabelled] == relabelled.split("/")[0]
+    text = "\n".join(rep.lines())
+    assert f"routing with model v{version}: {r['n_auto']} auto-labelled (0 sampled for review), " \
+           f"{r['n_queued']} queued for people" in text
+    # the queued ones are in the human pool, the auto-labelled ones are not
+    s = p.session(annotator="bo", warm_start=False)
+    pool = {s.items[int(i)].id for i in s.pool_indices()}
+    assert set(r["queued"]) <= pool and not set(r["auto"]) & pool and set(old_unlabelled) <= pool
+    s.close()
+
+    # nothing new: nothing routed
+    again = p.ingest()
+    assert again.routing["status"] == "nothing" and len(p.store.records(AUTO_LABEL)) == len(recs)
+
+    # a human answer since the model: it is not current any more; ingest does not refit, it queues everything
+    s = p.session(annotator="bo", warm_start=False)
+    s.answer_items({old_unlabelled[0]: Answer.of_label("red")})
+    s.close()
+    _png(images / "blue" / "later.png", CLASSES["blue"], seed=123)
+    before = _events_dump(p)
+    rep = p.ingest()
+    assert rep.routing["status"] == "no_model" and rep.routing["queued"] == ["blue/later.png"]
+    assert "no current model" in rep.routing["note"] and rep.routing["note"] in "\n".join(rep.lines())
+    assert p.store.latest_model()["version"] == version and _events_dump(p) == before
+    assert len(p.store.records(AUTO_LABEL)) == len(recs)
+    p.close()
+
+
+def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path):
+    from alworkbench.loop.routing import AUTO_LABEL
+
+    images, p, labelled, version = _trained_project(tmp_path, routing={"on_ingest": False})
+    before = _events_dump(p)
+    p.close()
+    for k in range(3):
+        _png(images / "green" / f"cli{k}.png", CLASSES["green"], seed=6000 + k)
+    r = _alwb("ingest", tmp_path / "proj", "--json")  # routing off in the config: everything queued, said once
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["routing"]["status"] == "off" and out["routing"]["n_queued"] == 3 and out["routing"]["n_auto"] == 0
+    assert out["routing"]["note"] == "routing off (routing.on_ingest is false): 3 new image(s) queued for people"
+    for k in range(3):
+        _png(images / "blue" / f"cli{k}.png", CLASSES["blue"], seed=6100 + k)
+    r = _alwb("ingest", tmp_path / "proj", "--route", "--quiet")  # asked for on the command line
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert f"routing with model v{version}: 3 auto-labelled (0 sampled for review), 0 queued for people" in r.stdout
+    p = Project.open(tmp_path / "proj")
+    assert sorted(x["item_id"] for x in p.store.records(AUTO_LABEL)) == [f"blue/cli{k}.png" for k in range(3)]
+    assert _events_dump(p) == before  # the green ones of the first run stay queued: not routed later either
+    p.close()
+
+    # --watch routes what each poll finds
+    proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
+                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
+    seen: list[str] = []
+
+    def wait_for(pred, timeout=240.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ln = lines.get(timeout=0.5)
+            except queue.Empty:
+                continue
+            assert ln is not None, f"alwb ingest --watch ended early: {seen} {proc.stderr.read()}"
+            seen.append(ln)
+            if pred(ln):
+                return ln
+        raise AssertionError(f"no matching line before the deadline; output so far: {seen}")
+
+    try:
+        wait_for(lambda ln: ln.startswith("watching "))
+        _png(images / "red" / "watched.png", CLASSES["red"], seed=6200)
+        line = wait_for(lambda ln: ln.startswith("routing with model"))
+        assert line.strip() == f"routing with model v{version}: 1 auto-labelled (0 sampled for review), " \
+                               "0 queued for people", seen
+        proc.send_signal(signal.SIGINT)
+        proc.wait(timeout=120)
+        line = wait_for(lambda ln: ln.startswith("watch stopped after "))
+        assert "1 new, 0 changed, 0 removed, 1 embedded, 1 auto-labelled, 0 queued" in line, seen
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0
+    p = Project.open(tmp_path / "proj")
+    assert "red/watched.png" in {x["item_id"] for x in p.store.records(AUTO_LABEL)} and _events_dump(p) == before
+    p.close()
+
+
+def test_ingest_routes_new_images_of_a_tag_project_only_when_every_tag_is_confident(tmp_path):
+    """The same colour folders used with a tag vocabulary (each image's class is its one tag): ingest routes the
+    new images with the saved multi-label model; an auto label is the list of its present tags."""
+    from alworkbench.loop.routing import AUTO_LABEL
+
+    images = make_folder(tmp_path / "images")
+    p = Project.init(tmp_path / "proj", str(images), tags=list(CLASSES), query={"batch_size": 6},
+                     evaluation={"holdout": 0.0},
+                     routing={"on_ingest": True, "min_support": 5, "target_precision": 0.9, "review_sample": 0.0})
+    p.ingest()
+    s = p.session(annotator="ana", warm_start=False)
+    s.answer_items({f"{c}/{c}{i}.png": Answer.of_tags([c]) for c in CLASSES for i in range(10)})
+    version = s.retrain().model_version
+    s.close()
+    new_ids = [f"{c}/late{i}.png" for c in CLASSES for i in range(4)]
+    for k, sid in enumerate(new_ids):
+        _png(images / sid, CLASSES[sid.split("/")[0]], seed=8100 + k)
+    before = _events_dump(p)
+    rep = p.ingest()
+    r = rep.routing
+    assert r["status"] == "routed" and r["model_version"] == version
+    assert r["n_auto"] + r["n_queued"] == len(new_ids) and r["n_auto"] >= 6, r
+    recs = p.store.records(AUTO_LABEL)
+    assert sorted(x["item_id"] for x in recs) == sorted(r["auto"])
+    for x in recs:
+        assert x["label"] == [x["item_id"].split("/")[0]] and set(x["tag_confidence"]) == set(CLASSES)
+    assert _events_dump(p) == before
+    p.close()

@@ -70,6 +70,36 @@ def test_choose_thresholds_stops_at_the_first_dip_and_skips_weak_classes():
         is None
 
 
+def test_tag_thresholds_per_decision_and_items_need_every_tag_confident():
+    """Two tags. Tag a: 40 right "present" predictions from 0.99 down to 0.80, then a wrong one at 0.79 -> present
+    threshold 0.80; 40 right "absent" ones (p 0.01..0.20) -> absent threshold 1 - 0.20 = 0.80. Tag b: its most
+    confident "present" prediction is wrong -> no present threshold (b is never auto-accepted as present)."""
+    from alworkbench.loop.routing import Thresholds, choose_tag_thresholds, tag_decisions
+
+    hi, lo = np.linspace(0.99, 0.80, 40), np.linspace(0.01, 0.20, 40)
+    pa = np.r_[hi, 0.79, lo]
+    ya = np.r_[np.ones(40), 0, np.zeros(40)]
+    pb = np.r_[0.95, np.linspace(0.94, 0.6, 40), np.linspace(0.02, 0.3, 40)]
+    yb = np.r_[0, np.ones(40), np.zeros(40)]
+    th = choose_tag_thresholds(np.c_[pa, pb], np.c_[ya, yb], ["a", "b"], target_precision=0.98, min_support=10)
+    assert th.thresholds["a"]["present"] == pytest.approx(0.80) and th.stats["a"]["present"]["support"] == 40
+    assert th.thresholds["a"]["absent"] == pytest.approx(0.80) and th.stats["a"]["absent"]["oof_precision"] == 1.0
+    assert th.thresholds["b"]["present"] is None and th.thresholds["b"]["absent"] == pytest.approx(1 - 0.3)
+    T = Thresholds(classes=["a", "b"], thresholds=th.thresholds)
+    pool = np.array([[0.95, 0.05],   # a present, b absent: both confident -> accepted as ["a"]
+                     [0.10, 0.10],   # both absent and confident -> accepted with no tag
+                     [0.95, 0.99],   # b present: b has no present threshold -> not accepted
+                     [0.50, 0.05]])  # a undecided (0.50 is neither >= 0.80 nor <= 0.20) -> not accepted
+    ok, present, conf, thr = tag_decisions(pool, T)
+    assert ok.tolist() == [True, True, False, False]
+    assert present[0].tolist() == [True, False] and present[1].tolist() == [False, False]
+    assert conf[0] == pytest.approx(0.95) and thr[0] == pytest.approx(0.80)  # the decision closest to its threshold
+    # condition 2 on a pool: a's present predictions 0.99 x10 and 0.85 x10 (mean 0.92 < 0.98): only the first ten
+    pool2 = np.array([[0.99, 0.05]] * 10 + [[0.85, 0.05]] * 10)
+    th2 = choose_tag_thresholds(np.c_[pa, pb], np.c_[ya, yb], ["a", "b"], 0.98, 10, pool_proba=pool2)
+    assert th2.thresholds["a"]["present"] == pytest.approx(0.99) and th2.stats["a"]["present"]["pool_n"] == 10
+
+
 def test_routing_config_is_validated():
     cfg = config_from_dict({"source": "digits"})
     assert (cfg.routing.target_precision, cfg.routing.review_sample, cfg.routing.train_on_auto) == (0.98, 0.05, False)
@@ -181,16 +211,62 @@ def test_sampled_auto_labels_wait_in_review_and_give_the_realised_precision(tmp_
     s.close()
 
 
-def test_multilabel_projects_are_refused(tmp_path):
-    p = Project.init(tmp_path / "m", "digits", tags=[str(i) for i in range(10)], query={"batch_size": 20})
+def test_multilabel_routing_accepts_only_items_with_every_tag_decision_confident(tmp_path):
+    """Digits as a tag project (one tag per image, ten sigmoids): per-tag present/absent thresholds on out-of-fold
+    predictions; an item is auto-accepted only when all ten decisions pass; measured against ground truth."""
+    from alworkbench.loop.routing import format_report, tag_decisions, Thresholds
+
+    tags = [str(i) for i in range(10)]
+    p = Project.init(tmp_path / "m", "digits", tags=tags, query={"batch_size": 50},
+                     routing={"target_precision": TARGET, "min_support": 20, "review_sample": 0.1},
+                     quality={"review_sample": 0.0})
     X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16
     s = p.session(annotator="ana", embeddings=X, warm_start=False)
-    b = s.next_batch()
-    for x in b.items:
-        s.submit(x.item.id, Answer.of_tags([_truth(p, x.item.id)]))
-    with pytest.raises(AlwbError, match="single-label"):
-        s.auto_label()
-    assert p.store.records(AUTO_LABEL) == []
+    oracle = Oracle(s)
+    for _ in range(6):
+        oracle.label_batch(s.next_batch())
+    s.retrain()
+    human = s.labels()
+    n_events = len(p.store.events())
+    res = s.auto_label()
+    th = res["thresholds"]
+    assert res["multilabel"] and set(th["thresholds"]) == set(tags)
+    for tag in tags:
+        for side in ("present", "absent"):
+            t, st = th["thresholds"][tag][side], th["stats"][tag][side]
+            if t is not None:
+                assert st["oof_precision"] >= TARGET and st["support"] >= 20
+    recs = p.store.records(AUTO_LABEL)
+    assert res["n_auto"] == len(recs) >= 100 and [r["item_id"] for r in recs] == res["item_ids"]
+    # every accepted item has every tag decided past its threshold; its label is the set of present tags
+    T = Thresholds(classes=tags, thresholds=th["thresholds"])
+    probs = np.array([[r["tag_confidence"][t] for t in tags] for r in recs])
+    ok, present, conf, _ = tag_decisions(probs, T)
+    assert ok.all()
+    for r, row in zip(recs, present):
+        assert r["label"] == [t for t, on in zip(tags, row) if on] and r["model_version"] == s.model_version
+        assert r["confidence"] >= r["threshold"]
+    # against ground truth: each tag decision, and the whole tag set of an item
+    truth = [{_truth(p, r["item_id"])} for r in recs]
+    decisions = np.mean([(t in r["label"]) == (t in g) for r, g in zip(recs, truth) for t in tags])
+    exact = np.mean([set(r["label"]) == g for r, g in zip(recs, truth)])
+    assert decisions >= TARGET - TOLERANCE / 10 and exact >= TARGET - TOLERANCE, (decisions, exact)
+    # records, never answers; not training labels unless opted in (then as tag tuples)
+    assert len(p.store.events()) == n_events and s.labels() == human
+    assert all(s.labels(auto=True)[r["item_id"]] == tuple(r["label"]) for r in recs)
+    assert not set(res["item_ids"]) & {s.items[int(i)].id for i in s.pool_indices()}
+    # sampled ones wait in review; the reviewer's accept and correction give the realised precision
+    rs = p.session(annotator="rev", embeddings=X, warm_start=False).review()
+    queue = rs.queue()
+    sampled = [r["item_id"] for r in recs if r["sampled"]]
+    assert sorted(e["item_id"] for e in queue) == sorted(sampled) and len(sampled) >= 3
+    rs.accept(sampled[0])
+    first = {r["item_id"]: r for r in recs}[sampled[1]]
+    rs.correct(sampled[1], [t for t in tags if t not in first["label"]][:1], reason="another digit")
+    rep = routing_report(p.store, p.config)
+    assert (rep["overall"]["reviewed"], rep["overall"]["correct"]) == (2, 1)
+    assert "every tag decided confidently" in format_report(res, rep) and "present >=" in format_report(res, rep)
+    rs.session.close()
     s.close()
     p.close()
 
