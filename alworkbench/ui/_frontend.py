@@ -27,6 +27,14 @@ function render({ model, el }) {
 // a JupyterLab-safe key handler: our keys never reach the notebook's command-mode shortcuts
 function swallow(e) { e.preventDefault(); e.stopPropagation(); }
 
+// keys pressed anywhere inside the widget never reach JupyterLab's shortcuts (m, x, c, v, d d, b, a,
+// Shift+Enter, the arrows...): Lumino's key-binding matcher stops at an element carrying this attribute, and the
+// keydown listener stops the event at the widget. Text fields inside still type normally (no preventDefault).
+function isolateKeys(root) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.addEventListener("keydown", (e) => e.stopPropagation());
+}
+
 function renderLabeller({ model, el }) {
   const view = Math.random().toString(36).slice(2, 10);
   let seq = 0;
@@ -42,6 +50,7 @@ function renderLabeller({ model, el }) {
   root.tabIndex = 0;
   root.setAttribute("role", "application");
   root.setAttribute("aria-label", "image labeller");
+  isolateKeys(root);
 
   // header: annotator, position, labelled total, model version, training indicator
   const header = h("div", "alwb-header");
@@ -570,6 +579,7 @@ function renderReview({ model, el }) {
 
   const root = h("div", "alwb-root alwb-review-root");
   root.tabIndex = 0;
+  isolateKeys(root);
   root.setAttribute("role", "application");
   root.setAttribute("aria-label", "review queue");
 
