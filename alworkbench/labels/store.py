@@ -1034,6 +1034,15 @@ class LabelStore:
         return self.append_record(GUIDELINE_ACK, {"annotator": annotator, "version": str(version)})
 
     @_translated
+    def annotators(self) -> list[str]:
+        """Every annotator the project knows, sorted: who answered, who was handed a batch, who acknowledged a
+        guideline."""
+        rows = self._read("SELECT annotator FROM events UNION SELECT annotator FROM batches UNION"
+                          " SELECT json_extract(value_json, '$.annotator') FROM records WHERE kind = ?",
+                          (GUIDELINE_ACK,))
+        return sorted({str(r[0]) for r in rows if r[0]})
+
+    @_translated
     def acknowledged_guideline(self, annotator: str) -> Optional[str]:
         """The guideline version ``annotator`` acknowledged last, or None."""
         rows = self._read("SELECT json_extract(value_json, '$.version') FROM records WHERE kind = ?"

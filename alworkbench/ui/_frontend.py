@@ -30,6 +30,18 @@ function swallow(e) { e.preventDefault(); e.stopPropagation(); }
 // keys pressed anywhere inside the widget never reach JupyterLab's shortcuts (m, x, c, v, d d, b, a,
 // Shift+Enter, the arrows...): Lumino's key-binding matcher stops at an element carrying this attribute, and the
 // keydown listener stops the event at the widget. Text fields inside still type normally (no preventDefault).
+// calls onGone when the kernel the widget lives in restarts or dies (its comm is gone then); JupyterLab's widget
+// manager exposes the kernel connection: its status goes through "restarting" / "autorestarting" / "dead"
+function watchKernel(model, onGone) {
+  try {
+    const k = model.widget_manager && model.widget_manager.kernel;
+    if (!k || !k.statusChanged) return () => {};
+    const f = (_, status) => { if (status === "restarting" || status === "autorestarting" || status === "dead") onGone(); };
+    k.statusChanged.connect(f);
+    return () => { try { k.statusChanged.disconnect(f); } catch (e) { /* already gone */ } };
+  } catch (e) { return () => {}; }
+}
+
 function isolateKeys(root) {
   root.setAttribute("data-lm-suppress-shortcuts", "true");
   root.addEventListener("keydown", (e) => e.stopPropagation());
@@ -40,6 +52,9 @@ function renderLabeller({ model, el }) {
   let seq = 0;
   let inflight = null;
   let inflightTimer = null;
+  let kernelGone = false;
+  const DEAD_TEXT = "The kernel behind this widget stopped (restarted or died): nothing is recorded any more. "
+    + "Run this cell again (Shift+Enter in the cell) for a new labeller; your answers so far are stored.";
   let shownAt = performance.now();
   let selected = new Set();
   let currentId = null;
@@ -57,12 +72,24 @@ function renderLabeller({ model, el }) {
   const annLabel = h("label", "alwb-annotator-label", "annotator ");
   const annInput = h("input", "alwb-annotator");
   annInput.type = "text"; annInput.size = 12; annInput.spellcheck = false;
-  annLabel.appendChild(annInput);
+  const annList = h("datalist", "alwb-annotators");
+  annList.id = "alwb-annotators-" + view;
+  annInput.setAttribute("list", annList.id);
+  annLabel.append(annInput, annList);
   const position = h("span", "alwb-position");
   const labelled = h("span", "alwb-labelled");
   const modelInfo = h("span", "alwb-model");
   const training = h("span", "alwb-training", "retraining\u2026");
   header.append(annLabel, position, labelled, modelInfo, training);
+  // a name that is not one of the project's annotators is added only after a confirmation (a typo is not a person)
+  const annConfirm = h("div", "alwb-annotator-confirm");
+  const annConfirmText = h("span", "alwb-annotator-confirm-text");
+  const annAdd = h("button", "alwb-annotator-add", "Add new annotator (Enter)");
+  const annCancel = h("button", "alwb-annotator-cancel", "Cancel (Esc)");
+  annConfirm.append(annConfirmText, annAdd, annCancel);
+  // a kernel that died or restarted leaves this view without a Python side: it says so
+  const dead = h("div", "alwb-dead");
+  dead.setAttribute("role", "alert");
 
   const guide = h("details", "alwb-guideline");
   const guideSummary = h("summary", "alwb-guideline-summary");
@@ -70,7 +97,7 @@ function renderLabeller({ model, el }) {
   guide.append(guideSummary, guideBody);
   const guideBanner = h("div", "alwb-guideline-banner");
   const guideBannerText = h("span", "alwb-guideline-banner-text");
-  const guideAck = h("button", "alwb-guideline-ack", "I have read it");
+  const guideAck = h("button", "alwb-guideline-ack", "I have read it (Enter)");
   guideBanner.append(guideBannerText, guideAck);
 
   const main = h("div", "alwb-main");
@@ -111,8 +138,15 @@ function renderLabeller({ model, el }) {
   const coverage = h("div", "alwb-coverage");
   const report = h("div", "alwb-report");
   const help = h("div", "alwb-help");
+  // the ? overlay: every key of this screen (class keys as configured, the action keys), ? or Esc closes it
+  const keysOverlay = h("div", "alwb-keys-overlay");
+  keysOverlay.setAttribute("role", "dialog");
+  keysOverlay.setAttribute("aria-label", "keys");
+  keysOverlay.style.display = "none";
 
-  root.append(header, guideBanner, notice, qualBox, guide, main, actions, noteRow, message, coverage, report, help);
+  // the banner comes first: Tab from the focused widget reaches "I have read it" at once
+  root.append(dead, guideBanner, header, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, coverage,
+              report, help, keysOverlay);
   el.appendChild(root);
 
   function isMulti() { return model.get("mode") === "multi"; }
@@ -150,6 +184,7 @@ function renderLabeller({ model, el }) {
 
   function send(msg) {
     if (inflight !== null) { return false; }
+    if (kernelGone) { say(DEAD_TEXT, "error"); return false; }
     seq += 1;
     inflight = seq;
     msg.view = view;
@@ -157,17 +192,22 @@ function renderLabeller({ model, el }) {
     setBusy(true);
     clearTimeout(inflightTimer);
     inflightTimer = setTimeout(() => {
-      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+      if (inflight !== null) say("waiting for the kernel\u2026 if it was restarted or has died, run this cell again", "warn");
     }, 3000);
     model.send(msg);
     return true;
   }
 
+  function needAck() { const g = model.get("guideline") || {}; return !!(g.version && !g.acknowledged); }
+  function ackGuideline() { if (inflight === null && needAck()) send({ type: "ack_guideline", version: guideAck.dataset.version }); }
+
   function canAnswer() {
     const g = model.get("guideline") || {};
     if (!currentId) { say("nothing to label right now", "warn"); return false; }
-    if (g.version && !g.acknowledged) {
-      say("the guideline changed to version " + g.version + ": read it and press \u201cI have read it\u201d first", "warn");
+    if (needAck()) {
+      say((g.first_time ? "please read the guideline (version " + g.version + ") before your first answer"
+                        : "the guideline changed to version " + g.version + ": read it first")
+          + ", then press Enter or \u201cI have read it\u201d", "warn");
       return false;
     }
     return true;
@@ -364,9 +404,11 @@ function renderLabeller({ model, el }) {
     const needAck = !!(g.version && !g.acknowledged);
     guideBanner.style.display = needAck ? "" : "none";
     guideBannerText.textContent = needAck
-      ? (g.previous ? "The guideline changed from version " + g.previous + " to " + g.version
-                    : "Please read the guideline (version " + g.version + ")") + " before the next answer. "
+      ? (g.previous ? "The guideline changed from version " + g.previous + " to " + g.version + ": read it before the next answer. "
+                    : "Welcome, " + (model.get("annotator") || "") + ": please read the guideline (version " + g.version
+                      + ") below before your first answer. ")
       : "";
+    root.dataset.guidelineAck = needAck ? "needed" : "done";
     guideAck.dataset.version = g.version || "";
     if (needAck) guide.open = true;
     // a first-time annotator (nothing acknowledged yet) sees the guideline open once
@@ -423,6 +465,40 @@ function renderLabeller({ model, el }) {
     });
   }
 
+  function keysOpen() { return keysOverlay.style.display !== "none"; }
+  function toggleKeys(open) {
+    if (open) drawKeys();
+    keysOverlay.style.display = open ? "" : "none";
+    root.dataset.keys = open ? "open" : "closed";
+  }
+  function drawKeys() {
+    keysOverlay.textContent = "";
+    keysOverlay.appendChild(h("div", "alwb-keys-title", "Keys (press ? or Esc to close)"));
+    const table = h("table", "alwb-keys-table");
+    function row(k, what, cls) {
+      const tr = h("tr", cls || "");
+      const td = h("td"); td.appendChild(h("kbd", "alwb-key", k)); tr.appendChild(td);
+      tr.appendChild(h("td", "", what));
+      tr.dataset.key = k;
+      table.appendChild(tr);
+    }
+    const multi = isMulti();
+    choices().forEach((c) => { if (c.key) row(c.key, (multi ? "toggle tag " : "class ") + c.name, "alwb-keys-class"); });
+    const acts = model.get("action_keys") || {};
+    Object.keys(acts).forEach((k) => {
+      if (k === "a" && !suggestionsOn()) return;
+      if (k === "/" && (multi || choices().length <= 10)) return;
+      row(k, acts[k], "alwb-keys-action");
+    });
+    if (multi) row("Enter", "submit the selected tags", "alwb-keys-action");
+    row("Enter", "acknowledge the guideline (when asked) / retry the qualification test", "alwb-keys-action");
+    row("Backspace", "undo the last answer", "alwb-keys-action");
+    row("Tab", "reach the buttons (\u201cI have read it\u201d, the note field)", "alwb-keys-action");
+    row("Esc", "close this list, cancel a note or a filter", "alwb-keys-action");
+    keysOverlay.appendChild(table);
+    keysOverlay.appendChild(h("div", "alwb-keys-foot", "Class keys can be changed in alwb.yaml: ui: {keys: {cat: c, dog: d}}"));
+  }
+
   function drawHelp() {
     const multi = isMulti();
     if (canRetry()) { help.textContent = "keys: Enter or r " + (qual().blocked ? "retries the qualification test (after you read the guideline)" : "tries again"); return; }
@@ -433,8 +509,8 @@ function renderLabeller({ model, el }) {
     }
     help.textContent = (multi
       ? "keys: tag keys toggle, Enter submits"
-      : (choices().length > 10 ? "keys: 1-9/0 first classes, / filter then Enter" : "keys: 1-9/0 pick a class"))
-      + (suggestionsOn() ? " \u00b7 a accept suggestion" : "") + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo";
+      : (choices().length > 10 ? "keys: class keys on the buttons, / filter then Enter" : "keys: class keys on the buttons"))
+      + (suggestionsOn() ? " \u00b7 a accept suggestion" : "") + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo \u00b7 ? all keys";
   }
 
   model.on("change:ack", () => {
@@ -451,24 +527,68 @@ function renderLabeller({ model, el }) {
   model.on("change:report_html", drawReport);
   model.on("change:prefetch", drawPrefetch);
   model.on("change:quality", drawQuality);
-  model.on("change:choices", () => { drawChoices(); drawHelp(); });
+  model.on("change:choices", () => { drawChoices(); drawHelp(); if (keysOpen()) drawKeys(); });
   model.on("change:mode", () => { drawChoices(); drawHelp(); });
   model.on("change:annotator", () => { if (document.activeElement !== annInput) annInput.value = model.get("annotator"); });
 
-  annInput.value = model.get("annotator") || "";
-  annInput.addEventListener("change", () => {
+  function drawAnnotators() {
+    annList.textContent = "";
+    (model.get("annotators") || []).forEach((n) => { const o = h("option"); o.value = n; annList.appendChild(o); });
+  }
+  function setAnnotator(v) {
+    annConfirm.classList.remove("alwb-open");
+    if (v !== model.get("annotator")) { model.set("annotator", v); model.save_changes(); }
+    annInput.value = v;
+    root.focus({ preventScroll: true });
+  }
+  function cancelAnnotator() {
+    annConfirm.classList.remove("alwb-open");
+    annInput.value = model.get("annotator") || "";
+    root.focus({ preventScroll: true });
+  }
+  // a known annotator is switched to at once; a new name asks first (Enter adds, Esc keeps the current one)
+  function commitAnnotator(focusConfirm) {
     const v = annInput.value.trim();
-    if (!v) { annInput.value = model.get("annotator"); return; }
-    model.set("annotator", v);
-    model.save_changes();
-  });
+    if (!v || v === model.get("annotator")) { cancelAnnotator(); return; }
+    const known = model.get("annotators") || [];
+    if (known.includes(v)) { setAnnotator(v); return; }
+    annConfirm.dataset.name = v;
+    annConfirmText.textContent = "\u201c" + v + "\u201d is not one of this project's annotators"
+      + (known.length ? " (" + known.join(", ") + ")" : "") + ". Add a new annotator? ";
+    annConfirm.classList.add("alwb-open");
+    if (focusConfirm) annAdd.focus({ preventScroll: true });
+  }
+  annInput.value = model.get("annotator") || "";
+  annInput.addEventListener("change", () => { if (!annConfirm.classList.contains("alwb-open")) commitAnnotator(false); });
   annInput.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === "Escape") {
-      e.preventDefault(); e.stopPropagation();
-      annInput.dispatchEvent(new Event("change"));
-      root.focus({ preventScroll: true });
-    } else { e.stopPropagation(); }
+    if (e.key === "Enter") { swallow(e); commitAnnotator(true); }
+    else if (e.key === "Escape") { swallow(e); cancelAnnotator(); }
   });
+  for (const [b, fn] of [[annAdd, () => setAnnotator(annConfirm.dataset.name)], [annCancel, cancelAnnotator]]) {
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", (e) => { e.preventDefault(); fn(); });
+    b.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { swallow(e); fn(); }
+      else if (e.key === "Escape") { swallow(e); cancelAnnotator(); }
+    });
+  }
+  drawAnnotators();
+  model.on("change:annotators", drawAnnotators);
+
+  // the kernel behind the widget died or restarted: nothing is recorded any more; say so and how to get a new one
+  function kernelDied() {
+    if (kernelGone) return;
+    kernelGone = true;
+    dead.textContent = DEAD_TEXT;
+    dead.style.display = "";
+    root.dataset.dead = "1";
+    inflight = null;
+    clearTimeout(inflightTimer);
+    setBusy(false);
+    say(DEAD_TEXT, "error");
+  }
+  dead.style.display = "none";
+  const unwatchKernel = watchKernel(model, kernelDied);
 
   noteInput.addEventListener("keydown", (e) => {
     e.stopPropagation();
@@ -510,7 +630,12 @@ function renderLabeller({ model, el }) {
   btn(flagBtn, openNote);
   btn(undoBtn, () => { if (inflight === null) send({ type: "undo" }); });
   btn(submitBtn, submitTags);
-  btn(guideAck, () => { if (inflight === null) send({ type: "ack_guideline", version: guideAck.dataset.version }); });
+  btn(guideAck, ackGuideline);
+  guideAck.tabIndex = 0;   // reachable with Tab from the focused widget; Enter / Space on it acknowledge
+  guideAck.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { swallow(e); ackGuideline(); root.focus({ preventScroll: true }); }
+    else if (!(e.ctrlKey || e.metaKey || e.altKey) && e.key !== "Tab") e.stopPropagation();
+  });
   btn(qualRetry, retryQualification);
   qualRetry.tabIndex = 0;   // reachable with Tab too; Enter / Space on it retry
   qualRetry.addEventListener("keydown", (e) => {
@@ -529,11 +654,15 @@ function renderLabeller({ model, el }) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;   // leave JupyterLab's shortcuts alone
     const k = e.key;
     let handled = true;
-    if (inflight !== null) {
+    if (k === "?" || (k === "Escape" && keysOpen())) {
+      toggleKeys(k === "?" && !keysOpen());
+    } else if (inflight !== null) {
       // swallow our own keys while an answer is in flight; nothing is queued
       handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " ";
     } else if ((k === "Enter" || k === "r") && canRetry()) {
       retryQualification();
+    } else if (k === "Enter" && needAck()) {
+      ackGuideline();
     } else if (k === "Enter") {
       if (isMulti()) submitTags();
     } else if (k === "s") {
@@ -561,7 +690,7 @@ function renderLabeller({ model, el }) {
   root.focus({ preventScroll: true });
   requestAnimationFrame(() => root.focus({ preventScroll: true }));
   model.send({ type: "hello", view: view });
-  return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); };
+  return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); unwatchKernel(); };
 }
 
 // ---------------------------------------------------------------------------------------------------- reviewer
@@ -645,7 +774,7 @@ function renderReview({ model, el }) {
     setBusy(true);
     clearTimeout(inflightTimer);
     inflightTimer = setTimeout(() => {
-      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+      if (inflight !== null) say("waiting for the kernel\u2026 if it was restarted or has died, run this cell again", "warn");
     }, 3000);
     model.send(msg);
     return true;
@@ -910,7 +1039,21 @@ CSS = r"""
 .alwb-guideline { margin: 4px 0; }
 .alwb-guideline-summary { cursor: pointer; font-weight: 600; }
 .alwb-guideline-body { padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
-.alwb-guideline-banner { background: #fff3cd; border: 1px solid #e0b84c; padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-guideline-banner { background: #fff3cd; color: #3d2c00; border: 1px solid #e0b84c; padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-guideline-ack:focus, .alwb-annotator-add:focus, .alwb-annotator-cancel:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.alwb-annotator-confirm { display: none; gap: 6px; align-items: center; margin: 4px 0; padding: 5px 8px; border-radius: 4px;
+  border: 1px solid #e0b84c; background: #fff3cd; color: #3d2c00; }
+.alwb-annotator-confirm.alwb-open { display: flex; flex-wrap: wrap; }
+.alwb-annotator-confirm button { font: inherit; cursor: pointer; padding: 2px 8px; }
+.alwb-root { position: relative; }
+.alwb-keys-overlay { position: absolute; z-index: 10; top: 40px; left: 50%; transform: translateX(-50%); min-width: 360px;
+  max-height: 80%; overflow: auto; padding: 10px 14px; border-radius: 6px; box-shadow: 0 4px 18px rgba(0,0,0,0.35);
+  background: var(--jp-layout-color0, #fff); color: var(--jp-ui-font-color1, #222); border: 1px solid var(--jp-border-color1, #bbb); }
+.alwb-keys-title { font-weight: 600; margin-bottom: 6px; }
+.alwb-keys-table td { padding: 1px 8px 1px 0; vertical-align: top; }
+.alwb-keys-foot { margin-top: 6px; color: var(--jp-ui-font-color2, #666); font-size: 11px; }
+.alwb-dead { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 6px 8px; border-radius: 4px; margin: 4px 0;
+  font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }
 .alwb-imgbox { flex: 0 0 auto; min-width: 256px; min-height: 256px; display: flex; align-items: center; justify-content: center;
   background: var(--jp-layout-color2, #f3f3f3); border-radius: 4px; padding: 4px; }

@@ -25,6 +25,7 @@ import ipywidgets
 import traitlets
 
 from ..errors import AlwbError, NothingToUndoError, PoolExhaustedError
+from ..keymap import ACTION_KEYS, SINGLE_KEYS, TAG_KEYS, class_keys  # noqa: F401 - the key lists are re-exported
 from ..labels.quality import QUALIFICATION_STRATEGY
 from ..loop.session import QualificationError
 from ..types import Answer, RoundReport
@@ -36,9 +37,6 @@ MAX_SIDE = 768          # images are downsized to at most this many pixels per s
 PIXELATED_BELOW = 64    # images smaller than this are upscaled with crisp, blocky pixels
 SMALL_DISPLAY = 256     # small images are shown at an integer zoom up to about this many pixels
 PREFETCH = 2            # upcoming images encoded ahead of time
-SINGLE_KEYS = list("1234567890")
-# tag keys: digits first, then letters that are not action keys (a accept, f flag, s skip, z undo)
-TAG_KEYS = list("1234567890") + [c for c in "qwertyuiopghjklxcvbnm" if c not in "afsz"]
 # keys the reviewer's screen keeps for itself (a accept, n skip, r: none of them a class key there)
 REVIEW_ACTION_KEYS = frozenset("anr")
 MODES = ("label", "review")
@@ -158,6 +156,8 @@ class Workbench(anywidget.AnyWidget):
     report_html = traitlets.Unicode("").tag(sync=True)
     prefetch = traitlets.List().tag(sync=True)
     annotator = traitlets.Unicode("").tag(sync=True)
+    annotators = traitlets.List().tag(sync=True)         # the project's known annotators
+    action_keys = traitlets.Dict().tag(sync=True)        # key -> what it does (the ? overlay lists them)
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
@@ -192,12 +192,12 @@ class Workbench(anywidget.AnyWidget):
         schema = session.schema
         multi = bool(schema.multilabel)
         names = list(schema.names)
-        keys = TAG_KEYS if multi else SINGLE_KEYS
-        choices = [{"name": n, "key": keys[i] if i < len(keys) else ""} for i, n in enumerate(names)]
+        keys = class_keys(names, getattr(getattr(session.config, "ui", None), "keys", None) or {}, multilabel=multi)
+        choices = [{"name": n, "key": k} for n, k in zip(names, keys)]
         if mode == "review":  # the reviewer's action keys are never class keys (those tags are picked by click)
             choices = [{**c, "key": "" if c["key"] in REVIEW_ACTION_KEYS else c["key"]} for c in choices]
         super().__init__(mode="multi" if multi else "single", choices=choices, annotator=session.annotator,
-                         ui_mode=mode, **kwargs)
+                         ui_mode=mode, action_keys=dict(ACTION_KEYS), **kwargs)
         self.add_class("alwb-labeller" if mode == "label" else "alwb-reviewer")
         self.on_msg(self._on_msg)
         self.observe(self._on_annotator, names="annotator")
@@ -211,6 +211,7 @@ class Workbench(anywidget.AnyWidget):
         session.on_report(listener)
         with self._ui_lock, self.hold_sync():
             self._push_guideline()
+            self._push_annotators()
             if mode == "review":
                 self._review_session = session.review()
                 self._review_show()
@@ -262,9 +263,17 @@ class Workbench(anywidget.AnyWidget):
             prev = s.store.get_meta(f"guideline_ack:{s.annotator}")
         except AlwbError:
             prev = None
+        # a first-time annotator (nothing acknowledged yet) reads the guideline before the first answer
+        first_time = prev is None and bool((s.guideline_text or "").strip())
         self.guideline = {"version": s.guideline_version, "html": guideline_html(s.guideline_text),
-                          "acknowledged": bool(s.guideline_acknowledged()),
-                          "previous": None if prev is None else str(prev)}
+                          "acknowledged": bool(s.guideline_acknowledged()) and not first_time,
+                          "first_time": first_time, "previous": None if prev is None else str(prev)}
+
+    def _push_annotators(self) -> None:
+        """The project's known annotators (the view asks before adding a new one: a typo is not a new person)."""
+        known = set(self.session.store.annotators())
+        known.add(self.session.annotator)
+        self.annotators = sorted(known)
 
     @property
     def show_suggestions(self) -> bool:
@@ -525,6 +534,8 @@ class Workbench(anywidget.AnyWidget):
                 raise AlwbError("no model suggestion for this image yet: pick the class yourself")
         answer = _answer_from_msg(content.get("answer"), content.get("time_spent_s"))
         eid = self.session.submit(item_id, answer)
+        if self.guideline.get("first_time"):
+            self._push_guideline()   # a first answer given without the view (the session recorded the guideline read)
         self.answers_log.append({"item_id": item_id, "kind": answer.kind, "label": answer.label,
                                  "tags": list(answer.tags), "note": answer.note, "event_id": eid})
         if self._qual is not None and not self._qual.get("blocked"):
@@ -568,9 +579,8 @@ class Workbench(anywidget.AnyWidget):
         self._front = ev["sample_id"]
         self.answers_log.append({"item_id": ev["sample_id"], "kind": "undo", "event_id": ev["id"]})
         self._show_next()
-        value = ev.get("value")
-        what = ev["kind"] if value is None else f"{ev['kind']} {value}"
-        return f"undone: {what} for {ev['sample_id']}"
+        # never the item id: for a folder-tree source it names the class folder (it would give the answer away)
+        return f"undone: {answer_text(ev)} \u2014 answer this image again"
 
     def _on_annotator(self, change) -> None:
         name = str(change["new"]).strip()
@@ -580,6 +590,7 @@ class Workbench(anywidget.AnyWidget):
         with self._ui_lock, self.hold_sync():
             self.session.annotator = name
             self._push_guideline()
+            self._push_annotators()
             if self.ui_mode == "review":
                 self._review_session = self.session.review()
                 self._review_skipped = []

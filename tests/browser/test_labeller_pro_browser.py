@@ -27,9 +27,11 @@ JUPYTERLAB_KEYS = ["m", "x", "c", "v", "d", "d", "b", "a", "Shift+Enter", "Arrow
                    "ArrowRight", "y", "r", "Escape", "Enter", "l", "o"]
 
 
-def notebook_with_widget(lab, name: str, project_dir: Path, annotator: str = "tester") -> str:
-    """The widget cell first, then a markdown cell and a code cell that a stray shortcut would change."""
-    write_notebook(lab.root / name, widget_cells(project_dir, annotator=annotator) + ["x = 1", "y = 2"])
+def notebook_with_widget(lab, name: str, project_dir: Path, annotator: str = "tester",
+                         read_guideline: bool = True) -> str:
+    """The widget cell first, then two code cells that a stray shortcut would change (or delete, or move to)."""
+    write_notebook(lab.root / name, widget_cells(project_dir, annotator=annotator, read_guideline=read_guideline)
+                   + ["x = 1", "y = 2"])
     return name
 
 
@@ -71,3 +73,140 @@ def test_notebook_shortcuts_never_fire_while_the_widget_has_focus(lab, page):
     assert (active[b]["kind"], active[b]["note"]) == ("flag", "blurry, dark")
     assert len(active) == 2
     assert_clean(page)
+
+
+def message(page) -> str:
+    return page.locator(f"{ROOT} .alwb-message").inner_text()
+
+
+def test_first_time_annotator_reads_the_guideline_and_new_annotators_are_confirmed(lab, page):
+    from alworkbench.labels import LabelStore
+
+    proj = make_project(lab.root / "proj_people", batch_size=6)
+    with LabelStore(proj / "labels.sqlite") as st:
+        st.acknowledge_guideline("bea", "1")          # bea worked on this project before
+    open_and_run(page, lab, notebook_with_widget(lab, "people.ipynb", proj, annotator="ann", read_guideline=False))
+    wait_widget(page)
+    # ann is new here: the guideline is open and must be acknowledged before the first answer
+    banner = page.locator(f"{ROOT} .alwb-guideline-banner")
+    banner.wait_for(state="visible")
+    assert "before your first answer" in banner.inner_text()
+    assert page.locator(f"{ROOT} .alwb-guideline-body").is_visible()
+    assert "answer the digit you see" in page.locator(f"{ROOT} .alwb-guideline-body").inner_text()
+    a, seq = current(page)
+    page.keyboard.press("1")
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-message').textContent"
+                           ".includes('before your first answer')")
+    assert current(page) == (a, seq) and store_events(proj)[0] == []
+    # Tab from the focused widget reaches "I have read it"; Enter on it acknowledges (recorded in the store)
+    page.keyboard.press("Tab")
+    assert focused_on(page, " .alwb-guideline-ack")
+    page.keyboard.press("Enter")
+    banner.wait_for(state="hidden")
+    assert focused_on(page, "")
+    with LabelStore(proj / "labels.sqlite") as st:
+        assert st.acknowledged_guideline("ann") == "1"
+    press(page, "3")
+    # undo: the message says what was undone, never the item id (a folder-tree id names the class folder)
+    press(page, "z")
+    assert current(page)[0] == a
+    assert message(page) == "undone: 2 \u2014 answer this image again" and a not in message(page)
+    press(page, "5")
+    # a known annotator is switched to at once (the field offers the project's annotators)
+    assert page.locator(f"{ROOT} datalist.alwb-annotators option").evaluate_all(
+        "os => os.map(o => o.value)") == ["ann", "bea"]
+    ann = page.locator(f"{ROOT} .alwb-annotator")
+    ann.fill("bea")
+    ann.press("Enter")
+    assert focused_on(page, "") and page.locator(f"{ROOT} .alwb-annotator-confirm").is_hidden()
+    b, _ = current(page)
+    press(page, "6")
+    # a typo is not silently a new annotator: it asks, Escape keeps bea
+    ann.fill("bae")
+    ann.press("Enter")
+    confirm = page.locator(f"{ROOT} .alwb-annotator-confirm")
+    confirm.wait_for(state="visible")
+    assert "\u201cbae\u201d is not one of this project's annotators (ann, bea)" in confirm.inner_text()
+    assert focused_on(page, " .alwb-annotator-add")
+    page.keyboard.press("Escape")
+    confirm.wait_for(state="hidden")
+    assert ann.input_value() == "bea" and focused_on(page, "")
+    c, _ = current(page)
+    press(page, "7")
+    # a real new annotator: confirmed with Enter, then the guideline for them, acknowledged with Enter
+    ann.fill("nina")
+    ann.press("Enter")
+    confirm.wait_for(state="visible")
+    page.keyboard.press("Enter")
+    banner.wait_for(state="visible")
+    assert "Welcome, nina" in banner.inner_text()
+    page.keyboard.press("Enter")
+    banner.wait_for(state="hidden")
+    d, _ = current(page)
+    press(page, "8")
+    assert_clean(page)
+    events, active = store_events(proj)
+    assert {s: (ev["annotator"], ev["value"]) for s, ev in active.items()} == {
+        a: ("ann", "4"), b: ("bea", "5"), c: ("bea", "6"), d: ("nina", "7")}
+    assert not [e for e in events if e["annotator"] == "bae"]
+    with LabelStore(proj / "labels.sqlite") as st:
+        assert st.annotators() == ["ann", "bea", "nina"]
+        assert st.acknowledged_guideline("nina") == "1"
+
+
+def test_a_widget_whose_kernel_died_says_so_and_says_run_the_cell_again(lab, page):
+    import os
+    import signal
+
+    proj = make_project(lab.root / "proj_dead", batch_size=5)
+    open_and_run(page, lab, notebook_with_widget(lab, "dead.ipynb", proj))
+    wait_widget(page)
+    press(page, "2")
+    pids = lab.kernel_pids()
+    assert len(pids) == 1, pids
+    os.kill(pids[0], signal.SIGKILL)
+    dead = page.locator(f"{ROOT} .alwb-dead")
+    dead.wait_for(state="visible", timeout=60_000)
+    assert "Run this cell again" in dead.inner_text()
+    assert page.locator(ROOT).get_attribute("data-dead") == "1"
+    page.locator(ROOT).focus()
+    page.keyboard.press("3")       # refused at once with the same hint; nothing can reach the store
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-message').textContent"
+                           ".includes('Run this cell again')")
+    _, active = store_events(proj)
+    assert len(active) == 1
+
+
+def test_keys_overlay_and_keys_remapped_in_alwb_yaml(lab, page, artifacts):
+    proj = make_project(lab.root / "proj_remap", batch_size=5, ui={"keys": {"3": "c", "7": "v"}})
+    open_and_run(page, lab, notebook_with_widget(lab, "remap.ipynb", proj))
+    wait_widget(page)
+    keys = page.locator(f"{ROOT} .alwb-choice").evaluate_all(
+        "bs => bs.map(b => [b.dataset.name, b.querySelector('.alwb-key').textContent])")
+    assert keys == [["0", "1"], ["1", "2"], ["2", "3"], ["3", "c"], ["4", "4"], ["5", "5"], ["6", "6"],
+                    ["7", "v"], ["8", "7"], ["9", "8"]]
+    # ? lists every key: the class keys as configured and the action keys; ? again (or Esc) closes it
+    overlay = page.locator(f"{ROOT} .alwb-keys-overlay")
+    page.keyboard.press("?")
+    overlay.wait_for(state="visible")
+    rows = dict(overlay.locator("tr").evaluate_all("rs => rs.map(r => [r.dataset.key, r.cells[1].textContent])"))
+    assert rows["c"] == "class 3" and rows["v"] == "class 7" and rows["7"] == "class 8"
+    assert {"s", "f", "z", "a", "?", "Backspace", "Esc"} <= set(rows)
+    assert "skip" in rows["s"] and "undo" in rows["z"]
+    overlay.scroll_into_view_if_needed()
+    overlay.screenshot(path=str(artifacts / "labeller_keys_overlay.png"))
+    page.keyboard.press("?")
+    overlay.wait_for(state="hidden")
+    page.keyboard.press("?")
+    overlay.wait_for(state="visible")
+    page.keyboard.press("Escape")
+    overlay.wait_for(state="hidden")
+    expected = {}
+    for key, label in (("c", "3"), ("v", "7"), ("7", "8"), ("2", "1")):
+        sid, _ = current(page)
+        press(page, key)
+        expected[sid] = label
+    assert page.evaluate(NOTEBOOK_JS)["widgets"] == 1 and len(page.evaluate(NOTEBOOK_JS)["cells"]) == 3
+    assert_clean(page)
+    _, active = store_events(proj)
+    assert {s: ev["value"] for s, ev in active.items()} == expected
