@@ -709,6 +709,14 @@ class LabelStore:
                                                        (int(since_id),))]
 
     @_translated
+    def answer_times(self, annotator: str, limit: int = 200) -> list[float]:
+        """Seconds ``annotator`` spent on each of their latest ``limit`` answers, newest first (answers later undone
+        count too: the time was spent; answers without a recorded time are left out)."""
+        rows = self._read(f"SELECT time_spent_s FROM events WHERE annotator = ? AND kind IN ({_ANSWER_KINDS_SQL})"
+                          " AND time_spent_s IS NOT NULL ORDER BY id DESC LIMIT ?", (annotator, int(limit)))
+        return [float(r[0]) for r in rows]
+
+    @_translated
     def n_events(self) -> int:
         return int(self._read("SELECT COUNT(*) FROM events")[0][0])
 

@@ -81,6 +81,13 @@ function renderLabeller({ model, el }) {
   const modelInfo = h("span", "alwb-model");
   const training = h("span", "alwb-training", "retraining\u2026");
   header.append(annLabel, position, labelled, modelInfo, training);
+  // the annotator's pace and the progress toward the label budget (computed in the kernel from the store)
+  const statsRow = h("div", "alwb-stats-row");
+  const budgetBar = h("span", "alwb-budget-bar");
+  const budgetFill = h("span", "alwb-budget-fill");
+  budgetBar.appendChild(budgetFill);
+  const stats = h("span", "alwb-stats");
+  statsRow.append(budgetBar, stats);
   // a name that is not one of the project's annotators is added only after a confirmation (a typo is not a person)
   const annConfirm = h("div", "alwb-annotator-confirm");
   const annConfirmText = h("span", "alwb-annotator-confirm-text");
@@ -106,6 +113,9 @@ function renderLabeller({ model, el }) {
   img.alt = "item to label";
   img.draggable = false;
   imgBox.appendChild(img);
+  const imgCol = h("div", "alwb-imgcol");
+  const details = h("div", "alwb-details");   // file name, original size, why it was chosen
+  imgCol.append(imgBox, details);
   const side = h("div", "alwb-side");
   const predBox = h("div", "alwb-predictions");
   const search = h("input", "alwb-search");
@@ -113,7 +123,7 @@ function renderLabeller({ model, el }) {
   const choicesBox = h("div", "alwb-choices");
   const submitBtn = h("button", "alwb-submit", "Submit tags (Enter)");
   side.append(predBox, search, choicesBox, submitBtn);
-  main.append(imgBox, side);
+  main.append(imgCol, side);
 
   const actions = h("div", "alwb-actions");
   const acceptBtn = h("button", "alwb-accept", "Accept suggestion (a)");
@@ -145,7 +155,7 @@ function renderLabeller({ model, el }) {
   keysOverlay.style.display = "none";
 
   // the banner comes first: Tab from the focused widget reaches "I have read it" at once
-  root.append(dead, guideBanner, header, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, coverage,
+  root.append(dead, guideBanner, header, statsRow, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, coverage,
               report, help, keysOverlay);
   el.appendChild(root);
 
@@ -324,7 +334,12 @@ function renderLabeller({ model, el }) {
           + (it.redo ? " (undone, answer again)" : "");
       }
       position.dataset.round = it.round;
+      const d = it.details || {};
+      details.textContent = d.text || "";
+      details.dataset.name = d.name || "";
+      details.dataset.size = d.width ? d.width + "x" + d.height : "";
     } else {
+      details.textContent = "";
       img.style.display = "none";
       img.removeAttribute("src");
       position.textContent = it.status || "nothing to label";
@@ -369,6 +384,13 @@ function renderLabeller({ model, el }) {
     modelInfo.textContent = m ? modelLine(m) : "no model yet";
     modelInfo.dataset.version = m ? m.version : "";
     modelInfo.dataset.trainedOn = m ? m.n_labels : "";
+    const st = p.stats || {};
+    stats.textContent = st.text || "";
+    stats.dataset.n = st.n || 0;
+    const b = st.budget;
+    budgetBar.style.display = b ? "" : "none";
+    budgetFill.style.width = b ? Math.round(100 * b.fraction) + "%" : "0";
+    budgetBar.title = b ? b.labelled + " of " + b.budget + " labels (label_budget in alwb.yaml)" : "";
     if (!currentId && p.round) position.dataset.round = p.round;
     if (predBox.dataset.suggestions !== (suggestionsOn() ? "on" : "off")) drawItem();
     drawHelp();
@@ -1052,6 +1074,12 @@ CSS = r"""
 .alwb-keys-title { font-weight: 600; margin-bottom: 6px; }
 .alwb-keys-table td { padding: 1px 8px 1px 0; vertical-align: top; }
 .alwb-keys-foot { margin-top: 6px; color: var(--jp-ui-font-color2, #666); font-size: 11px; }
+.alwb-stats-row { display: flex; gap: 8px; align-items: center; color: var(--jp-ui-font-color2, #555); margin-bottom: 4px; }
+.alwb-budget-bar { width: 140px; height: 8px; border-radius: 4px; overflow: hidden; background: var(--jp-layout-color3, #e4e4e4); }
+.alwb-budget-fill { display: block; height: 100%; background: var(--jp-success-color1, #7cb77c); }
+.alwb-imgcol { flex: 0 0 auto; display: flex; flex-direction: column; gap: 4px; }
+.alwb-details { color: var(--jp-ui-font-color2, #555); font-size: 12px; max-width: 640px; overflow-wrap: anywhere; }
+.alwb-message[data-kind="info"] { color: var(--jp-ui-font-color1, #222); }
 .alwb-dead { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 6px 8px; border-radius: 4px; margin: 4px 0;
   font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }

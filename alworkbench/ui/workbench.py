@@ -28,6 +28,7 @@ from ..errors import AlwbError, NothingToUndoError, PoolExhaustedError
 from ..keymap import ACTION_KEYS, SINGLE_KEYS, TAG_KEYS, class_keys  # noqa: F401 - the key lists are re-exported
 from ..labels.quality import QUALIFICATION_STRATEGY
 from ..loop.session import QualificationError
+from ..loop.stats import budget_progress, item_details, pace, stats_text
 from ..types import Answer, RoundReport
 from ._frontend import CSS, ESM
 from .render import (answer_text, guideline_html, qualification_result_text, report_html, review_reason_text,
@@ -61,7 +62,7 @@ def encode_image(img, max_side: int = MAX_SIDE) -> dict:
 
     if img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
-    w, h = img.size
+    w, h = orig = img.size
     if max(w, h) > max_side:
         img = img.copy()
         img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
@@ -74,7 +75,8 @@ def encode_image(img, max_side: int = MAX_SIDE) -> dict:
         img.save(buf, format="JPEG", quality=88)
         mime = "image/jpeg"
     out = {"src": f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-           "w": w, "h": h, "pixelated": max(w, h) < PIXELATED_BELOW, "display_w": None, "display_h": None}
+           "w": w, "h": h, "orig_w": orig[0], "orig_h": orig[1], "pixelated": max(w, h) < PIXELATED_BELOW,
+           "display_w": None, "display_h": None}
     if max(w, h) < SMALL_DISPLAY:
         zoom = max(1, SMALL_DISPLAY // max(w, h))
         out["display_w"], out["display_h"] = w * zoom, h * zoom
@@ -304,14 +306,26 @@ class Workbench(anywidget.AnyWidget):
         except AttributeError:
             n_eval = 0
         model = self._model_state()
+        n_labels = len(s.labels())
         self.progress = {
-            "labelled": len(s.labels()), "pool_size": n_items - n_eval,
+            "labelled": n_labels, "pool_size": n_items - n_eval,
             "coverage": {str(k): int(v) for k, v in s.coverage().items()},
             "model_version": model["version"] if model else int(s.model_version), "model": model,
             "training": bool(s.is_training), "show_suggestions": self.show_suggestions,
             "round": b.round if b is not None else 0, "status": self._status or self._train_error,
+            "stats": self._stats(n_labels),
         }
         self._push_report()
+
+    def _stats(self, n_labels: int) -> dict:
+        """The annotator's pace and the progress toward ``label_budget``, as the core computes them."""
+        s = self.session
+        try:
+            p = pace(s.store.answer_times(s.annotator))
+        except AlwbError:
+            p = pace([])
+        budget = budget_progress(n_labels, getattr(s.config, "label_budget", None), p["mean_s"])
+        return {**p, "budget": budget, "text": stats_text(p, budget)}
 
     def _push_report(self) -> None:
         """Render the round summary again when what it shows changed: a new report, the current model, the open
@@ -359,7 +373,11 @@ class Workbench(anywidget.AnyWidget):
     def _item_state(self, bi, position: int, batch_size: int, round_: int, redo: bool) -> dict:
         img = self._image_future(bi.item).result()
         self._shown_seq += 1
-        return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
+        b = self.session.current_batch
+        details = item_details(bi.item, (img.get("orig_w") or img["w"], img.get("orig_h") or img["h"]),
+                               strategy=b.strategy if b is not None else "", score=bi.score,
+                               model_version=b.model_version if b is not None else 0)
+        return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img, "details": details,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
                 **self._suggestions(bi.item.id), "preselect": [], "status": "",
                 "qualification": self._in_qualification()}
@@ -534,6 +552,8 @@ class Workbench(anywidget.AnyWidget):
                 raise AlwbError("no model suggestion for this image yet: pick the class yourself")
         answer = _answer_from_msg(content.get("answer"), content.get("time_spent_s"))
         eid = self.session.submit(item_id, answer)
+        recorded = answer_text({"kind": answer.kind, "note": answer.note,
+                                "value": list(answer.tags) if answer.kind == "tags" else answer.label})
         if self.guideline.get("first_time"):
             self._push_guideline()   # a first answer given without the view (the session recorded the guideline read)
         self.answers_log.append({"item_id": item_id, "kind": answer.kind, "label": answer.label,
@@ -542,7 +562,7 @@ class Workbench(anywidget.AnyWidget):
             self._qual = None  # a passed test's result stays up until the first ordinary answer
             self._push_quality()
         self._show_next()
-        return ""
+        return f"recorded: {recorded} \u2014 z to undo"
 
     def _handle_qualification_retry(self) -> str:
         """After a failed test: acknowledge the guideline (read again) and start a new test. After an error (no

@@ -17,11 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = ".alwb-labeller .alwb-root"
 
 
-def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0, ui=None):
+def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0, ui=None, **config):
     """A small digits project plus raw-pixel embeddings saved next to it (the kernel loads them: fast, no torch)."""
     from alworkbench.project import Project
 
-    kw = {"tags": tags} if tags else {}
+    kw = {"tags": tags, **config} if tags else dict(config)
     if ui:
         kw["ui"] = ui
     p = Project.init(dirpath, "digits", query={"batch_size": batch_size}, source={"limit": limit},

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from .conftest import open_and_run, write_notebook
-from .test_labeller_browser import (ROOT, assert_clean, current, make_project, press, store_events, wait_shown_change,
-                                    wait_widget, widget_cells)
+from .test_labeller_browser import (ROOT, assert_clean, current, make_project, press, shot, store_events,
+                                    wait_shown_change, wait_widget, widget_cells)
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -178,7 +178,7 @@ def test_a_widget_whose_kernel_died_says_so_and_says_run_the_cell_again(lab, pag
 
 
 def test_keys_overlay_and_keys_remapped_in_alwb_yaml(lab, page, artifacts):
-    proj = make_project(lab.root / "proj_remap", batch_size=5, ui={"keys": {"3": "c", "7": "v"}})
+    proj = make_project(lab.root / "proj_remap", batch_size=5, ui={"keys": {"3": "c", "7": "v"}}, label_budget=20)
     open_and_run(page, lab, notebook_with_widget(lab, "remap.ipynb", proj))
     wait_widget(page)
     keys = page.locator(f"{ROOT} .alwb-choice").evaluate_all(
@@ -201,11 +201,21 @@ def test_keys_overlay_and_keys_remapped_in_alwb_yaml(lab, page, artifacts):
     overlay.wait_for(state="visible")
     page.keyboard.press("Escape")
     overlay.wait_for(state="hidden")
+    # the details line: file name (never a folder), original size, the strategy and model that chose the image
+    details = page.locator(f"{ROOT} .alwb-details").inner_text()
+    assert details.startswith("digits #") and "8\u00d78 px" in details and "chosen by" in details
+    stats = page.locator(f"{ROOT} .alwb-stats")
+    assert "0 of 20 labels (0%)" in stats.inner_text()
     expected = {}
-    for key, label in (("c", "3"), ("v", "7"), ("7", "8"), ("2", "1")):
+    for n, (key, label) in enumerate((("c", "3"), ("v", "7"), ("7", "8"), ("2", "1")), start=1):
         sid, _ = current(page)
         press(page, key)
         expected[sid] = label
+        # a visible confirmation of what was just recorded, and the pace and budget progress from the store
+        assert page.locator(f"{ROOT} .alwb-message").inner_text() == f"recorded: {label} \u2014 z to undo"
+        assert f"{n} of 20 labels ({5 * n}%)" in stats.inner_text() and "images/min" in stats.inner_text()
+    assert "left at this pace" in stats.inner_text()
+    shot(page, artifacts, "labeller_details_stats.png")
     assert page.evaluate(NOTEBOOK_JS)["widgets"] == 1 and len(page.evaluate(NOTEBOOK_JS)["cells"]) == 3
     assert_clean(page)
     _, active = store_events(proj)
