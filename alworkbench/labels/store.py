@@ -590,6 +590,45 @@ class LabelStore:
         return ev
 
     @_translated
+    def supersede(self, event_id: int, answer: Answer, *, annotator: str) -> int:
+        """Change an earlier answer without overwriting it: in one transaction, append an undo of answer event
+        ``event_id`` (active, given by ``annotator``) and a new answer for the same item, with the same round,
+        batch, strategy, score, model version and prediction. Returns the new event's id."""
+        _check_id(annotator, "annotator")
+        value = _answer_value(answer)
+        conn = self._conn()
+        with self._write(conn):
+            old = conn.execute(
+                "SELECT e.sample_id, e.round, e.batch_id, e.model_version, e.strategy, e.score, e.prediction_json,"
+                f" e.annotator FROM events e WHERE e.id = ? AND {_ACTIVE} AND {_NOT_GOLD}", (int(event_id),)).fetchone()
+            if old is None:
+                raise NothingToUndoError(f"answer {int(event_id)} cannot be changed: it is not active any more "
+                                         "(undone or changed meanwhile), or it was given on a known-answer item")
+            sid, round_, batch_id, version, strategy, score, pred, who = old
+            if who != annotator:
+                raise NothingToUndoError(f"that answer is {who}'s: only they can change it (a reviewer corrects it)")
+            now = time.time()
+            conn.execute(
+                "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
+                " model_version, strategy, undoes) VALUES ('undo', ?, NULL, '', ?, ?, ?, ?, ?, ?, ?)",
+                (sid, round_, batch_id, annotator, now, version, strategy, int(event_id)))
+            cur = conn.execute(
+                "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
+                " shown_at, time_spent_s, model_version, strategy, score, prediction_json, uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                (answer.kind, sid, value, answer.note or "", round_, batch_id, annotator, now,
+                 None if answer.time_spent_s is None else float(answer.time_spent_s), version, strategy, score,
+                 pred, uuid.uuid4().hex))
+            return int(cur.lastrowid)
+
+    @_translated
+    def recent_answers(self, annotator: str, limit: int = 20) -> list[dict]:
+        """``annotator``'s latest active answers (not on gold items), newest first."""
+        rows = self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} AND {_NOT_GOLD} AND e.annotator = ?"
+                          " ORDER BY e.id DESC LIMIT ?", (annotator, int(limit)))
+        return [_row_to_event(r) for r in rows]
+
+    @_translated
     def record_enqueue(self, sample_ids: Iterable[str], round: int, reason: str, annotator: str) -> list[int]:
         """Append one 'enqueue' event per id (e.g. items pushed into a review queue); return the event ids."""
         ids = [_check_id(s, "sample_id") for s in sample_ids]

@@ -135,6 +135,9 @@ function renderLabeller({ model, el }) {
   const noteInput = h("input", "alwb-note-input");
   noteInput.type = "text"; noteInput.placeholder = "optional note, Enter to flag, Esc to cancel";
   noteRow.appendChild(noteInput);
+  // the answer history (h): the latest answers from the store; pick one (arrows + Enter, or a click) to change it
+  const historyBox = h("div", "alwb-history");
+  historyBox.style.display = "none";
 
   const message = h("div", "alwb-message");
   const notice = h("div", "alwb-notice");
@@ -155,7 +158,7 @@ function renderLabeller({ model, el }) {
   keysOverlay.style.display = "none";
 
   // the banner comes first: Tab from the focused widget reaches "I have read it" at once
-  root.append(dead, guideBanner, header, statsRow, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, coverage,
+  root.append(dead, guideBanner, header, statsRow, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, historyBox, coverage,
               report, help, keysOverlay);
   el.appendChild(root);
 
@@ -319,13 +322,17 @@ function renderLabeller({ model, el }) {
     root.dataset.shownSeq = it.shown_seq;
     root.dataset.itemId = newId || "";
     root.dataset.test = it.qualification ? "1" : "0";
+    root.dataset.changing = it.change ? String(it.change.event_id) : "";
     if (newId) {
       img.style.display = "";
       img.classList.toggle("alwb-pixelated", !!it.pixelated);
       if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
       else { img.style.width = ""; img.style.height = ""; }
       if (img.getAttribute("src") !== it.src) img.src = it.src;
-      if (it.qualification) {
+      if (it.change) {
+        position.textContent = "changing your earlier answer \u201c" + it.change.text + "\u201d (" + clock(it.change.at)
+          + "): pick the new answer \u00b7 Esc goes back";
+      } else if (it.qualification) {
         position.textContent = "Qualification test: item " + it.position + " of " + it.batch_size
           + " \u2014 answers are scored against known answers, no suggestions"
           + (it.redo ? " (undone, answer again)" : "");
@@ -487,6 +494,45 @@ function renderLabeller({ model, el }) {
     });
   }
 
+  function clock(t) { const d = new Date(1000 * t); return d.toLocaleTimeString([], { hour12: false }); }
+  let histSel = 0;
+  function historyOpen() { return !!(model.get("history") || {}).open; }
+  function entries() { return (model.get("history") || {}).entries || []; }
+  function toggleHistory(open) { if (inflight === null) send({ type: "history", open: open }); }
+  function openEntry(i) {
+    const e = entries()[i];
+    if (!e || inflight !== null || !canAnswer()) return;
+    send({ type: "history_open", event_id: e.event_id });
+  }
+  function drawHistory() {
+    const hs = model.get("history") || {};
+    historyBox.textContent = "";
+    historyBox.style.display = hs.open ? "" : "none";
+    root.dataset.history = hs.open ? "open" : "closed";
+    if (!hs.open) return;
+    const list = hs.entries || [];
+    histSel = Math.max(0, Math.min(histSel, list.length - 1));
+    historyBox.appendChild(h("div", "alwb-history-title", list.length
+      ? "Your latest answers (\u2190 \u2192 choose, Enter changes it, h or Esc closes)"
+      : "No answers yet (h closes)"));
+    const strip = h("div", "alwb-history-strip");
+    list.forEach((e, i) => {
+      const card = h("button", "alwb-history-entry");
+      card.tabIndex = -1;
+      card.dataset.eventId = e.event_id;
+      if (i === histSel) card.classList.add("alwb-sel");
+      if (e.changing) card.classList.add("alwb-changing");
+      if (e.thumb) { const t = h("img", "alwb-history-thumb"); t.src = e.thumb; t.alt = ""; card.appendChild(t); }
+      card.appendChild(h("span", "alwb-history-text", e.text));
+      card.appendChild(h("span", "alwb-history-meta", e.annotator + " \u00b7 " + clock(e.at)));
+      card.title = e.name;
+      card.addEventListener("mousedown", (ev) => ev.preventDefault());
+      card.addEventListener("click", (ev) => { ev.preventDefault(); root.focus({ preventScroll: true }); histSel = i; openEntry(i); });
+      strip.appendChild(card);
+    });
+    historyBox.appendChild(strip);
+  }
+
   function keysOpen() { return keysOverlay.style.display !== "none"; }
   function toggleKeys(open) {
     if (open) drawKeys();
@@ -544,6 +590,7 @@ function renderLabeller({ model, el }) {
     if (a.ok) say(a.info || "", "info"); else say(a.error || "refused", "error");
   });
   model.on("change:item", drawItem);
+  model.on("change:history", drawHistory);
   model.on("change:progress", drawProgress);
   model.on("change:guideline", drawGuideline);
   model.on("change:report_html", drawReport);
@@ -685,6 +732,21 @@ function renderLabeller({ model, el }) {
       retryQualification();
     } else if (k === "Enter" && needAck()) {
       ackGuideline();
+    } else if (k === "h") {
+      toggleHistory(!historyOpen());
+    } else if (k === "Escape" && (model.get("item") || {}).change) {
+      send({ type: "history_close" });
+    } else if (k === "Escape" && historyOpen()) {
+      toggleHistory(false);
+    } else if (historyOpen() && (k === "ArrowLeft" || k === "ArrowRight" || k === "ArrowUp" || k === "ArrowDown")) {
+      histSel = Math.max(0, Math.min(entries().length - 1, histSel + (k === "ArrowRight" || k === "ArrowDown" ? 1 : -1)));
+      drawHistory();
+    } else if (k === "Enter" && historyOpen() && entries().length && !(model.get("item") || {}).change) {
+      openEntry(histSel);
+    } else if (k === "y") {
+      send({ type: "redo" });
+    } else if (k === "i") {
+      details.classList.toggle("alwb-hidden");
     } else if (k === "Enter") {
       if (isMulti()) submitTags();
     } else if (k === "s") {
@@ -1080,6 +1142,18 @@ CSS = r"""
 .alwb-imgcol { flex: 0 0 auto; display: flex; flex-direction: column; gap: 4px; }
 .alwb-details { color: var(--jp-ui-font-color2, #555); font-size: 12px; max-width: 640px; overflow-wrap: anywhere; }
 .alwb-message[data-kind="info"] { color: var(--jp-ui-font-color1, #222); }
+.alwb-hidden { display: none !important; }
+.alwb-history { margin-top: 6px; border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 4px; }
+.alwb-history-title { color: var(--jp-ui-font-color2, #555); margin-bottom: 3px; }
+.alwb-history-strip { display: flex; gap: 6px; overflow-x: auto; padding-bottom: 3px; }
+.alwb-history-entry { font: inherit; color: inherit; display: flex; flex-direction: column; align-items: center; gap: 2px;
+  flex: 0 0 auto; width: 84px; padding: 3px; cursor: pointer; border: 2px solid var(--jp-border-color2, #ddd); border-radius: 4px;
+  background: var(--jp-layout-color1, #fff); }
+.alwb-history-entry.alwb-sel { border-color: var(--jp-brand-color1, #1976d2); }
+.alwb-history-entry.alwb-changing { background: var(--jp-layout-color2, #eee); }
+.alwb-history-thumb { width: 56px; height: 56px; object-fit: contain; }
+.alwb-history-text { font-weight: 600; max-width: 80px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.alwb-history-meta { font-size: 10px; color: var(--jp-ui-font-color2, #666); }
 .alwb-dead { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 6px 8px; border-radius: 4px; margin: 4px 0;
   font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }

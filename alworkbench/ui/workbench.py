@@ -31,6 +31,7 @@ from ..loop.session import QualificationError
 from ..loop.stats import budget_progress, item_details, pace, stats_text
 from ..types import Answer, RoundReport
 from ._frontend import CSS, ESM
+from .history import HistoryMixin, thumbnail
 from .render import (answer_text, guideline_html, qualification_result_text, report_html, review_reason_text,
                      value_text)
 
@@ -76,7 +77,7 @@ def encode_image(img, max_side: int = MAX_SIDE) -> dict:
         mime = "image/jpeg"
     out = {"src": f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
            "w": w, "h": h, "orig_w": orig[0], "orig_h": orig[1], "pixelated": max(w, h) < PIXELATED_BELOW,
-           "display_w": None, "display_h": None}
+           "display_w": None, "display_h": None, "thumb": thumbnail(img)}
     if max(w, h) < SMALL_DISPLAY:
         zoom = max(1, SMALL_DISPLAY // max(w, h))
         out["display_w"], out["display_h"] = w * zoom, h * zoom
@@ -121,7 +122,7 @@ class _OpenDescriptor:
         return ipywidgets.Widget.open.__get__(obj, objtype)
 
 
-class Workbench(anywidget.AnyWidget):
+class Workbench(HistoryMixin, anywidget.AnyWidget):
     """Label a project's images in JupyterLab, one batch after another, with the model retraining behind you.
 
     >>> from alworkbench.ui import Workbench
@@ -160,6 +161,7 @@ class Workbench(anywidget.AnyWidget):
     annotator = traitlets.Unicode("").tag(sync=True)
     annotators = traitlets.List().tag(sync=True)         # the project's known annotators
     action_keys = traitlets.Dict().tag(sync=True)        # key -> what it does (the ? overlay lists them)
+    history = traitlets.Dict().tag(sync=True)            # the answer history panel (ui/history.py)
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
@@ -190,6 +192,7 @@ class Workbench(anywidget.AnyWidget):
         self._review_ids: list[str] = []      # the queue as last computed (for the prefetch)
         self._review_skipped: list[str] = []  # entries passed over with n / Right arrow, in order
         self._review_seq = 0
+        self._history_init()
         self.reviews_log: list[dict] = []     # reviewer mode: what this widget stored (item_id, action, record id)
         schema = session.schema
         multi = bool(schema.multilabel)
@@ -457,6 +460,7 @@ class Workbench(anywidget.AnyWidget):
             for k in [k for k in self._encoded if k not in keep]:
                 del self._encoded[k]
         self._push_progress()
+        self._push_history()
 
     def _finish_batch(self) -> None:
         s = self.session
@@ -509,6 +513,9 @@ class Workbench(anywidget.AnyWidget):
                     elif kind == "undo":
                         reply["info"] = self._handle_undo()
                         shown = True
+                    elif kind in ("history", "history_open", "history_close", "redo"):
+                        reply["info"] = self._handle_history(kind, content)
+                        shown = kind != "history"
                     elif kind == "ack_guideline":
                         self.session.acknowledge_guideline()
                         self._push_guideline()
@@ -551,7 +558,10 @@ class Workbench(anywidget.AnyWidget):
             if not self.item.get("prediction"):
                 raise AlwbError("no model suggestion for this image yet: pick the class yourself")
         answer = _answer_from_msg(content.get("answer"), content.get("time_spent_s"))
+        if self._changing is not None:
+            return self._handle_change(answer)
         eid = self.session.submit(item_id, answer)
+        self._redo.clear()
         recorded = answer_text({"kind": answer.kind, "note": answer.note,
                                 "value": list(answer.tags) if answer.kind == "tags" else answer.label})
         if self.guideline.get("first_time"):
@@ -592,15 +602,18 @@ class Workbench(anywidget.AnyWidget):
         if q.get("blocked") or q.get("result") is not None:
             raise AlwbError("the qualification test was scored: its answers cannot be undone"
                             + ("; read the guideline and retry" if q.get("blocked") else ""))
+        if self._changing is not None:
+            raise AlwbError("you are changing an earlier answer: pick the new answer, or Esc to go back")
         try:
             ev = self.session.undo()
         except NothingToUndoError as e:
             raise AlwbError(str(e)) from None
+        self._redo.append(ev)   # y gives it again
         self._front = ev["sample_id"]
         self.answers_log.append({"item_id": ev["sample_id"], "kind": "undo", "event_id": ev["id"]})
         self._show_next()
         # never the item id: for a folder-tree source it names the class folder (it would give the answer away)
-        return f"undone: {answer_text(ev)} \u2014 answer this image again"
+        return f"undone: {answer_text(ev)} \u2014 answer this image again (y redoes)"
 
     def _on_annotator(self, change) -> None:
         name = str(change["new"]).strip()

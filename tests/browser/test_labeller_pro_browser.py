@@ -110,7 +110,7 @@ def test_first_time_annotator_reads_the_guideline_and_new_annotators_are_confirm
     # undo: the message says what was undone, never the item id (a folder-tree id names the class folder)
     press(page, "z")
     assert current(page)[0] == a
-    assert message(page) == "undone: 2 \u2014 answer this image again" and a not in message(page)
+    assert message(page) == "undone: 2 \u2014 answer this image again (y redoes)" and a not in message(page)
     press(page, "5")
     # a known annotator is switched to at once (the field offers the project's annotators)
     assert page.locator(f"{ROOT} datalist.alwb-annotators option").evaluate_all(
@@ -220,3 +220,54 @@ def test_keys_overlay_and_keys_remapped_in_alwb_yaml(lab, page, artifacts):
     assert_clean(page)
     _, active = store_events(proj)
     assert {s: ev["value"] for s, ev in active.items()} == expected
+
+
+def test_history_jump_back_and_change_leaves_one_active_answer_and_redo_after_undo(lab, page, artifacts):
+    proj = make_project(lab.root / "proj_history", batch_size=6)
+    open_and_run(page, lab, notebook_with_widget(lab, "history.ipynb", proj))
+    wait_widget(page)
+    ids = []
+    for key in ("2", "3", "4"):
+        ids.append(current(page)[0])
+        press(page, key)
+    resume, _ = current(page)
+    # h opens the history: the latest answers first, with a thumbnail, the answer, who and when
+    page.keyboard.press("h")
+    box = page.locator(f"{ROOT} .alwb-history")
+    box.wait_for(state="visible")
+    cards = box.locator(".alwb-history-entry")
+    cards.nth(2).wait_for()
+    assert cards.locator(".alwb-history-text").all_inner_texts() == ["3", "2", "1"]
+    assert cards.locator("img.alwb-history-thumb").count() == 3
+    assert all(t.startswith("tester \u00b7 ") for t in cards.locator(".alwb-history-meta").all_inner_texts())
+    # choose the oldest with the arrows, Enter shows its image to change it, a class key gives the new answer
+    page.keyboard.press("ArrowRight")
+    page.keyboard.press("ArrowRight")
+    assert "alwb-sel" in cards.nth(2).get_attribute("class")
+    press(page, "Enter")
+    assert current(page)[0] == ids[0]
+    assert page.locator(ROOT).get_attribute("data-changing")
+    assert "changing your earlier answer \u201c1\u201d" in page.locator(f"{ROOT} .alwb-position").inner_text()
+    shot(page, artifacts, "labeller_history.png")
+    press(page, "8")
+    assert page.locator(f"{ROOT} .alwb-message").inner_text().startswith("changed: 1 \u2192 7")
+    assert current(page)[0] == resume and not page.locator(ROOT).get_attribute("data-changing")
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-history-text').textContent === '7'")
+    events, active = store_events(proj)
+    mine = [e for e in events if e["sample_id"] == ids[0]]
+    undone = {e["undoes"] for e in events if e["kind"] == "undo"}
+    assert [(e["kind"], e["value"]) for e in mine] == [("label", "1"), ("undo", None), ("label", "7")]
+    assert len([e for e in mine if e["kind"] == "label" and e["id"] not in undone]) == 1
+    assert active[ids[0]]["value"] == "7"
+    # redo after undo: z takes the latest answer back, y gives it again (a new event)
+    press(page, "5")
+    press(page, "z")
+    assert current(page)[0] == resume
+    press(page, "y")
+    assert page.locator(f"{ROOT} .alwb-message").inner_text() == "redone: 4 \u2014 z to undo"
+    page.keyboard.press("Escape")
+    box.wait_for(state="hidden")
+    assert_clean(page)
+    events, active = store_events(proj)
+    assert {s: e["value"] for s, e in active.items()} == {ids[0]: "7", ids[1]: "2", ids[2]: "3", resume: "4"}
+    assert [e["kind"] for e in events if e["sample_id"] == resume] == ["label", "undo", "label"]

@@ -86,7 +86,7 @@ def test_multi_step_undo_brings_items_back_even_across_batches(tmp_path, pixels)
     assert c not in (a, b) and w.item["round"] == 2
     ack = v.send("undo")
     # what was undone, never the item id (for a folder-tree source it names the class folder: issue 12)
-    assert ack["ok"] and ack["info"] == "undone: skipped \u2014 answer this image again" and b not in ack["info"]
+    assert ack["ok"] and ack["info"] == "undone: skipped \u2014 answer this image again (y redoes)" and b not in ack["info"]
     assert w.item["item_id"] == b and w.item["redo"]
     assert v.send("undo")["ok"] and w.item["item_id"] == a
     assert v.answer(kind="label", label="7")["ok"]

@@ -80,7 +80,7 @@ def test_the_widget_shows_details_stats_and_a_confirmation_never_the_class_folde
     assert p.store.answer_times("ann") == [4.0, 5.0, 3.0]
     seq += 1
     w._on_msg(w, {"type": "undo", "view": "t", "client_seq": seq}, [])
-    assert w.ack["info"] == "undone: cat \u2014 answer this image again"
+    assert w.ack["info"] == "undone: cat \u2014 answer this image again (y redoes)"
     seq += 1
     w._on_msg(w, {"type": "answer", "item_id": w.item["item_id"], "view": "t", "client_seq": seq,
                   "answer": {"kind": "flag", "note": "two animals"}}, [])
