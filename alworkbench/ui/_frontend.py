@@ -1,7 +1,9 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
 Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note},
-time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``;
+time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"redo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``,
+``{type: "full_res", item_id}`` (1:1 / zoom), ``{type: "history", open}``, ``{type: "history_open", event_id}``,
+``{type: "history_close"}`` (ui/history.py);
 reviewer mode: ``{type: "review_accept"|"review_skip", item_id}``, ``{type: "review_correct", item_id,
 answer: {kind, label, tags}, reason}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
@@ -40,6 +42,80 @@ function watchKernel(model, onGone) {
     k.statusChanged.connect(f);
     return () => { try { k.statusChanged.disconnect(f); } catch (e) { /* already gone */ } };
   } catch (e) { return () => {}; }
+}
+
+// The image stage: a box of fixed size (the buttons never move), the image scaled smoothly to fit (up or down),
+// 1:1 (=), zoom (+ / - / mouse wheel, around the pointer) and pan (drag, or the arrows while zoomed), a
+// checkerboard behind transparent images. Geometry is in the original image's pixels: the kernel sends a display
+// copy, and the full resolution when 1:1 or a zoom needs more pixels than the copy has (needFull()).
+function createStage(needFull) {
+  const el = h("div", "alwb-stage");
+  const img = h("img", "alwb-image");
+  img.alt = "item to label";
+  img.draggable = false;
+  const zoomLabel = h("span", "alwb-zoom");
+  el.append(img, zoomLabel);
+  let W = 1, H = 1, srcW = 0, scale = 1, tx = 0, ty = 0, mode = "fit", asked = false;
+  function size() { return [el.clientWidth || 640, el.clientHeight || 480]; }
+  function fitScale() { const [sw, sh] = size(); return Math.min(sw / W, sh / H); }
+  function clamp() {
+    const [sw, sh] = size(), iw = W * scale, ih = H * scale;
+    tx = iw <= sw ? (sw - iw) / 2 : Math.min(0, Math.max(sw - iw, tx));
+    ty = ih <= sh ? (sh - ih) / 2 : Math.min(0, Math.max(sh - ih, ty));
+  }
+  function apply() {
+    img.style.width = (W * scale) + "px"; img.style.height = (H * scale) + "px";
+    img.style.left = tx + "px"; img.style.top = ty + "px";
+    el.dataset.scale = scale.toFixed(4);
+    el.dataset.mode = mode;
+    zoomLabel.textContent = mode === "fit" ? "" : (mode === "1:1" ? "1:1" : Math.round(100 * scale) + "%");
+    el.classList.toggle("alwb-zoomed", mode !== "fit");
+    if (!asked && srcW && srcW < W && W * scale > srcW * 1.01) asked = needFull() !== false;
+  }
+  function fit() {
+    mode = "fit"; scale = fitScale();
+    const [sw, sh] = size();
+    tx = (sw - W * scale) / 2; ty = (sh - H * scale) / 2;
+    apply();
+  }
+  function zoomTo(ns, cx, cy, m) {
+    const [sw, sh] = size();
+    if (cx === undefined) { cx = sw / 2; cy = sh / 2; }
+    ns = Math.max(Math.min(1, fitScale() / 2), Math.min(32, ns));
+    tx = cx - (cx - tx) * ns / scale; ty = cy - (cy - ty) * ns / scale;
+    scale = ns; mode = m || "zoom";
+    clamp(); apply();
+  }
+  let drag = null;
+  el.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = el.getBoundingClientRect();
+    zoomTo(scale * (e.deltaY < 0 ? 1.25 : 0.8), e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+  el.addEventListener("mousedown", (e) => { if (mode !== "fit") { drag = [e.clientX, e.clientY]; e.preventDefault(); } });
+  window.addEventListener("mousemove", (e) => {
+    if (!drag) return;
+    tx += e.clientX - drag[0]; ty += e.clientY - drag[1]; drag = [e.clientX, e.clientY];
+    clamp(); apply();
+  });
+  window.addEventListener("mouseup", () => { drag = null; });
+  img.addEventListener("load", () => { if (mode === "fit") fit(); });
+  return {
+    el, img,
+    show(it) {   // a new image: fit it
+      W = it.orig_w || it.w || 1; H = it.orig_h || it.h || 1; srcW = it.w || 0; asked = false;
+      delete el.dataset.full;
+      if (img.getAttribute("src") !== it.src) img.src = it.src;
+      fit();
+    },
+    setFull(f) { srcW = f.w; img.src = f.src; el.dataset.full = "1"; },
+    fit,
+    zoomIn() { zoomTo(scale * 1.25); },
+    zoomOut() { zoomTo(scale * 0.8); },
+    oneToOne() { if (mode === "1:1") fit(); else zoomTo(1, undefined, undefined, "1:1"); },
+    pan(dx, dy) { tx += dx; ty += dy; clamp(); apply(); },
+    zoomed() { return mode !== "fit"; },
+  };
 }
 
 function isolateKeys(root) {
@@ -108,14 +184,11 @@ function renderLabeller({ model, el }) {
   guideBanner.append(guideBannerText, guideAck);
 
   const main = h("div", "alwb-main");
-  const imgBox = h("div", "alwb-imgbox");
-  const img = h("img", "alwb-image");
-  img.alt = "item to label";
-  img.draggable = false;
-  imgBox.appendChild(img);
+  const stage = createStage(() => send({ type: "full_res", item_id: currentId }));
+  const img = stage.img;
   const imgCol = h("div", "alwb-imgcol");
   const details = h("div", "alwb-details");   // file name, original size, why it was chosen
-  imgCol.append(imgBox, details);
+  imgCol.append(stage.el, details);
   const side = h("div", "alwb-side");
   const predBox = h("div", "alwb-predictions");
   const search = h("input", "alwb-search");
@@ -312,7 +385,8 @@ function renderLabeller({ model, el }) {
   function drawItem() {
     const it = model.get("item") || {};
     const newId = it.item_id || null;
-    if (newId !== currentId || it.shown_seq !== root.dataset.shownSeq) {
+    const fresh = newId !== currentId || it.shown_seq !== root.dataset.shownSeq;
+    if (fresh) {
       selected = new Set(it.preselect || []);
       search.value = ""; searchSel = 0;
       noteRow.classList.remove("alwb-open");
@@ -325,10 +399,7 @@ function renderLabeller({ model, el }) {
     root.dataset.changing = it.change ? String(it.change.event_id) : "";
     if (newId) {
       img.style.display = "";
-      img.classList.toggle("alwb-pixelated", !!it.pixelated);
-      if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
-      else { img.style.width = ""; img.style.height = ""; }
-      if (img.getAttribute("src") !== it.src) img.src = it.src;
+      if (fresh || img.getAttribute("src") !== it.src && !stage.el.dataset.full) stage.show(it);
       if (it.change) {
         position.textContent = "changing your earlier answer \u201c" + it.change.text + "\u201d (" + clock(it.change.at)
           + "): pick the new answer \u00b7 Esc goes back";
@@ -347,6 +418,7 @@ function renderLabeller({ model, el }) {
       details.dataset.size = d.width ? d.width + "x" + d.height : "";
     } else {
       details.textContent = "";
+      details.dataset.name = ""; details.dataset.size = "";
       img.style.display = "none";
       img.removeAttribute("src");
       position.textContent = it.status || "nothing to label";
@@ -561,6 +633,8 @@ function renderLabeller({ model, el }) {
     if (multi) row("Enter", "submit the selected tags", "alwb-keys-action");
     row("Enter", "acknowledge the guideline (when asked) / retry the qualification test", "alwb-keys-action");
     row("Backspace", "undo the last answer", "alwb-keys-action");
+    row("\u2190 \u2191 \u2192 \u2193", "move the zoomed image; choose an answer in the open history", "alwb-keys-action");
+    row("wheel", "zoom around the pointer (drag moves the zoomed image)", "alwb-keys-action");
     row("Tab", "reach the buttons (\u201cI have read it\u201d, the note field)", "alwb-keys-action");
     row("Esc", "close this list, cancel a note or a filter", "alwb-keys-action");
     keysOverlay.appendChild(table);
@@ -591,6 +665,10 @@ function renderLabeller({ model, el }) {
   });
   model.on("change:item", drawItem);
   model.on("change:history", drawHistory);
+  model.on("change:full_res", () => {
+    const f = model.get("full_res") || {};
+    if (f.item_id && f.item_id === currentId && f.shown_seq === root.dataset.shownSeq) stage.setFull(f);
+  });
   model.on("change:progress", drawProgress);
   model.on("change:guideline", drawGuideline);
   model.on("change:report_html", drawReport);
@@ -743,6 +821,15 @@ function renderLabeller({ model, el }) {
       drawHistory();
     } else if (k === "Enter" && historyOpen() && entries().length && !(model.get("item") || {}).change) {
       openEntry(histSel);
+    } else if (k === "+" ) {
+      stage.zoomIn();
+    } else if (k === "-") {
+      stage.zoomOut();
+    } else if (k === "=") {
+      stage.oneToOne();
+    } else if (stage.zoomed() && (k === "ArrowLeft" || k === "ArrowRight" || k === "ArrowUp" || k === "ArrowDown")) {
+      const step = 80;
+      stage.pan(k === "ArrowLeft" ? step : k === "ArrowRight" ? -step : 0, k === "ArrowUp" ? step : k === "ArrowDown" ? -step : 0);
     } else if (k === "y") {
       send({ type: "redo" });
     } else if (k === "i") {
@@ -1118,15 +1205,15 @@ CSS = r"""
 .alwb-header { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; margin-bottom: 6px; }
 .alwb-annotator { font: inherit; padding: 1px 4px; }
 .alwb-position { font-weight: 600; }
-.alwb-training { color: #b26a00; font-weight: 600; animation: alwb-pulse 1.2s ease-in-out infinite; }
+.alwb-training { color: var(--jp-warn-color0, #b26a00); font-weight: 600; animation: alwb-pulse 1.2s ease-in-out infinite; }
 @keyframes alwb-pulse { 50% { opacity: 0.45; } }
 .alwb-guideline { margin: 4px 0; }
 .alwb-guideline-summary { cursor: pointer; font-weight: 600; }
 .alwb-guideline-body { padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
-.alwb-guideline-banner { background: #fff3cd; color: #3d2c00; border: 1px solid #e0b84c; padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-guideline-banner { background: var(--jp-warn-color3, #fff3cd); color: var(--jp-ui-font-color1, #222); border: 1px solid var(--jp-warn-color1, #e0b84c); padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
 .alwb-guideline-ack:focus, .alwb-annotator-add:focus, .alwb-annotator-cancel:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
 .alwb-annotator-confirm { display: none; gap: 6px; align-items: center; margin: 4px 0; padding: 5px 8px; border-radius: 4px;
-  border: 1px solid #e0b84c; background: #fff3cd; color: #3d2c00; }
+  border: 1px solid var(--jp-warn-color1, #e0b84c); background: var(--jp-warn-color3, #fff3cd); color: var(--jp-ui-font-color1, #222); }
 .alwb-annotator-confirm.alwb-open { display: flex; flex-wrap: wrap; }
 .alwb-annotator-confirm button { font: inherit; cursor: pointer; padding: 2px 8px; }
 .alwb-root { position: relative; }
@@ -1143,6 +1230,16 @@ CSS = r"""
 .alwb-details { color: var(--jp-ui-font-color2, #555); font-size: 12px; max-width: 640px; overflow-wrap: anywhere; }
 .alwb-message[data-kind="info"] { color: var(--jp-ui-font-color1, #222); }
 .alwb-hidden { display: none !important; }
+.alwb-stage { position: relative; overflow: hidden; width: min(640px, 60vw); height: 480px; border-radius: 4px;
+  border: 1px solid var(--jp-border-color2, #ddd);
+  background-color: var(--jp-layout-color2, #eee);
+  background-image: conic-gradient(var(--jp-layout-color3, #ccc) 25%, transparent 0 50%, var(--jp-layout-color3, #ccc) 0 75%, transparent 0);
+  background-size: 16px 16px; }
+.alwb-stage > .alwb-image { position: absolute; max-width: none; max-height: none; image-rendering: auto; }
+.alwb-stage.alwb-zoomed { cursor: grab; }
+.alwb-zoom { position: absolute; right: 6px; bottom: 4px; padding: 0 5px; border-radius: 3px; font-size: 11px;
+  background: var(--jp-layout-color0, #fff); color: var(--jp-ui-font-color1, #222); opacity: 0.85; }
+.alwb-zoom:empty { display: none; }
 .alwb-history { margin-top: 6px; border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 4px; }
 .alwb-history-title { color: var(--jp-ui-font-color2, #555); margin-bottom: 3px; }
 .alwb-history-strip { display: flex; gap: 6px; overflow-x: auto; padding-bottom: 3px; }
@@ -1154,7 +1251,9 @@ CSS = r"""
 .alwb-history-thumb { width: 56px; height: 56px; object-fit: contain; }
 .alwb-history-text { font-weight: 600; max-width: 80px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
 .alwb-history-meta { font-size: 10px; color: var(--jp-ui-font-color2, #666); }
-.alwb-dead { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 6px 8px; border-radius: 4px; margin: 4px 0;
+@media (forced-colors: active) { .alwb-root, .alwb-stage, .alwb-history-entry, .alwb-choice, .alwb-tag { border: 1px solid CanvasText; }
+  .alwb-tag.alwb-on, .alwb-history-entry.alwb-sel { outline: 2px solid Highlight; } }
+.alwb-dead { background: var(--jp-error-color3, #fdecea); border: 1px solid var(--jp-error-color1, #e57373); color: var(--jp-ui-font-color1, #222); padding: 6px 8px; border-radius: 4px; margin: 4px 0;
   font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }
 .alwb-imgbox { flex: 0 0 auto; min-width: 256px; min-height: 256px; display: flex; align-items: center; justify-content: center;
@@ -1168,15 +1267,15 @@ CSS = r"""
 .alwb-report-now { color: var(--jp-ui-font-color2, #666); margin-bottom: 4px; }
 .alwb-pred { display: grid; grid-template-columns: 90px 1fr 42px; gap: 6px; align-items: center; }
 .alwb-pred-bar, .alwb-cov-bar { background: var(--jp-layout-color3, #e4e4e4); height: 9px; border-radius: 4px; overflow: hidden; display: block; }
-.alwb-pred-fill { background: #6a9fd8; height: 100%; display: block; }
-.alwb-cov-fill { background: #7cb77c; height: 100%; display: block; }
+.alwb-pred-fill { background: var(--jp-brand-color2, #6a9fd8); height: 100%; display: block; }
+.alwb-cov-fill { background: var(--jp-success-color1, #7cb77c); height: 100%; display: block; }
 .alwb-search { width: 100%; box-sizing: border-box; margin-bottom: 6px; font: inherit; }
 .alwb-choices { display: flex; flex-wrap: wrap; gap: 5px; margin-bottom: 6px; }
 .alwb-choice, .alwb-tag { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
   background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
 .alwb-choice:hover, .alwb-tag:hover { background: var(--jp-layout-color2, #eee); }
 .alwb-choice.alwb-hit { border-color: var(--jp-brand-color1, #1976d2); }
-.alwb-tag.alwb-on { background: #1976d2; color: #fff; border-color: #1976d2; }
+.alwb-tag.alwb-on { background: var(--jp-brand-color1, #1976d2); color: var(--jp-ui-inverse-font-color1, #fff); border-color: var(--jp-brand-color1, #1976d2); }
 .alwb-key { font-family: var(--jp-code-font-family, monospace); font-size: 11px; border: 1px solid currentColor; border-radius: 3px;
   padding: 0 3px; margin-right: 5px; opacity: 0.75; }
 .alwb-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
@@ -1185,8 +1284,8 @@ CSS = r"""
 .alwb-note-row.alwb-open { display: block; }
 .alwb-note-input { width: 100%; box-sizing: border-box; font: inherit; }
 .alwb-message { min-height: 18px; margin-top: 6px; }
-.alwb-message[data-kind="warn"] { color: #9a6700; }
-.alwb-message[data-kind="error"] { color: #c62828; font-weight: 600; }
+.alwb-message[data-kind="warn"] { color: var(--jp-warn-color0, #9a6700); }
+.alwb-message[data-kind="error"] { color: var(--jp-error-color0, #c62828); font-weight: 600; }
 .alwb-coverage { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 2px 14px; margin-top: 6px; }
 .alwb-cov-row { display: grid; grid-template-columns: 80px 1fr 30px; gap: 6px; align-items: center; }
 .alwb-cov-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
@@ -1196,21 +1295,21 @@ CSS = r"""
 .alwb-report-table th, .alwb-report-table td { padding: 1px 6px; text-align: center; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
 .alwb-report-table th { text-align: left; font-weight: 600; }
 .alwb-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 6px; }
-.alwb-notice { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 5px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-notice { background: var(--jp-error-color3, #fdecea); border: 1px solid var(--jp-error-color1, #e57373); color: var(--jp-ui-font-color1, #222); padding: 5px 8px; border-radius: 4px; margin: 4px 0; }
 .alwb-qual { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 6px 8px; margin: 4px 0; }
-.alwb-qual[data-state="failed"] { border-color: #e57373; background: #fff6f5; }
-.alwb-qual[data-state="passed"] { border-color: #7cb77c; background: #f3faf3; }
+.alwb-qual[data-state="failed"] { border-color: var(--jp-error-color1, #e57373); background: var(--jp-error-color3, #fdecea); }
+.alwb-qual[data-state="passed"] { border-color: var(--jp-success-color1, #7cb77c); background: var(--jp-success-color3, #f3faf3); }
 .alwb-qual-result { font-weight: 600; }
-.alwb-qual-error { color: #c62828; font-weight: 600; }
+.alwb-qual-error { color: var(--jp-error-color0, #c62828); font-weight: 600; }
 .alwb-qual-guideline { margin: 6px 0; padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
 .alwb-qual-retry { font: inherit; cursor: pointer; padding: 3px 9px; }
 .alwb-qual-retry:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
 .alwb-review-title { font-weight: 600; }
 .alwb-review-reasons, .alwb-review-answers, .alwb-review-consensus { margin-bottom: 6px; }
 .alwb-review-label { color: var(--jp-ui-font-color2, #666); margin-right: 4px; }
-.alwb-review-reason { display: inline-block; border-radius: 10px; padding: 0 8px; margin-right: 4px; background: #fff3cd; border: 1px solid #e0b84c; }
-.alwb-review-reason[data-reason="disagreement"] { background: #fdecea; border-color: #e57373; }
-.alwb-review-answer[data-kind="flag"] .alwb-review-what { color: #9a6700; }
+.alwb-review-reason { display: inline-block; border-radius: 10px; padding: 0 8px; margin-right: 4px; background: var(--jp-warn-color3, #fff3cd); border: 1px solid var(--jp-warn-color1, #e0b84c); }
+.alwb-review-reason[data-reason="disagreement"] { background: var(--jp-error-color3, #fdecea); border-color: var(--jp-error-color1, #e57373); }
+.alwb-review-answer[data-kind="flag"] .alwb-review-what { color: var(--jp-warn-color0, #9a6700); }
 .alwb-review-empty { padding: 12px 4px; font-weight: 600; }
 .alwb-reason-row { display: none; margin-top: 6px; gap: 6px; align-items: center; }
 .alwb-reason-row.alwb-open { display: flex; }

@@ -26,8 +26,12 @@ def thumbnail(img) -> str:
     """A small JPEG data URL of a PIL image (for the history panel)."""
     from PIL import Image
 
-    t = img.copy() if img.mode in ("RGB", "L") else img.convert("RGB")
-    t.draft("RGB", (THUMB_SIDE * 2, THUMB_SIDE * 2))
+    if img.mode in ("RGBA", "LA", "PA", "P"):
+        rgba = img.convert("RGBA")
+        t = Image.new("RGBA", rgba.size, (128, 128, 128, 255))
+        t.alpha_composite(rgba)
+    else:
+        t = img.copy()
     t.thumbnail((THUMB_SIDE, THUMB_SIDE), Image.Resampling.BILINEAR)
     buf = io.BytesIO()
     t.convert("RGB").save(buf, format="JPEG", quality=80)

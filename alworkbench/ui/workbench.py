@@ -36,6 +36,7 @@ from .render import (answer_text, guideline_html, qualification_result_text, rep
                      value_text)
 
 MAX_SIDE = 768          # images are downsized to at most this many pixels per side before sending
+FULL_SIDE = 4096        # 1:1 and zoom beyond the display copy: the image at up to this many pixels per side
 PIXELATED_BELOW = 64    # images smaller than this are upscaled with crisp, blocky pixels
 SMALL_DISPLAY = 256     # small images are shown at an integer zoom up to about this many pixels
 PREFETCH = 2            # upcoming images encoded ahead of time
@@ -56,20 +57,44 @@ def headless() -> bool:
     return not (os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"))
 
 
-def encode_image(img, max_side: int = MAX_SIDE) -> dict:
-    """PIL image -> ``{src: data URL, w, h, display_w, display_h, pixelated}``; never more than ``max_side``
-    pixels per side (PNG for small images, JPEG for large photographs)."""
+def original_size(uri: str, loaded_size) -> tuple[int, int]:
+    """The size of the file as stored (upright: EXIF rotations swap the sides), read from its header only; the
+    loaded size for built-in datasets or when the header cannot be read."""
+    if str(uri).startswith("builtin://"):
+        return tuple(loaded_size)
     from PIL import Image
 
-    if img.mode not in ("RGB", "L"):
+    try:
+        with Image.open(uri) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - the details line then shows the loaded size
+        return tuple(loaded_size)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def encode_image(img, max_side: int = MAX_SIDE, orig_size=None) -> dict:
+    """PIL image -> ``{src: data URL, w, h, orig_w, orig_h, display_w, display_h, pixelated, thumb}``; never more
+    than ``max_side`` pixels per side (PNG for small images and transparent ones, JPEG for large photographs).
+    ``orig_size``: the file's own size when ``img`` was already decoded smaller."""
+    from PIL import Image
+
+    alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if alpha:
+        img = img.convert("RGBA")     # transparency is kept: the stage shows a checkerboard behind it
+    elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
-    w, h = orig = img.size
+    w, h = img.size
+    orig = tuple(orig_size) if orig_size else (w, h)
     if max(w, h) > max_side:
         img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)   # a display copy; the original is untouched
         w, h = img.size
     buf = io.BytesIO()
-    if max(w, h) <= 256:
+    if alpha:
+        img.save(buf, format="PNG", compress_level=1)
+        mime = "image/png"
+    elif max(w, h) <= 256:
         img.save(buf, format="PNG", optimize=False)
         mime = "image/png"
     else:
@@ -82,6 +107,12 @@ def encode_image(img, max_side: int = MAX_SIDE) -> dict:
         zoom = max(1, SMALL_DISPLAY // max(w, h))
         out["display_w"], out["display_h"] = w * zoom, h * zoom
     return out
+
+
+def encode_full(img, max_side: int = FULL_SIDE) -> dict:
+    """The image at full resolution (at most ``max_side`` per side) for 1:1 and zoom: ``{src, w, h}``."""
+    out = encode_image(img, max_side=max_side)
+    return {"src": out["src"], "w": out["w"], "h": out["h"]}
 
 
 def _jsonable(v):
@@ -130,7 +161,10 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
 
     Keys (while the widget has focus; click it once): 1-9/0 pick a class (or toggle a tag, then Enter),
     ``/`` filters long class lists, ``a`` accepts the model's suggestion, ``s`` skips, ``f`` flags for review
-    with an optional note, ``z`` / Backspace undoes the last answer (repeatable).
+    with an optional note, ``z`` / Backspace undoes the last answer (repeatable), ``y`` redoes, ``h`` opens the
+    answer history (arrows + Enter change an earlier answer), ``+`` / ``-`` / wheel zoom, ``=`` 1:1, ``i`` hides the
+    details, ``?`` lists every key. Class keys come from ``ui.keys`` in alwb.yaml (:mod:`alworkbench.keymap`).
+    No key pressed in the widget reaches JupyterLab's shortcuts.
 
     The header shows the open batch's round and place ("round 4 · item 3 of 20"), the labels in the store and the
     current model ("model v3 · trained on 60 labels · cross-validated accuracy 71%"); the round summary names the
@@ -162,6 +196,7 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
     annotators = traitlets.List().tag(sync=True)         # the project's known annotators
     action_keys = traitlets.Dict().tag(sync=True)        # key -> what it does (the ? overlay lists them)
     history = traitlets.Dict().tag(sync=True)            # the answer history panel (ui/history.py)
+    full_res = traitlets.Dict().tag(sync=True)           # the shown image at full resolution (1:1, zoom)
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
@@ -346,10 +381,20 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
         self.report_html = report_html(reports, s.classes, model_version=model.get("version"),
                                        open_round=p.get("round") or None, n_store_labels=p.get("labelled"))
 
+    def _load_for_display(self, item, max_side: int = MAX_SIDE):
+        """(image, original size): the item decoded for the screen at about ``max_side`` pixels (JPEGs are decoded
+        at reduced scale: several times faster for camera photos), transparency kept. The file is never changed."""
+        img = self.project.source.load(item, max_side=max_side, keep_alpha=True)
+        return img, original_size(item.uri, img.size)
+
+    def _encode_item(self, item) -> dict:
+        img, orig = self._load_for_display(item)
+        return encode_image(img, orig_size=orig)
+
     def _image_future(self, item) -> cf.Future:
         fut = self._encoded.get(item.id)
         if fut is None:
-            fut = self._encoder.submit(lambda it=item: encode_image(self.project.source.load(it)))
+            fut = self._encoder.submit(self._encode_item, item)
             self._encoded[item.id] = fut
         return fut
 
@@ -513,6 +558,8 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
                     elif kind == "undo":
                         reply["info"] = self._handle_undo()
                         shown = True
+                    elif kind == "full_res":
+                        reply["info"] = self._handle_full_res(content)
                     elif kind in ("history", "history_open", "history_close", "redo"):
                         reply["info"] = self._handle_history(kind, content)
                         shown = kind != "history"
@@ -573,6 +620,16 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
             self._push_quality()
         self._show_next()
         return f"recorded: {recorded} \u2014 z to undo"
+
+    def _handle_full_res(self, content: dict) -> str:
+        """The shown image at full resolution for 1:1 / zoom (encoded on demand; the display copy stays small)."""
+        item_id = content.get("item_id")
+        if item_id is None or item_id != self._current_id:
+            return ""   # another image is shown by now
+        item = self.session.items[self.session.index_of(item_id)]
+        full = self._encoder.submit(lambda: encode_full(self._load_for_display(item, FULL_SIDE)[0])).result()
+        self.full_res = {"item_id": item_id, "shown_seq": self.item.get("shown_seq"), **full}
+        return ""
 
     def _handle_qualification_retry(self) -> str:
         """After a failed test: acknowledge the guideline (read again) and start a new test. After an error (no

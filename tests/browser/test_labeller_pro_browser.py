@@ -271,3 +271,146 @@ def test_history_jump_back_and_change_leaves_one_active_answer_and_redo_after_un
     events, active = store_events(proj)
     assert {s: e["value"] for s, e in active.items()} == {ids[0]: "7", ids[1]: "2", ids[2]: "3", resume: "4"}
     assert [e["kind"] for e in events if e["sample_id"] == resume] == ["label", "undo", "label"]
+
+
+def _photo_project(root: Path) -> Path:
+    """Six images of very different sizes in a CSV project: a 4000x3000 photo-like JPEG, a 20x30 PNG, a
+    transparent PNG and three ordinary ones."""
+    import csv
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from alworkbench.project import Project
+
+    data = root / "photo_data"
+    (data / "img").mkdir(parents=True)
+    yy, xx = np.mgrid[0:3000, 0:4000]
+    big = np.stack([(xx * 255 // 4000), (yy * 255 // 3000), ((xx + yy) * 255 // 7000)], axis=-1).astype(np.uint8)
+    im = Image.fromarray(big)
+    ImageDraw.Draw(im).ellipse((1500, 1000, 2500, 2000), fill=(250, 40, 40))
+    im.save(data / "img" / "big.jpg", quality=85)
+    Image.new("RGB", (20, 30), (30, 160, 60)).save(data / "img" / "tiny.png")
+    alpha = Image.new("RGBA", (300, 200), (0, 0, 0, 0))
+    ImageDraw.Draw(alpha).ellipse((90, 40, 210, 160), fill=(255, 200, 0, 255))
+    alpha.save(data / "img" / "alpha.png")
+    rng = np.random.default_rng(1)
+    for i, (w, h) in enumerate([(640, 480), (180, 120), (1200, 300)]):
+        Image.fromarray(rng.integers(0, 255, (h, w, 3), dtype=np.uint8)).save(data / "img" / f"plain{i}.png")
+    names = ["big.jpg", "tiny.png", "alpha.png", "plain0.png", "plain1.png", "plain2.png"]
+    with open(data / "manifest.csv", "w", newline="") as fh:
+        out = csv.writer(fh)
+        out.writerow(["path", "label"])
+        for i, n in enumerate(names):
+            out.writerow([f"img/{n}", ["round", "square"][i % 2]])
+    proj = root / "proj_photos"
+    p = Project.init(proj, str(data / "manifest.csv"), classes=["round", "square"], query={"batch_size": 6},
+                     evaluation={"holdout": 0})
+    np.save(proj / "pixels.npy", np.stack([np.asarray(p.source.load(it).convert("L").resize((8, 8)), dtype=np.float32)
+                                           .ravel() / 255 for it in p.source.items]))
+    p.close()
+    return proj
+
+
+def stage_state(page) -> dict:
+    return page.evaluate(f"""() => {{ const s = document.querySelector('{ROOT} .alwb-stage');
+        const i = s.querySelector('img'); const r = s.getBoundingClientRect();
+        return {{mode: s.dataset.mode, scale: parseFloat(s.dataset.scale), full: s.dataset.full || '',
+                 w: parseFloat(i.style.width), h: parseFloat(i.style.height), left: parseFloat(i.style.left),
+                 top: parseFloat(i.style.top), natural: i.naturalWidth, box: [s.clientWidth, s.clientHeight], outer: [r.width, r.height],
+                 rendering: getComputedStyle(i).imageRendering, src: i.getAttribute('src').slice(0, 15)}}; }}""")
+
+
+def _check_big_photo(page, st, details):
+    # fit: the 4000x3000 photo is shown whole in the 640x480 stage, from a display copy made in the kernel
+    assert "4000\u00d73000 px" in details
+    assert st["mode"] == "fit" and st["box"] == [640, 480]
+    assert abs(st["scale"] - 0.16) < 1e-3 and (round(st["w"]), round(st["h"])) == (640, 480)
+    assert st["natural"] <= 768
+    # 1:1 (=): one image pixel per screen pixel, the full resolution fetched from the kernel on demand
+    page.keyboard.press("=")
+    page.wait_for_function(f"""() => {{ const s = document.querySelector('{ROOT} .alwb-stage');
+        return s.dataset.full === '1' && s.querySelector('img').complete && s.querySelector('img').naturalWidth === 4000; }}""")
+    st = stage_state(page)
+    assert st["mode"] == "1:1" and st["scale"] == 1 and (st["w"], st["h"]) == (4000, 3000)
+    assert page.locator(f"{ROOT} .alwb-zoom").inner_text() == "1:1"
+    assert (st["left"], st["top"]) == (320 - 2000, 240 - 1500)      # the centre stays in the centre
+    page.keyboard.press("+")
+    assert stage_state(page)["scale"] == 1.25
+    page.keyboard.press("-")
+    assert stage_state(page)["scale"] == 1
+    # pan by key and by dragging, zoom by the wheel around the pointer
+    page.keyboard.press("ArrowLeft")
+    assert stage_state(page)["left"] == 320 - 2000 + 80
+    box = page.locator(f"{ROOT} .alwb-stage").bounding_box()
+    page.mouse.move(box["x"] + 300, box["y"] + 200)
+    page.mouse.down()
+    page.mouse.move(box["x"] + 250, box["y"] + 150)
+    page.mouse.up()
+    st = stage_state(page)
+    assert (st["left"], st["top"]) == (320 - 2000 + 80 - 50, 240 - 1500 - 50)
+    page.mouse.move(box["x"] + 100, box["y"] + 100)
+    page.mouse.wheel(0, -100)
+    page.wait_for_function(f"() => parseFloat(document.querySelector('{ROOT} .alwb-stage').dataset.scale) === 1.25")
+    st = stage_state(page)
+    assert st["mode"] == "zoom" and st["left"] == 100 - (100 - (320 - 2000 + 30)) * 1.25
+    page.keyboard.press("=")
+    page.keyboard.press("=")             # 1:1, then back to fit
+    st = stage_state(page)
+    assert st["mode"] == "fit" and abs(st["scale"] - 0.16) < 1e-3
+
+
+def _check_transparent_in_dark_theme(page, st, artifacts):
+    import io
+    import os
+
+    from PIL import Image
+
+    from .conftest import REPO, shutil_copy
+
+    assert st["src"] == "data:image/png;" and st["box"] == [640, 480]     # alpha kept: PNG
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Dark'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'false'", timeout=30_000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=30_000)   # the theme-change splash
+    stage = page.locator(f"{ROOT} .alwb-stage")
+    stage.scroll_into_view_if_needed()
+    raw = stage.screenshot()
+    (artifacts / "labeller_dark_stage.png").write_bytes(raw)
+    png = Image.open(io.BytesIO(raw)).convert("RGB")
+    x0, y0 = int(st["left"]) + 10, int(st["top"]) + 10           # a transparent corner of the image
+    assert max(png.getpixel((x0, y0))) < 120, png.getpixel((x0, y0))   # the dark checkerboard, not white
+    cx, cy = int(st["left"] + st["w"] / 2), int(st["top"] + st["h"] / 2)   # the opaque yellow disc
+    r, g, b = png.getpixel((cx, cy))
+    assert r > 200 and g > 150 and b < 80, (r, g, b)
+    path = shot(page, artifacts, "labeller_dark.png")
+    if os.environ.get("ALWB_UPDATE_SCREENSHOTS") == "1":
+        shutil_copy(path, REPO / "docs" / "screenshots" / "labeller_dark.png")
+    page.evaluate("window.jupyterapp.commands.execute('apputils:change-theme', {theme: 'JupyterLab Light'})")
+    page.wait_for_function("() => document.body.dataset.jpThemeLight === 'true'", timeout=30_000)
+    page.wait_for_selector("#jupyterlab-splash", state="detached", timeout=30_000)
+    page.locator(ROOT).focus()
+
+
+def test_fixed_stage_fit_zoom_one_to_one_on_a_4000x3000_photo_and_dark_theme_transparency(lab, page, artifacts):
+    proj = _photo_project(lab.root)
+    open_and_run(page, lab, notebook_with_widget(lab, "photos.ipynb", proj))
+    wait_widget(page)
+    boxes, done = set(), []
+    for n in range(6):
+        name = page.locator(f"{ROOT} .alwb-details").get_attribute("data-name")
+        assert name, f"no image shown after {done}: {page.locator(f'{ROOT} .alwb-position').inner_text()}"
+        page.wait_for_function(f"() => document.querySelector('{ROOT} img.alwb-image').complete")
+        st = stage_state(page)
+        boxes.add(tuple(st["box"] + st["outer"]))
+        if name == "big.jpg":
+            _check_big_photo(page, st, page.locator(f"{ROOT} .alwb-details").inner_text())
+        elif name == "alpha.png":
+            _check_transparent_in_dark_theme(page, st, artifacts)
+        elif name == "tiny.png":   # enlarged smoothly to fit: no blocky mosaic
+            assert st["scale"] == 16 and st["rendering"] == "auto" and (st["w"], st["h"]) == (320, 480)
+        done.append(name)
+        if n < 5:
+            press(page, "1")
+    assert sorted(done) == ["alpha.png", "big.jpg", "plain0.png", "plain1.png", "plain2.png", "tiny.png"]
+    assert boxes == {(640, 480, 642, 482)}, f"the stage changed size from image to image: {boxes}"
+    assert_clean(page)
