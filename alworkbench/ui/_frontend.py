@@ -337,7 +337,7 @@ function renderLabeller({ model, el }) {
   function openNote() {
     if (!canAnswer() || inflight !== null) return;
     noteRow.classList.add("alwb-open");
-    noteInput.value = "";
+    noteInput.value = (model.get("item") || {}).earlier_note || "";   // an undone flag's note comes back
     noteInput.focus();
   }
   function closeNote() { noteRow.classList.remove("alwb-open"); root.focus({ preventScroll: true }); }
@@ -412,6 +412,7 @@ function renderLabeller({ model, el }) {
           + (it.redo ? " (undone, answer again)" : "");
       }
       position.dataset.round = it.round;
+      if (it.earlier_note) position.textContent += " \u00b7 your earlier note: \u201c" + it.earlier_note + "\u201d (f to flag again)";
       const d = it.details || {};
       details.textContent = d.text || "";
       details.dataset.name = d.name || "";

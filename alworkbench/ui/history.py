@@ -135,7 +135,8 @@ class HistoryMixin:
         orig = (state.get("orig_w") or state["w"], state.get("orig_h") or state["h"])
         details = item_details(item, orig, strategy=ev.get("strategy") or "", score=ev.get("score"),
                                model_version=int(ev.get("model_version") or 0))
-        self.item = {**state, "details": details, "change": self._changing_state()}
+        self.item = {**state, "details": details, "change": self._changing_state(),
+                     "earlier_note": ev.get("note") or "" if ev["kind"] == "flag" else ""}
         self._push_history()
         return f"changing your answer \u201c{_text(ev)}\u201d: pick the new answer (Esc goes back)"
 

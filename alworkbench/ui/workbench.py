@@ -669,6 +669,8 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
         self._front = ev["sample_id"]
         self.answers_log.append({"item_id": ev["sample_id"], "kind": "undo", "event_id": ev["id"]})
         self._show_next()
+        if ev["kind"] == "flag" and ev.get("note") and self.item.get("item_id") == ev["sample_id"]:
+            self.item = {**self.item, "earlier_note": ev["note"]}   # the note comes back with the image
         # never the item id: for a folder-tree source it names the class folder (it would give the answer away)
         return f"undone: {answer_text(ev)} \u2014 answer this image again (y redoes)"
 

@@ -50,6 +50,9 @@ def test_notebook_shortcuts_never_fire_while_the_widget_has_focus(lab, page):
     a, _ = current(page)
     for key in JUPYTERLAB_KEYS:
         page.keyboard.press(key)
+    # y (redo) asked the kernel, which answered "nothing to redo": wait for that reply (keys are ignored meanwhile)
+    page.wait_for_function(f"() => document.querySelector('{ROOT} .alwb-message').textContent.includes('nothing to redo')"
+                           f" && document.querySelector('{ROOT}').dataset.busy === '0'")
     # then a key the widget handles: its answer reaches the store and the next image is shown
     press(page, "3")
     assert focused_on(page, ""), "the widget lost focus"

@@ -123,3 +123,18 @@ def test_session_change_answer_refuses_an_answer_that_is_not_active(wb):
     with pytest.raises(NothingToUndoError, match="only they can change it"):
         p.store.supersede(new, Answer.of_label("3"), annotator="someone")
     assert [e["value"] for e in active_for(p, sid)] == ["2"]
+
+
+def test_a_flag_note_comes_back_with_the_image_after_undo_and_in_a_change(wb):
+    p, w = wb
+    v = View(w)
+    sid = w.item["item_id"]
+    assert v.send("answer", item_id=sid, answer={"kind": "flag", "note": "two digits overlap"})["ok"]
+    assert "earlier_note" not in w.item or not w.item["earlier_note"]
+    v.send("undo")
+    assert w.item["item_id"] == sid and w.item["earlier_note"] == "two digits overlap"
+    v.send("answer", item_id=sid, answer={"kind": "flag", "note": "two digits overlap, left one cut"})
+    v.send("history", open=True)
+    assert w.history["entries"][0]["text"] == "flagged for review: \u201ctwo digits overlap, left one cut\u201d"
+    v.send("history_open", event_id=w.history["entries"][0]["event_id"])
+    assert w.item["item_id"] == sid and w.item["earlier_note"] == "two digits overlap, left one cut"
