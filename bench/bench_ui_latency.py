@@ -125,7 +125,12 @@ def prepare_project(d: Path, images: str, batch_size: int, backbone: str, seed_l
     from alworkbench.loop.oracle import Oracle
     from alworkbench.project import Project
 
-    p = Project.init(d, images, backbone={"name": backbone, "weights": weights}, query={"batch_size": seed_labels})
+    p = Project.init(d, images, backbone=backbone, query={"batch_size": seed_labels})
+    if weights != p.config.backbone.weights:
+        p.config.backbone.weights = weights
+        p.config.save(p.config_path)
+        p.close()
+        p = Project.open(d)
     s = p.session(annotator="seed")
     Oracle(s).label_batch(s.next_batch())
     s.retrain()
