@@ -56,7 +56,17 @@ function createStage(needFull) {
   const zoomLabel = h("span", "alwb-zoom");
   el.append(img, zoomLabel);
   let W = 1, H = 1, srcW = 0, scale = 1, tx = 0, ty = 0, mode = "fit", asked = false;
-  function size() { return [el.clientWidth || 640, el.clientHeight || 480]; }
+  // the stage's size, kept up to date by a ResizeObserver: reading clientWidth while a new image is drawn would
+  // force a layout of the whole JupyterLab page on every answer
+  let box = [640, 480];
+  function size() { return box; }
+  if (window.ResizeObserver) {
+    new ResizeObserver(() => {
+      if (!el.clientWidth) return;
+      box = [el.clientWidth, el.clientHeight];
+      if (mode === "fit") fit(); else { clamp(); apply(); }
+    }).observe(el);
+  }
   function fitScale() { const [sw, sh] = size(); return Math.min(sw / W, sh / H); }
   function clamp() {
     const [sw, sh] = size(), iw = W * scale, ih = H * scale;
