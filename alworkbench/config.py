@@ -78,6 +78,7 @@ class GuidelineConfig:
 class UIConfig:
     show_suggestions: bool = True  # false: the labeller shows no predictions (teams that fear anchoring)
     calibrate: bool = True  # temperature-scale the shown confidences on out-of-fold predictions
+    keys: dict = field(default_factory=dict)  # class -> key in the labeller, e.g. {cat: c, dog: d} (alworkbench.keymap)
 
 
 #: review tiers by an annotator's measured accuracy (best first): the share of their answers sampled for review
@@ -132,6 +133,7 @@ class ProjectConfig:
     quality: QualityConfig = field(default_factory=QualityConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     annotator: str = "anonymous"
+    label_budget: Optional[int] = None  # labels the project means to collect: the labeller shows progress toward it
 
     @property
     def multilabel(self) -> bool:
@@ -154,6 +156,10 @@ class ProjectConfig:
             d.pop("classes")  # a taxonomy's leaves are the classes: written once, in the tree
         if self.taxonomy is None:
             d.pop("taxonomy")
+        if self.label_budget is None:
+            d.pop("label_budget")
+        if not self.ui.keys:
+            d["ui"].pop("keys")
         return d
 
     def to_yaml(self) -> str:
@@ -237,6 +243,11 @@ def _section(name: str, cls, raw: Any):
         if name == "quality" and k == "tiers":
             out[k] = _tiers(v)
             continue
+        if name == "ui" and k == "keys":
+            from .keymap import check_keys
+
+            out[k] = check_keys(v, "ui.keys")
+            continue
         f = fields[k]
         out[k] = _coerce(f"{name}.{k}", v, f.default, str(f.type))
     return cls(**out)
@@ -318,6 +329,10 @@ def config_from_dict(raw: Any) -> ProjectConfig:
         kw["name"] = _coerce("name", raw["name"], "project", "str")
     if "annotator" in raw:
         kw["annotator"] = _coerce("annotator", raw["annotator"], "anonymous", "str")
+    if raw.get("label_budget") is not None:
+        kw["label_budget"] = _coerce("label_budget", raw["label_budget"], None, "Optional[int]")
+        if kw["label_budget"] < 1:
+            raise ConfigError(f"config key 'label_budget' must be >= 1, got {kw['label_budget']}")
     if raw.get("classes") is not None and raw.get("tags") is not None:
         raise ConfigError("config keys 'classes' and 'tags' are exclusive: use classes for one label per image, "
                           "tags for several")
@@ -331,6 +346,11 @@ def config_from_dict(raw: Any) -> ProjectConfig:
         kw.update(_taxonomy(raw["taxonomy"], kw.get("classes"), kw.get("tags")))
     cfg = ProjectConfig(**kw)
     validate(cfg)
+    names = cfg.classes if cfg.classes is not None else cfg.tags
+    if cfg.ui.keys and names is not None:   # with classes from the data, the session checks the names
+        from .keymap import class_keys
+
+        class_keys(names, cfg.ui.keys, multilabel=cfg.tags is not None)
     return cfg
 
 

@@ -24,7 +24,8 @@ Each project is measured with presses back to back (the next key as soon as the 
 case, faster than anyone labels) and with a 1 s pause before each press (a fast labeller), which gives the
 kernel time to prepare the next images ahead.
 
-Prints median / p90 / max per project and writes everything to ``--json``. Goal: median <= 100 ms.
+Prints median / p90 / max per project and writes everything to ``--json``. Goal: median <= 100 ms and
+p90 <= 150 ms. Issue 12's run: ``--backbone resnet18 --backbone-weights none`` (a 512-d embedding).
 """
 from __future__ import annotations
 
@@ -46,10 +47,11 @@ if str(REPO) not in sys.path:
 
 ROOT = ".alwb-labeller .alwb-root"
 GOAL_MEDIAN_MS = 100.0
+GOAL_P90_MS = 150.0
 SEED_LABELS = 10
 #: (width, height) of the generated photos, cycled: webcam / old phone / HD / phone portrait / 12 MP camera
-PHOTO_SIZES = [(640, 480), (1024, 768), (1280, 960), (1920, 1080), (2048, 1536), (1080, 1920), (3024, 4032),
-               (4000, 3000)]
+PHOTO_SIZES = [(1280, 960), (1920, 1080), (2048, 1536), (1080, 1920), (2592, 1944), (3264, 2448), (3024, 4032),
+               (4000, 3000)]   # 1.2 to 12 megapixels
 PHOTO_CLASSES = ["beach", "city", "forest", "indoor", "snow"]
 _PALETTE = {"beach": ((250, 220, 160), (40, 120, 200)), "city": ((120, 120, 130), (200, 170, 90)),
             "forest": ((30, 90, 40), (120, 160, 60)), "indoor": ((180, 140, 100), (90, 60, 40)),
@@ -117,12 +119,18 @@ def make_photos(folder: Path, n: int, seed: int = 0, sizes=PHOTO_SIZES, classes=
     return out
 
 
-def prepare_project(d: Path, images: str, batch_size: int, backbone: str, seed_labels: int) -> None:
+def prepare_project(d: Path, images: str, batch_size: int, backbone: str, seed_labels: int,
+                    weights: str = "default") -> None:
     """A project with a few labels and a model, so retraining has something to fit from the start."""
     from alworkbench.loop.oracle import Oracle
     from alworkbench.project import Project
 
     p = Project.init(d, images, backbone=backbone, query={"batch_size": seed_labels})
+    if weights != p.config.backbone.weights:
+        p.config.backbone.weights = weights
+        p.config.save(p.config_path)
+        p.close()
+        p = Project.open(d)
     s = p.session(annotator="seed")
     Oracle(s).label_batch(s.next_batch())
     s.retrain()
@@ -134,10 +142,10 @@ def prepare_project(d: Path, images: str, batch_size: int, backbone: str, seed_l
 
 
 def prep_times(project_dir: Path, per_size: int) -> list[dict]:
-    """Time what the kernel does before it can send an image, on the project's own files: ``source.load(item)``
-    (as the widget calls it) and ``encode_image``; for comparison also ``encode_image(source.load(item,
-    max_side=768))`` (JPEG draft decoding to about the sent size, which the widget does not use today).
-    Up to ``per_size`` images of each size."""
+    """Time what the kernel does before it can send an image, on the project's own files: the full decode
+    ``source.load(item)`` then ``encode_image`` (what the widget did before issue 12), and the widget's path now,
+    ``prep_max_side_ms``: ``source.load(item, max_side=768)`` (JPEG draft decoding to about the sent size) plus
+    ``encode_image``. Up to ``per_size`` images of each size."""
     from PIL import Image
 
     from alworkbench.project import Project
@@ -195,7 +203,9 @@ def summarize_scenario(name: str, presses: list[dict], answers_stored: int, mode
            "all_answers_stored": answers_stored == len(presses), "models_trained_during_run": models_trained,
            "painted_ms": _stats(painted), "inserted_ms": _stats(r["inserted_ms"] for r in presses),
            "goal_median_ms": GOAL_MEDIAN_MS,
-           "goal_met": bool(painted) and statistics.median(painted) <= GOAL_MEDIAN_MS,
+           "goal_p90_ms": GOAL_P90_MS,
+           "goal_met": bool(painted) and statistics.median(painted) <= GOAL_MEDIAN_MS
+                       and percentile(painted, 0.9) <= GOAL_P90_MS,
            "widget_error_boxes": widget_error_boxes, "page_errors": page_errors,
            "raw_presses": presses, **(info or {})}
     if sizes:
@@ -320,6 +330,8 @@ def main(argv=None) -> dict:
     ap.add_argument("--prep-per-size", type=int, default=10, help="images of each size timed for the prep figure")
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--backbone", default="pixels")
+    ap.add_argument("--backbone-weights", default="default",
+                    help="backbone.weights; 'none' with resnet18 gives a 512-d embedding without a download")
     ap.add_argument("--keep-temp", action="store_true", help="keep the temp folder (photos, projects, lab home)")
     ap.add_argument("--no-retrain", action="store_true", help="measure without the background retrain loop")
     ap.add_argument("--json", "--out", dest="json", default=str(REPO / "bench" / "out" / "ui_latency.json"))
@@ -352,7 +364,8 @@ def main(argv=None) -> dict:
                 "jpeg_mb_4000x3000": statistics.median([p["bytes"] for p in photos if p["w"] == 4000] or [0]) / 1e6}
         print(f"{len(photos)} photos generated in {time.time() - t:.1f} s ({mb:.0f} MB)")
         t = time.time()
-        prepare_project(root / "photos_project", str(tmp / "photos"), args.batch_size, args.backbone, SEED_LABELS)
+        prepare_project(root / "photos_project", str(tmp / "photos"), args.batch_size, args.backbone, SEED_LABELS,
+                        args.backbone_weights)
         info["project_ready_s"] = time.time() - t
         print(f"photo project ready (embedded, 10 seed labels, model) in {info['project_ready_s']:.1f} s")
         sizes = {}
@@ -365,7 +378,8 @@ def main(argv=None) -> dict:
         projects["photos"] = (root / "photos_project", "12345", sizes, info)
     if "digits" in scen_names:
         t = time.time()
-        prepare_project(root / "digits_project", "digits", args.batch_size, args.backbone, SEED_LABELS)
+        prepare_project(root / "digits_project", "digits", args.batch_size, args.backbone, SEED_LABELS,
+                        args.backbone_weights)
         projects["digits"] = (root / "digits_project", "1234567890", {}, {"images": "sklearn digits 8x8",
                                                                           "project_ready_s": time.time() - t})
 
@@ -414,7 +428,7 @@ def main(argv=None) -> dict:
         pm = s["painted_ms"]
         print(f"  {name:19s} median {pm['median']:6.1f} ms   p90 {pm['p90']:6.1f} ms   max {pm['max']:6.1f} ms   "
               f"(in DOM: median {s['inserted_ms']['median']:.1f} ms; {s['models_trained_during_run']} models trained "
-              f"meanwhile; answers stored {s['answers_stored']}/{s['presses']}; goal median <= 100 ms: "
+              f"meanwhile; answers stored {s['answers_stored']}/{s['presses']}; goal median <= 100 ms and p90 <= 150 ms: "
               f"{'met' if s['goal_met'] else 'NOT met'})")
         for size, st in (s.get("painted_ms_by_original_size") or {}).items():
             print(f"            shown image {size:>9s}: median {st['median']:6.1f} ms over {st['n']} presses")

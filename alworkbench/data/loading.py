@@ -94,7 +94,8 @@ def _open_lazily(fp) -> Image.Image:
 
 
 def load_image(path: PathLike, *, max_side: Optional[int] = None,
-               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, bound: Optional[int] = None) -> Image.Image:
+               max_pixels: Optional[int] = DEFAULT_MAX_PIXELS, bound: Optional[int] = None,
+               keep_alpha: bool = False) -> Image.Image:
     """Load ``path`` as an upright RGB image (raises ``ImageLoadError(path, reason)`` when it cannot).
 
     ``max_side``: when given, the result is downsized (aspect kept, Lanczos filter) so that neither side exceeds
@@ -104,6 +105,7 @@ def load_image(path: PathLike, *, max_side: Optional[int] = None,
     integer factor while it is decoded (JPEG draft scaling, else ``Image.reduce`` straight after decoding, before
     any mode conversion or copy), keeping both sides >= ``bound``; smaller images are returned unchanged.
     Embedding uses it so a 13000x13000 PNG costs one decoded frame, not several.
+    ``keep_alpha``: an image with transparency comes back as RGBA (for display), not flattened to RGB.
     """
     if max_side is not None and (not isinstance(max_side, int) or max_side < 1):
         raise ValueError(f"max_side must be a positive int or None, got {max_side!r}")
@@ -111,7 +113,8 @@ def load_image(path: PathLike, *, max_side: Optional[int] = None,
         raise ValueError(f"bound must be a positive int or None, got {bound!r}")
     spath = os.fspath(path)
     _check_file(spath)
-    return _decode(spath, spath, max_side=max_side, max_pixels=max_pixels, convert=True, bound=bound)
+    return _decode(spath, spath, max_side=max_side, max_pixels=max_pixels, convert=True, bound=bound,
+                   keep_alpha=keep_alpha)
 
 
 def probe_image(path: PathLike, *, max_pixels: Optional[int] = DEFAULT_MAX_PIXELS) -> Optional[str]:
@@ -303,7 +306,8 @@ def _is_text(head: bytes) -> bool:
 
 
 def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int], convert: bool,
-            probe: bool = False, raw: Optional[bytes] = None, bound: Optional[int] = None) -> Image.Image:
+            probe: bool = False, raw: Optional[bytes] = None, bound: Optional[int] = None,
+            keep_alpha: bool = False) -> Image.Image:
     try:
         im = _open_lazily(fp)  # reads the header only
     except Image.DecompressionBombError as exc:  # only from the fallback to Image.open
@@ -358,7 +362,11 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
         if upright is None:
             upright = im
         try:
-            rgb = to_rgb(upright)
+            if keep_alpha and (upright.mode in ("RGBA", "LA", "PA")
+                               or (upright.mode == "P" and "transparency" in upright.info)):
+                rgb = upright.convert("RGBA")
+            else:
+                rgb = to_rgb(upright)
         except ValueError as exc:
             raise ImageLoadError(path, f"unsupported format: cannot convert mode {upright.mode} to RGB") from exc
         if max_side is not None and max(rgb.size) > max_side:

@@ -132,11 +132,12 @@ class ImageSource:
 
     # ---------------------------------------------------------------- data
     def load(self, item: Union[Item, str], *, max_side: Optional[int] = None,
-             bound: Optional[int] = None) -> Image.Image:
+             bound: Optional[int] = None, keep_alpha: bool = False) -> Image.Image:
         """The item's image as RGB (built-ins from memory, files through ``load_image``).
 
         ``bound``: huge files are shrunk by an integer factor while decoding, keeping the long side >= ``bound``
-        (see ``load_image``); built-in images are small and returned as they are.
+        (see ``load_image``); built-in images are small and returned as they are. ``keep_alpha``: a file with
+        transparency comes back as RGBA (for display).
         """
         item_id = item if isinstance(item, str) else item.id
         if self.pixels is not None:
@@ -145,7 +146,7 @@ class ImageSource:
                 im.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
             return im
         uri = item.uri if isinstance(item, Item) else self.item(item_id).uri
-        return load_image(uri, max_side=max_side, max_pixels=self.max_pixels, bound=bound)
+        return load_image(uri, max_side=max_side, max_pixels=self.max_pixels, bound=bound, keep_alpha=keep_alpha)
 
     def ground_truth(self) -> list[Union[str, tuple[str, ...], None]]:
         """Per item (aligned with ``items``): the tag tuple for tag sources, else the label, else None."""

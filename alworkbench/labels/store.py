@@ -608,6 +608,45 @@ class LabelStore:
         return ev
 
     @_translated
+    def supersede(self, event_id: int, answer: Answer, *, annotator: str) -> int:
+        """Change an earlier answer without overwriting it: in one transaction, append an undo of answer event
+        ``event_id`` (active, given by ``annotator``) and a new answer for the same item, with the same round,
+        batch, strategy, score, model version and prediction. Returns the new event's id."""
+        _check_id(annotator, "annotator")
+        value = _answer_value(answer)
+        conn = self._conn()
+        with self._write(conn):
+            old = conn.execute(
+                "SELECT e.sample_id, e.round, e.batch_id, e.model_version, e.strategy, e.score, e.prediction_json,"
+                f" e.annotator FROM events e WHERE e.id = ? AND {_ACTIVE} AND {_NOT_GOLD}", (int(event_id),)).fetchone()
+            if old is None:
+                raise NothingToUndoError(f"answer {int(event_id)} cannot be changed: it is not active any more "
+                                         "(undone or changed meanwhile), or it was given on a known-answer item")
+            sid, round_, batch_id, version, strategy, score, pred, who = old
+            if who != annotator:
+                raise NothingToUndoError(f"that answer is {who}'s: only they can change it (a reviewer corrects it)")
+            now = time.time()
+            conn.execute(
+                "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
+                " model_version, strategy, undoes) VALUES ('undo', ?, NULL, '', ?, ?, ?, ?, ?, ?, ?)",
+                (sid, round_, batch_id, annotator, now, version, strategy, int(event_id)))
+            cur = conn.execute(
+                "INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at,"
+                " shown_at, time_spent_s, model_version, strategy, score, prediction_json, uid)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?, ?, ?, ?, ?)",
+                (answer.kind, sid, value, answer.note or "", round_, batch_id, annotator, now,
+                 None if answer.time_spent_s is None else float(answer.time_spent_s), version, strategy, score,
+                 pred, uuid.uuid4().hex))
+            return int(cur.lastrowid)
+
+    @_translated
+    def recent_answers(self, annotator: str, limit: int = 20) -> list[dict]:
+        """``annotator``'s latest active answers (not on gold items), newest first."""
+        rows = self._read(_SELECT_EVENTS + f" WHERE {_ACTIVE} AND {_NOT_GOLD} AND e.annotator = ?"
+                          " ORDER BY e.id DESC LIMIT ?", (annotator, int(limit)))
+        return [_row_to_event(r) for r in rows]
+
+    @_translated
     def record_enqueue(self, sample_ids: Iterable[str], round: int, reason: str, annotator: str) -> list[int]:
         """Append one 'enqueue' event per id (e.g. items pushed into a review queue); return the event ids."""
         ids = [_check_id(s, "sample_id") for s in sample_ids]
@@ -735,6 +774,14 @@ class LabelStore:
         """All events with id > ``since_id``, oldest first; ``value`` and ``prediction`` decoded from JSON."""
         return [_row_to_event(r) for r in self._read(_SELECT_EVENTS + " WHERE e.id > ? ORDER BY e.id",
                                                        (int(since_id),))]
+
+    @_translated
+    def answer_times(self, annotator: str, limit: int = 200) -> list[float]:
+        """Seconds ``annotator`` spent on each of their latest ``limit`` answers, newest first (answers later undone
+        count too: the time was spent; answers without a recorded time are left out)."""
+        rows = self._read(f"SELECT time_spent_s FROM events WHERE annotator = ? AND kind IN ({_ANSWER_KINDS_SQL})"
+                          " AND time_spent_s IS NOT NULL ORDER BY id DESC LIMIT ?", (annotator, int(limit)))
+        return [float(r[0]) for r in rows]
 
     @_translated
     def n_events(self) -> int:
@@ -1060,6 +1107,15 @@ class LabelStore:
         """Record that ``annotator`` read guideline ``version`` (appended; earlier acknowledgements stay)."""
         _check_id(annotator, "annotator")
         return self.append_record(GUIDELINE_ACK, {"annotator": annotator, "version": str(version)})
+
+    @_translated
+    def annotators(self) -> list[str]:
+        """Every annotator the project knows, sorted: who answered, who was handed a batch, who acknowledged a
+        guideline."""
+        rows = self._read("SELECT annotator FROM events UNION SELECT annotator FROM batches UNION"
+                          " SELECT json_extract(value_json, '$.annotator') FROM records WHERE kind = ?",
+                          (GUIDELINE_ACK,))
+        return sorted({str(r[0]) for r in rows if r[0]})
 
     @_translated
     def acknowledged_guideline(self, annotator: str) -> Optional[str]:

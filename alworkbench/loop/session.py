@@ -756,6 +756,20 @@ class Session:
                                  supersedes=b.batch_id, keep=keep, allow_answered=True)
             return ev
 
+    def change_answer(self, event_id: int, answer: Answer) -> int:
+        """Change one of this annotator's earlier answers (from the history): a new answer event that supersedes it
+        (the old one is undone by an appended undo event, in the same transaction; nothing is overwritten). Answers on
+        gold items (a qualification test, hidden gold) cannot be changed. Returns the new event's id."""
+        if not isinstance(answer, Answer):
+            raise AnswerError(f"expected an alworkbench.Answer, got {type(answer).__name__}")
+        answer = self.schema.validate(answer)
+        if not self.guideline_acknowledged():
+            raise GuidelineChangedError(
+                f"the guideline changed to version {self.guideline_version}; read it and call "
+                "acknowledge_guideline() before answering")
+        with self._lock:
+            return self.store.supersede(int(event_id), answer, annotator=self.annotator)
+
     # ------------------------------------------------------------------ model
     def predict(self, item_id: str) -> Optional[Prediction]:
         return self._prediction(self._model, self.index_of(item_id))

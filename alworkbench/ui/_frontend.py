@@ -1,7 +1,9 @@
 """The browser side of the labelling widget: one ES module and one stylesheet, served by anywidget (no build step).
 
 Protocol (JS -> Python, custom messages): ``{type: "answer", item_id, answer: {kind, label, tags, note, path?},
-time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``;
+time_spent_s, view, client_seq, via?}`` (``via: "accept"`` for the accept key: refused when suggestions are off), ``{type: "undo"|"redo"|"ack_guideline"|"qualification_retry"|"poll"|"hello", view, client_seq}``,
+``{type: "full_res", item_id}`` (1:1 / zoom), ``{type: "history", open}``, ``{type: "history_open", event_id}``,
+``{type: "history_close"}`` (ui/history.py);
 reviewer mode: ``{type: "review_accept"|"review_skip", item_id}``, ``{type: "review_correct", item_id,
 answer: {kind, label, tags}, reason}``.
 Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``item`` (the image to show and its
@@ -28,11 +30,118 @@ function render({ model, el }) {
 // a JupyterLab-safe key handler: our keys never reach the notebook's command-mode shortcuts
 function swallow(e) { e.preventDefault(); e.stopPropagation(); }
 
+// keys pressed anywhere inside the widget never reach JupyterLab's shortcuts (m, x, c, v, d d, b, a,
+// Shift+Enter, the arrows...): Lumino's key-binding matcher stops at an element carrying this attribute, and the
+// keydown listener stops the event at the widget. Text fields inside still type normally (no preventDefault).
+// calls onGone when the kernel the widget lives in restarts or dies (its comm is gone then); JupyterLab's widget
+// manager exposes the kernel connection: its status goes through "restarting" / "autorestarting" / "dead"
+function watchKernel(model, onGone) {
+  try {
+    const k = model.widget_manager && model.widget_manager.kernel;
+    if (!k || !k.statusChanged) return () => {};
+    const f = (_, status) => { if (status === "restarting" || status === "autorestarting" || status === "dead") onGone(); };
+    k.statusChanged.connect(f);
+    return () => { try { k.statusChanged.disconnect(f); } catch (e) { /* already gone */ } };
+  } catch (e) { return () => {}; }
+}
+
+// The image stage: a box of fixed size (the buttons never move), the image scaled smoothly to fit (up or down),
+// 1:1 (=), zoom (+ / - / mouse wheel, around the pointer) and pan (drag, or the arrows while zoomed), a
+// checkerboard behind transparent images. Geometry is in the original image's pixels: the kernel sends a display
+// copy, and the full resolution when 1:1 or a zoom needs more pixels than the copy has (needFull()).
+function createStage(needFull) {
+  const el = h("div", "alwb-stage");
+  const img = h("img", "alwb-image");
+  img.alt = "item to label";
+  img.draggable = false;
+  const zoomLabel = h("span", "alwb-zoom");
+  el.append(img, zoomLabel);
+  let W = 1, H = 1, srcW = 0, scale = 1, tx = 0, ty = 0, mode = "fit", asked = false;
+  // the stage's size, kept up to date by a ResizeObserver: reading clientWidth while a new image is drawn would
+  // force a layout of the whole JupyterLab page on every answer
+  let box = [640, 480];
+  function size() { return box; }
+  if (window.ResizeObserver) {
+    new ResizeObserver(() => {
+      if (!el.clientWidth) return;
+      box = [el.clientWidth, el.clientHeight];
+      if (mode === "fit") fit(); else { clamp(); apply(); }
+    }).observe(el);
+  }
+  function fitScale() { const [sw, sh] = size(); return Math.min(sw / W, sh / H); }
+  function clamp() {
+    const [sw, sh] = size(), iw = W * scale, ih = H * scale;
+    tx = iw <= sw ? (sw - iw) / 2 : Math.min(0, Math.max(sw - iw, tx));
+    ty = ih <= sh ? (sh - ih) / 2 : Math.min(0, Math.max(sh - ih, ty));
+  }
+  function apply() {
+    img.style.width = (W * scale) + "px"; img.style.height = (H * scale) + "px";
+    img.style.left = tx + "px"; img.style.top = ty + "px";
+    el.dataset.scale = scale.toFixed(4);
+    el.dataset.mode = mode;
+    zoomLabel.textContent = mode === "fit" ? "" : (mode === "1:1" ? "1:1" : Math.round(100 * scale) + "%");
+    el.classList.toggle("alwb-zoomed", mode !== "fit");
+    if (!asked && srcW && srcW < W && W * scale > srcW * 1.01) asked = needFull() !== false;
+  }
+  function fit() {
+    mode = "fit"; scale = fitScale();
+    const [sw, sh] = size();
+    tx = (sw - W * scale) / 2; ty = (sh - H * scale) / 2;
+    apply();
+  }
+  function zoomTo(ns, cx, cy, m) {
+    const [sw, sh] = size();
+    if (cx === undefined) { cx = sw / 2; cy = sh / 2; }
+    ns = Math.max(Math.min(1, fitScale() / 2), Math.min(32, ns));
+    tx = cx - (cx - tx) * ns / scale; ty = cy - (cy - ty) * ns / scale;
+    scale = ns; mode = m || "zoom";
+    clamp(); apply();
+  }
+  let drag = null;
+  el.addEventListener("wheel", (e) => {
+    e.preventDefault();
+    const r = el.getBoundingClientRect();
+    zoomTo(scale * (e.deltaY < 0 ? 1.25 : 0.8), e.clientX - r.left, e.clientY - r.top);
+  }, { passive: false });
+  el.addEventListener("mousedown", (e) => { if (mode !== "fit") { drag = [e.clientX, e.clientY]; e.preventDefault(); } });
+  window.addEventListener("mousemove", (e) => {
+    if (!drag) return;
+    tx += e.clientX - drag[0]; ty += e.clientY - drag[1]; drag = [e.clientX, e.clientY];
+    clamp(); apply();
+  });
+  window.addEventListener("mouseup", () => { drag = null; });
+  img.addEventListener("load", () => { if (mode === "fit") fit(); });
+  return {
+    el, img,
+    show(it) {   // a new image: fit it
+      W = it.orig_w || it.w || 1; H = it.orig_h || it.h || 1; srcW = it.w || 0; asked = false;
+      delete el.dataset.full;
+      if (img.getAttribute("src") !== it.src) img.src = it.src;
+      fit();
+    },
+    setFull(f) { srcW = f.w; img.src = f.src; el.dataset.full = "1"; },
+    fit,
+    zoomIn() { zoomTo(scale * 1.25); },
+    zoomOut() { zoomTo(scale * 0.8); },
+    oneToOne() { if (mode === "1:1") fit(); else zoomTo(1, undefined, undefined, "1:1"); },
+    pan(dx, dy) { tx += dx; ty += dy; clamp(); apply(); },
+    zoomed() { return mode !== "fit"; },
+  };
+}
+
+function isolateKeys(root) {
+  root.setAttribute("data-lm-suppress-shortcuts", "true");
+  root.addEventListener("keydown", (e) => e.stopPropagation());
+}
+
 function renderLabeller({ model, el }) {
   const view = Math.random().toString(36).slice(2, 10);
   let seq = 0;
   let inflight = null;
   let inflightTimer = null;
+  let kernelGone = false;
+  const DEAD_TEXT = "The kernel behind this widget stopped (restarted or died): nothing is recorded any more. "
+    + "Run this cell again (Shift+Enter in the cell) for a new labeller; your answers so far are stored.";
   let shownAt = performance.now();
   let selected = new Set();
   let currentId = null;
@@ -43,18 +152,38 @@ function renderLabeller({ model, el }) {
   root.tabIndex = 0;
   root.setAttribute("role", "application");
   root.setAttribute("aria-label", "image labeller");
+  isolateKeys(root);
 
   // header: annotator, position, labelled total, model version, training indicator
   const header = h("div", "alwb-header");
   const annLabel = h("label", "alwb-annotator-label", "annotator ");
   const annInput = h("input", "alwb-annotator");
   annInput.type = "text"; annInput.size = 12; annInput.spellcheck = false;
-  annLabel.appendChild(annInput);
+  const annList = h("datalist", "alwb-annotators");
+  annList.id = "alwb-annotators-" + view;
+  annInput.setAttribute("list", annList.id);
+  annLabel.append(annInput, annList);
   const position = h("span", "alwb-position");
   const labelled = h("span", "alwb-labelled");
   const modelInfo = h("span", "alwb-model");
   const training = h("span", "alwb-training", "retraining\u2026");
   header.append(annLabel, position, labelled, modelInfo, training);
+  // the annotator's pace and the progress toward the label budget (computed in the kernel from the store)
+  const statsRow = h("div", "alwb-stats-row");
+  const budgetBar = h("span", "alwb-budget-bar");
+  const budgetFill = h("span", "alwb-budget-fill");
+  budgetBar.appendChild(budgetFill);
+  const stats = h("span", "alwb-stats");
+  statsRow.append(budgetBar, stats);
+  // a name that is not one of the project's annotators is added only after a confirmation (a typo is not a person)
+  const annConfirm = h("div", "alwb-annotator-confirm");
+  const annConfirmText = h("span", "alwb-annotator-confirm-text");
+  const annAdd = h("button", "alwb-annotator-add", "Add new annotator (Enter)");
+  const annCancel = h("button", "alwb-annotator-cancel", "Cancel (Esc)");
+  annConfirm.append(annConfirmText, annAdd, annCancel);
+  // a kernel that died or restarted leaves this view without a Python side: it says so
+  const dead = h("div", "alwb-dead");
+  dead.setAttribute("role", "alert");
 
   const guide = h("details", "alwb-guideline");
   const guideSummary = h("summary", "alwb-guideline-summary");
@@ -62,15 +191,15 @@ function renderLabeller({ model, el }) {
   guide.append(guideSummary, guideBody);
   const guideBanner = h("div", "alwb-guideline-banner");
   const guideBannerText = h("span", "alwb-guideline-banner-text");
-  const guideAck = h("button", "alwb-guideline-ack", "I have read it");
+  const guideAck = h("button", "alwb-guideline-ack", "I have read it (Enter)");
   guideBanner.append(guideBannerText, guideAck);
 
   const main = h("div", "alwb-main");
-  const imgBox = h("div", "alwb-imgbox");
-  const img = h("img", "alwb-image");
-  img.alt = "item to label";
-  img.draggable = false;
-  imgBox.appendChild(img);
+  const stage = createStage(() => send({ type: "full_res", item_id: currentId }));
+  const img = stage.img;
+  const imgCol = h("div", "alwb-imgcol");
+  const details = h("div", "alwb-details");   // file name, original size, why it was chosen
+  imgCol.append(stage.el, details);
   const side = h("div", "alwb-side");
   const predBox = h("div", "alwb-predictions");
   const search = h("input", "alwb-search");
@@ -78,7 +207,7 @@ function renderLabeller({ model, el }) {
   const choicesBox = h("div", "alwb-choices");
   const submitBtn = h("button", "alwb-submit", "Submit tags (Enter)");
   side.append(predBox, search, choicesBox, submitBtn);
-  main.append(imgBox, side);
+  main.append(imgCol, side);
   const tree = mountTree({ model, root, side, pick: (leaf, path) => answer({ kind: "label", label: leaf, path: path }) });
 
   const actions = h("div", "alwb-actions");
@@ -91,6 +220,9 @@ function renderLabeller({ model, el }) {
   const noteInput = h("input", "alwb-note-input");
   noteInput.type = "text"; noteInput.placeholder = "optional note, Enter to flag, Esc to cancel";
   noteRow.appendChild(noteInput);
+  // the answer history (h): the latest answers from the store; pick one (arrows + Enter, or a click) to change it
+  const historyBox = h("div", "alwb-history");
+  historyBox.style.display = "none";
 
   const message = h("div", "alwb-message");
   const notice = h("div", "alwb-notice");
@@ -104,8 +236,15 @@ function renderLabeller({ model, el }) {
   const coverage = h("div", "alwb-coverage");
   const report = h("div", "alwb-report");
   const help = h("div", "alwb-help");
+  // the ? overlay: every key of this screen (class keys as configured, the action keys), ? or Esc closes it
+  const keysOverlay = h("div", "alwb-keys-overlay");
+  keysOverlay.setAttribute("role", "dialog");
+  keysOverlay.setAttribute("aria-label", "keys");
+  keysOverlay.style.display = "none";
 
-  root.append(header, guideBanner, notice, qualBox, guide, main, actions, noteRow, message, coverage, report, help);
+  // the banner comes first: Tab from the focused widget reaches "I have read it" at once
+  root.append(dead, guideBanner, header, statsRow, annConfirm, notice, qualBox, guide, main, actions, noteRow, message, historyBox, coverage,
+              report, help, keysOverlay);
   el.appendChild(root);
 
   function isMulti() { return model.get("mode") === "multi"; }
@@ -143,6 +282,7 @@ function renderLabeller({ model, el }) {
 
   function send(msg) {
     if (inflight !== null) { return false; }
+    if (kernelGone) { say(DEAD_TEXT, "error"); return false; }
     seq += 1;
     inflight = seq;
     msg.view = view;
@@ -150,17 +290,22 @@ function renderLabeller({ model, el }) {
     setBusy(true);
     clearTimeout(inflightTimer);
     inflightTimer = setTimeout(() => {
-      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+      if (inflight !== null) say("waiting for the kernel\u2026 if it was restarted or has died, run this cell again", "warn");
     }, 3000);
     model.send(msg);
     return true;
   }
 
+  function needAck() { const g = model.get("guideline") || {}; return !!(g.version && !g.acknowledged); }
+  function ackGuideline() { if (inflight === null && needAck()) send({ type: "ack_guideline", version: guideAck.dataset.version }); }
+
   function canAnswer() {
     const g = model.get("guideline") || {};
     if (!currentId) { say("nothing to label right now", "warn"); return false; }
-    if (g.version && !g.acknowledged) {
-      say("the guideline changed to version " + g.version + ": read it and press \u201cI have read it\u201d first", "warn");
+    if (needAck()) {
+      say((g.first_time ? "please read the guideline (version " + g.version + ") before your first answer"
+                        : "the guideline changed to version " + g.version + ": read it first")
+          + ", then press Enter or \u201cI have read it\u201d", "warn");
       return false;
     }
     return true;
@@ -204,7 +349,7 @@ function renderLabeller({ model, el }) {
   function openNote() {
     if (!canAnswer() || inflight !== null) return;
     noteRow.classList.add("alwb-open");
-    noteInput.value = "";
+    noteInput.value = (model.get("item") || {}).earlier_note || "";   // an undone flag's note comes back
     noteInput.focus();
   }
   function closeNote() { noteRow.classList.remove("alwb-open"); root.focus({ preventScroll: true }); }
@@ -252,7 +397,8 @@ function renderLabeller({ model, el }) {
   function drawItem() {
     const it = model.get("item") || {};
     const newId = it.item_id || null;
-    if (newId !== currentId || it.shown_seq !== root.dataset.shownSeq) {
+    const fresh = newId !== currentId || it.shown_seq !== root.dataset.shownSeq;
+    if (fresh) {
       selected = new Set(it.preselect || []);
       search.value = ""; searchSel = 0;
       noteRow.classList.remove("alwb-open");
@@ -262,13 +408,14 @@ function renderLabeller({ model, el }) {
     root.dataset.shownSeq = it.shown_seq;
     root.dataset.itemId = newId || "";
     root.dataset.test = it.qualification ? "1" : "0";
+    root.dataset.changing = it.change ? String(it.change.event_id) : "";
     if (newId) {
       img.style.display = "";
-      img.classList.toggle("alwb-pixelated", !!it.pixelated);
-      if (it.display_w) { img.style.width = it.display_w + "px"; img.style.height = it.display_h + "px"; }
-      else { img.style.width = ""; img.style.height = ""; }
-      if (img.getAttribute("src") !== it.src) img.src = it.src;
-      if (it.qualification) {
+      if (fresh || img.getAttribute("src") !== it.src && !stage.el.dataset.full) stage.show(it);
+      if (it.change) {
+        position.textContent = "changing your earlier answer \u201c" + it.change.text + "\u201d (" + clock(it.change.at)
+          + "): pick the new answer \u00b7 Esc goes back";
+      } else if (it.qualification) {
         position.textContent = "Qualification test: item " + it.position + " of " + it.batch_size
           + " \u2014 answers are scored against known answers, no suggestions"
           + (it.redo ? " (undone, answer again)" : "");
@@ -277,7 +424,14 @@ function renderLabeller({ model, el }) {
           + (it.redo ? " (undone, answer again)" : "");
       }
       position.dataset.round = it.round;
+      if (it.earlier_note) position.textContent += " \u00b7 your earlier note: \u201c" + it.earlier_note + "\u201d (f to flag again)";
+      const d = it.details || {};
+      details.textContent = d.text || "";
+      details.dataset.name = d.name || "";
+      details.dataset.size = d.width ? d.width + "x" + d.height : "";
     } else {
+      details.textContent = "";
+      details.dataset.name = ""; details.dataset.size = "";
       img.style.display = "none";
       img.removeAttribute("src");
       position.textContent = it.status || "nothing to label";
@@ -322,6 +476,13 @@ function renderLabeller({ model, el }) {
     modelInfo.textContent = m ? modelLine(m) : "no model yet";
     modelInfo.dataset.version = m ? m.version : "";
     modelInfo.dataset.trainedOn = m ? m.n_labels : "";
+    const st = p.stats || {};
+    stats.textContent = st.text || "";
+    stats.dataset.n = st.n || 0;
+    const b = st.budget;
+    budgetBar.style.display = b ? "" : "none";
+    budgetFill.style.width = b ? Math.round(100 * b.fraction) + "%" : "0";
+    budgetBar.title = b ? b.labelled + " of " + b.budget + " labels (label_budget in alwb.yaml)" : "";
     if (!currentId && p.round) position.dataset.round = p.round;
     if (predBox.dataset.suggestions !== (suggestionsOn() ? "on" : "off")) drawItem();
     drawHelp();
@@ -357,9 +518,11 @@ function renderLabeller({ model, el }) {
     const needAck = !!(g.version && !g.acknowledged);
     guideBanner.style.display = needAck ? "" : "none";
     guideBannerText.textContent = needAck
-      ? (g.previous ? "The guideline changed from version " + g.previous + " to " + g.version
-                    : "Please read the guideline (version " + g.version + ")") + " before the next answer. "
+      ? (g.previous ? "The guideline changed from version " + g.previous + " to " + g.version + ": read it before the next answer. "
+                    : "Welcome, " + (model.get("annotator") || "") + ": please read the guideline (version " + g.version
+                      + ") below before your first answer. ")
       : "";
+    root.dataset.guidelineAck = needAck ? "needed" : "done";
     guideAck.dataset.version = g.version || "";
     if (needAck) guide.open = true;
     // a first-time annotator (nothing acknowledged yet) sees the guideline open once
@@ -416,6 +579,81 @@ function renderLabeller({ model, el }) {
     });
   }
 
+  function clock(t) { const d = new Date(1000 * t); return d.toLocaleTimeString([], { hour12: false }); }
+  let histSel = 0;
+  function historyOpen() { return !!(model.get("history") || {}).open; }
+  function entries() { return (model.get("history") || {}).entries || []; }
+  function toggleHistory(open) { if (inflight === null) send({ type: "history", open: open }); }
+  function openEntry(i) {
+    const e = entries()[i];
+    if (!e || inflight !== null || !canAnswer()) return;
+    send({ type: "history_open", event_id: e.event_id });
+  }
+  function drawHistory() {
+    const hs = model.get("history") || {};
+    historyBox.textContent = "";
+    historyBox.style.display = hs.open ? "" : "none";
+    root.dataset.history = hs.open ? "open" : "closed";
+    if (!hs.open) return;
+    const list = hs.entries || [];
+    histSel = Math.max(0, Math.min(histSel, list.length - 1));
+    historyBox.appendChild(h("div", "alwb-history-title", list.length
+      ? "Your latest answers (\u2190 \u2192 choose, Enter changes it, h or Esc closes)"
+      : "No answers yet (h closes)"));
+    const strip = h("div", "alwb-history-strip");
+    list.forEach((e, i) => {
+      const card = h("button", "alwb-history-entry");
+      card.tabIndex = -1;
+      card.dataset.eventId = e.event_id;
+      if (i === histSel) card.classList.add("alwb-sel");
+      if (e.changing) card.classList.add("alwb-changing");
+      if (e.thumb) { const t = h("img", "alwb-history-thumb"); t.src = e.thumb; t.alt = ""; card.appendChild(t); }
+      card.appendChild(h("span", "alwb-history-text", e.text));
+      card.appendChild(h("span", "alwb-history-meta", e.annotator + " \u00b7 " + clock(e.at)));
+      card.title = e.name;
+      card.addEventListener("mousedown", (ev) => ev.preventDefault());
+      card.addEventListener("click", (ev) => { ev.preventDefault(); root.focus({ preventScroll: true }); histSel = i; openEntry(i); });
+      strip.appendChild(card);
+    });
+    historyBox.appendChild(strip);
+  }
+
+  function keysOpen() { return keysOverlay.style.display !== "none"; }
+  function toggleKeys(open) {
+    if (open) drawKeys();
+    keysOverlay.style.display = open ? "" : "none";
+    root.dataset.keys = open ? "open" : "closed";
+  }
+  function drawKeys() {
+    keysOverlay.textContent = "";
+    keysOverlay.appendChild(h("div", "alwb-keys-title", "Keys (press ? or Esc to close)"));
+    const table = h("table", "alwb-keys-table");
+    function row(k, what, cls) {
+      const tr = h("tr", cls || "");
+      const td = h("td"); td.appendChild(h("kbd", "alwb-key", k)); tr.appendChild(td);
+      tr.appendChild(h("td", "", what));
+      tr.dataset.key = k;
+      table.appendChild(tr);
+    }
+    const multi = isMulti();
+    choices().forEach((c) => { if (c.key) row(c.key, (multi ? "toggle tag " : "class ") + c.name, "alwb-keys-class"); });
+    const acts = model.get("action_keys") || {};
+    Object.keys(acts).forEach((k) => {
+      if (k === "a" && !suggestionsOn()) return;
+      if (k === "/" && (multi || choices().length <= 10)) return;
+      row(k, acts[k], "alwb-keys-action");
+    });
+    if (multi) row("Enter", "submit the selected tags", "alwb-keys-action");
+    row("Enter", "acknowledge the guideline (when asked) / retry the qualification test", "alwb-keys-action");
+    row("Backspace", "undo the last answer", "alwb-keys-action");
+    row("\u2190 \u2191 \u2192 \u2193", "move the zoomed image; choose an answer in the open history", "alwb-keys-action");
+    row("wheel", "zoom around the pointer (drag moves the zoomed image)", "alwb-keys-action");
+    row("Tab", "reach the buttons (\u201cI have read it\u201d, the note field)", "alwb-keys-action");
+    row("Esc", "close this list, cancel a note or a filter", "alwb-keys-action");
+    keysOverlay.appendChild(table);
+    keysOverlay.appendChild(h("div", "alwb-keys-foot", "Class keys can be changed in alwb.yaml: ui: {keys: {cat: c, dog: d}}"));
+  }
+
   function drawHelp() {
     const multi = isMulti();
     if (canRetry()) { help.textContent = "keys: Enter or r " + (qual().blocked ? "retries the qualification test (after you read the guideline)" : "tries again"); return; }
@@ -426,8 +664,8 @@ function renderLabeller({ model, el }) {
     }
     help.textContent = (multi
       ? "keys: tag keys toggle, Enter submits"
-      : (choices().length > 10 ? "keys: 1-9/0 first classes, / filter then Enter" : "keys: 1-9/0 pick a class"))
-      + (suggestionsOn() ? " \u00b7 a accept suggestion" : "") + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo";
+      : (choices().length > 10 ? "keys: class keys on the buttons, / filter then Enter" : "keys: class keys on the buttons"))
+      + (suggestionsOn() ? " \u00b7 a accept suggestion" : "") + " \u00b7 s skip \u00b7 f flag \u00b7 z/Backspace undo \u00b7 ? all keys";
   }
 
   model.on("change:ack", () => {
@@ -439,29 +677,78 @@ function renderLabeller({ model, el }) {
     if (a.ok) say(a.info || "", "info"); else say(a.error || "refused", "error");
   });
   model.on("change:item", drawItem);
+  model.on("change:history", drawHistory);
+  model.on("change:full_res", () => {
+    const f = model.get("full_res") || {};
+    if (f.item_id && f.item_id === currentId && f.shown_seq === root.dataset.shownSeq) stage.setFull(f);
+  });
   model.on("change:progress", drawProgress);
   model.on("change:guideline", drawGuideline);
   model.on("change:report_html", drawReport);
   model.on("change:prefetch", drawPrefetch);
   model.on("change:quality", drawQuality);
-  model.on("change:choices", () => { drawChoices(); drawHelp(); });
+  model.on("change:choices", () => { drawChoices(); drawHelp(); if (keysOpen()) drawKeys(); });
   model.on("change:mode", () => { drawChoices(); drawHelp(); });
   model.on("change:annotator", () => { if (document.activeElement !== annInput) annInput.value = model.get("annotator"); });
 
-  annInput.value = model.get("annotator") || "";
-  annInput.addEventListener("change", () => {
+  function drawAnnotators() {
+    annList.textContent = "";
+    (model.get("annotators") || []).forEach((n) => { const o = h("option"); o.value = n; annList.appendChild(o); });
+  }
+  function setAnnotator(v) {
+    annConfirm.classList.remove("alwb-open");
+    if (v !== model.get("annotator")) { model.set("annotator", v); model.save_changes(); }
+    annInput.value = v;
+    root.focus({ preventScroll: true });
+  }
+  function cancelAnnotator() {
+    annConfirm.classList.remove("alwb-open");
+    annInput.value = model.get("annotator") || "";
+    root.focus({ preventScroll: true });
+  }
+  // a known annotator is switched to at once; a new name asks first (Enter adds, Esc keeps the current one)
+  function commitAnnotator(focusConfirm) {
     const v = annInput.value.trim();
-    if (!v) { annInput.value = model.get("annotator"); return; }
-    model.set("annotator", v);
-    model.save_changes();
-  });
+    if (!v || v === model.get("annotator")) { cancelAnnotator(); return; }
+    const known = model.get("annotators") || [];
+    if (known.includes(v)) { setAnnotator(v); return; }
+    annConfirm.dataset.name = v;
+    annConfirmText.textContent = "\u201c" + v + "\u201d is not one of this project's annotators"
+      + (known.length ? " (" + known.join(", ") + ")" : "") + ". Add a new annotator? ";
+    annConfirm.classList.add("alwb-open");
+    if (focusConfirm) annAdd.focus({ preventScroll: true });
+  }
+  annInput.value = model.get("annotator") || "";
+  annInput.addEventListener("change", () => { if (!annConfirm.classList.contains("alwb-open")) commitAnnotator(false); });
   annInput.addEventListener("keydown", (e) => {
-    if (e.key === "Enter" || e.key === "Escape") {
-      e.preventDefault(); e.stopPropagation();
-      annInput.dispatchEvent(new Event("change"));
-      root.focus({ preventScroll: true });
-    } else { e.stopPropagation(); }
+    if (e.key === "Enter") { swallow(e); commitAnnotator(true); }
+    else if (e.key === "Escape") { swallow(e); cancelAnnotator(); }
   });
+  for (const [b, fn] of [[annAdd, () => setAnnotator(annConfirm.dataset.name)], [annCancel, cancelAnnotator]]) {
+    b.addEventListener("mousedown", (e) => e.preventDefault());
+    b.addEventListener("click", (e) => { e.preventDefault(); fn(); });
+    b.addEventListener("keydown", (e) => {
+      if (e.key === "Enter" || e.key === " ") { swallow(e); fn(); }
+      else if (e.key === "Escape") { swallow(e); cancelAnnotator(); }
+    });
+  }
+  drawAnnotators();
+  model.on("change:annotators", drawAnnotators);
+
+  // the kernel behind the widget died or restarted: nothing is recorded any more; say so and how to get a new one
+  function kernelDied() {
+    if (kernelGone) return;
+    kernelGone = true;
+    dead.textContent = DEAD_TEXT;
+    dead.style.display = "";
+    root.dataset.dead = "1";
+    inflight = null;
+    clearTimeout(inflightTimer);
+    setBusy(false);
+    say(DEAD_TEXT, "error");
+  }
+  dead.style.display = "none";
+  const unwatchKernel = watchKernel(model, kernelDied);
 
   noteInput.addEventListener("keydown", (e) => {
     e.stopPropagation();
@@ -503,7 +790,12 @@ function renderLabeller({ model, el }) {
   btn(flagBtn, openNote);
   btn(undoBtn, () => { if (inflight === null) send({ type: "undo" }); });
   btn(submitBtn, submitTags);
-  btn(guideAck, () => { if (inflight === null) send({ type: "ack_guideline", version: guideAck.dataset.version }); });
+  btn(guideAck, ackGuideline);
+  guideAck.tabIndex = 0;   // reachable with Tab from the focused widget; Enter / Space on it acknowledge
+  guideAck.addEventListener("keydown", (e) => {
+    if (e.key === "Enter" || e.key === " ") { swallow(e); ackGuideline(); root.focus({ preventScroll: true }); }
+    else if (!(e.ctrlKey || e.metaKey || e.altKey) && e.key !== "Tab") e.stopPropagation();
+  });
   btn(qualRetry, retryQualification);
   qualRetry.tabIndex = 0;   // reachable with Tab too; Enter / Space on it retry
   qualRetry.addEventListener("keydown", (e) => {
@@ -522,13 +814,41 @@ function renderLabeller({ model, el }) {
     if (e.ctrlKey || e.metaKey || e.altKey) return;   // leave JupyterLab's shortcuts alone
     const k = e.key;
     let handled = true;
-    if (inflight === null && tree.key(e)) {
-      // the taxonomy tree took it (a level key, Backspace up a level, / search)
+    if (k === "?" || (k === "Escape" && keysOpen())) {
+      toggleKeys(k === "?" && !keysOpen());
     } else if (inflight !== null) {
       // swallow our own keys while an answer is in flight; nothing is queued
       handled = /^[0-9a-z]$/i.test(k) || k === "Enter" || k === "Backspace" || k === " ";
     } else if ((k === "Enter" || k === "r") && canRetry()) {
       retryQualification();
+    } else if (k === "Enter" && needAck()) {
+      ackGuideline();
+    } else if (!needAck() && tree.key(e)) {
+      // the taxonomy tree took it (a level key, Backspace up a level, / search)
+    } else if (k === "h") {
+      toggleHistory(!historyOpen());
+    } else if (k === "Escape" && (model.get("item") || {}).change) {
+      send({ type: "history_close" });
+    } else if (k === "Escape" && historyOpen()) {
+      toggleHistory(false);
+    } else if (historyOpen() && (k === "ArrowLeft" || k === "ArrowRight" || k === "ArrowUp" || k === "ArrowDown")) {
+      histSel = Math.max(0, Math.min(entries().length - 1, histSel + (k === "ArrowRight" || k === "ArrowDown" ? 1 : -1)));
+      drawHistory();
+    } else if (k === "Enter" && historyOpen() && entries().length && !(model.get("item") || {}).change) {
+      openEntry(histSel);
+    } else if (k === "+" ) {
+      stage.zoomIn();
+    } else if (k === "-") {
+      stage.zoomOut();
+    } else if (k === "=") {
+      stage.oneToOne();
+    } else if (stage.zoomed() && (k === "ArrowLeft" || k === "ArrowRight" || k === "ArrowUp" || k === "ArrowDown")) {
+      const step = 80;
+      stage.pan(k === "ArrowLeft" ? step : k === "ArrowRight" ? -step : 0, k === "ArrowUp" ? step : k === "ArrowDown" ? -step : 0);
+    } else if (k === "y") {
+      send({ type: "redo" });
+    } else if (k === "i") {
+      details.classList.toggle("alwb-hidden");
     } else if (k === "Enter") {
       if (isMulti()) submitTags();
     } else if (k === "s") {
@@ -556,7 +876,7 @@ function renderLabeller({ model, el }) {
   root.focus({ preventScroll: true });
   requestAnimationFrame(() => root.focus({ preventScroll: true }));
   model.send({ type: "hello", view: view });
-  return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); };
+  return () => { clearInterval(pollTimer); clearTimeout(inflightTimer); unwatchKernel(); };
 }
 
 // ---------------------------------------------------------------------------------------------------- reviewer
@@ -574,6 +894,7 @@ function renderReview({ model, el }) {
 
   const root = h("div", "alwb-root alwb-review-root");
   root.tabIndex = 0;
+  isolateKeys(root);
   root.setAttribute("role", "application");
   root.setAttribute("aria-label", "review queue");
 
@@ -639,7 +960,7 @@ function renderReview({ model, el }) {
     setBusy(true);
     clearTimeout(inflightTimer);
     inflightTimer = setTimeout(() => {
-      if (inflight !== null) say("waiting for the kernel\u2026 (is it busy or restarted?)", "warn");
+      if (inflight !== null) say("waiting for the kernel\u2026 if it was restarted or has died, run this cell again", "warn");
     }, 3000);
     model.send(msg);
     return true;
@@ -899,12 +1220,56 @@ CSS = r"""
 .alwb-header { display: flex; gap: 14px; align-items: center; flex-wrap: wrap; margin-bottom: 6px; }
 .alwb-annotator { font: inherit; padding: 1px 4px; }
 .alwb-position { font-weight: 600; }
-.alwb-training { color: #b26a00; font-weight: 600; animation: alwb-pulse 1.2s ease-in-out infinite; }
+.alwb-training { color: var(--jp-warn-color0, #b26a00); font-weight: 600; animation: alwb-pulse 1.2s ease-in-out infinite; }
 @keyframes alwb-pulse { 50% { opacity: 0.45; } }
 .alwb-guideline { margin: 4px 0; }
 .alwb-guideline-summary { cursor: pointer; font-weight: 600; }
 .alwb-guideline-body { padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
-.alwb-guideline-banner { background: #fff3cd; border: 1px solid #e0b84c; padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-guideline-banner { background: var(--jp-warn-color3, #fff3cd); color: var(--jp-ui-font-color1, #222); border: 1px solid var(--jp-warn-color1, #e0b84c); padding: 6px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-guideline-ack:focus, .alwb-annotator-add:focus, .alwb-annotator-cancel:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
+.alwb-annotator-confirm { display: none; gap: 6px; align-items: center; margin: 4px 0; padding: 5px 8px; border-radius: 4px;
+  border: 1px solid var(--jp-warn-color1, #e0b84c); background: var(--jp-warn-color3, #fff3cd); color: var(--jp-ui-font-color1, #222); }
+.alwb-annotator-confirm.alwb-open { display: flex; flex-wrap: wrap; }
+.alwb-annotator-confirm button { font: inherit; cursor: pointer; padding: 2px 8px; }
+.alwb-root { position: relative; }
+.alwb-keys-overlay { position: absolute; z-index: 10; top: 40px; left: 50%; transform: translateX(-50%); min-width: 360px;
+  max-height: 80%; overflow: auto; padding: 10px 14px; border-radius: 6px; box-shadow: 0 4px 18px rgba(0,0,0,0.35);
+  background: var(--jp-layout-color0, #fff); color: var(--jp-ui-font-color1, #222); border: 1px solid var(--jp-border-color1, #bbb); }
+.alwb-keys-title { font-weight: 600; margin-bottom: 6px; }
+.alwb-keys-table td { padding: 1px 8px 1px 0; vertical-align: top; }
+.alwb-keys-foot { margin-top: 6px; color: var(--jp-ui-font-color2, #666); font-size: 11px; }
+.alwb-stats-row { display: flex; gap: 8px; align-items: center; color: var(--jp-ui-font-color2, #555); margin-bottom: 4px; }
+.alwb-budget-bar { width: 140px; height: 8px; border-radius: 4px; overflow: hidden; background: var(--jp-layout-color3, #e4e4e4); }
+.alwb-budget-fill { display: block; height: 100%; background: var(--jp-success-color1, #7cb77c); }
+.alwb-imgcol { flex: 0 0 auto; display: flex; flex-direction: column; gap: 4px; }
+.alwb-details { color: var(--jp-ui-font-color2, #555); font-size: 12px; max-width: 640px; overflow-wrap: anywhere; }
+.alwb-message[data-kind="info"] { color: var(--jp-ui-font-color1, #222); }
+.alwb-hidden { display: none !important; }
+.alwb-stage { position: relative; overflow: hidden; width: min(640px, 60vw); height: 480px; border-radius: 4px;
+  border: 1px solid var(--jp-border-color2, #ddd);
+  background-color: var(--jp-layout-color2, #eee);
+  background-image: conic-gradient(var(--jp-layout-color3, #ccc) 25%, transparent 0 50%, var(--jp-layout-color3, #ccc) 0 75%, transparent 0);
+  background-size: 16px 16px; }
+.alwb-stage > .alwb-image { position: absolute; max-width: none; max-height: none; image-rendering: auto; }
+.alwb-stage.alwb-zoomed { cursor: grab; }
+.alwb-zoom { position: absolute; right: 6px; bottom: 4px; padding: 0 5px; border-radius: 3px; font-size: 11px;
+  background: var(--jp-layout-color0, #fff); color: var(--jp-ui-font-color1, #222); opacity: 0.85; }
+.alwb-zoom:empty { display: none; }
+.alwb-history { margin-top: 6px; border-top: 1px solid var(--jp-border-color2, #ddd); padding-top: 4px; }
+.alwb-history-title { color: var(--jp-ui-font-color2, #555); margin-bottom: 3px; }
+.alwb-history-strip { display: flex; gap: 6px; overflow-x: auto; padding-bottom: 3px; }
+.alwb-history-entry { font: inherit; color: inherit; display: flex; flex-direction: column; align-items: center; gap: 2px;
+  flex: 0 0 auto; width: 84px; padding: 3px; cursor: pointer; border: 2px solid var(--jp-border-color2, #ddd); border-radius: 4px;
+  background: var(--jp-layout-color1, #fff); }
+.alwb-history-entry.alwb-sel { border-color: var(--jp-brand-color1, #1976d2); }
+.alwb-history-entry.alwb-changing { background: var(--jp-layout-color2, #eee); }
+.alwb-history-thumb { width: 56px; height: 56px; object-fit: contain; }
+.alwb-history-text { font-weight: 600; max-width: 80px; overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
+.alwb-history-meta { font-size: 10px; color: var(--jp-ui-font-color2, #666); }
+@media (forced-colors: active) { .alwb-root, .alwb-stage, .alwb-history-entry, .alwb-choice, .alwb-tag { border: 1px solid CanvasText; }
+  .alwb-tag.alwb-on, .alwb-history-entry.alwb-sel { outline: 2px solid Highlight; } }
+.alwb-dead { background: var(--jp-error-color3, #fdecea); border: 1px solid var(--jp-error-color1, #e57373); color: var(--jp-ui-font-color1, #222); padding: 6px 8px; border-radius: 4px; margin: 4px 0;
+  font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }
 .alwb-imgbox { flex: 0 0 auto; min-width: 256px; min-height: 256px; display: flex; align-items: center; justify-content: center;
   background: var(--jp-layout-color2, #f3f3f3); border-radius: 4px; padding: 4px; }
@@ -917,15 +1282,15 @@ CSS = r"""
 .alwb-report-now { color: var(--jp-ui-font-color2, #666); margin-bottom: 4px; }
 .alwb-pred { display: grid; grid-template-columns: 90px 1fr 42px; gap: 6px; align-items: center; }
 .alwb-pred-bar, .alwb-cov-bar { background: var(--jp-layout-color3, #e4e4e4); height: 9px; border-radius: 4px; overflow: hidden; display: block; }
-.alwb-pred-fill { background: #6a9fd8; height: 100%; display: block; }
-.alwb-cov-fill { background: #7cb77c; height: 100%; display: block; }
+.alwb-pred-fill { background: var(--jp-brand-color2, #6a9fd8); height: 100%; display: block; }
+.alwb-cov-fill { background: var(--jp-success-color1, #7cb77c); height: 100%; display: block; }
 .alwb-search { width: 100%; box-sizing: border-box; margin-bottom: 6px; font: inherit; }
 .alwb-choices { display: flex; flex-wrap: wrap; gap: 5px; margin-bottom: 6px; }
 .alwb-choice, .alwb-tag { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
   background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
 .alwb-choice:hover, .alwb-tag:hover { background: var(--jp-layout-color2, #eee); }
 .alwb-choice.alwb-hit { border-color: var(--jp-brand-color1, #1976d2); }
-.alwb-tag.alwb-on { background: #1976d2; color: #fff; border-color: #1976d2; }
+.alwb-tag.alwb-on { background: var(--jp-brand-color1, #1976d2); color: var(--jp-ui-inverse-font-color1, #fff); border-color: var(--jp-brand-color1, #1976d2); }
 .alwb-key { font-family: var(--jp-code-font-family, monospace); font-size: 11px; border: 1px solid currentColor; border-radius: 3px;
   padding: 0 3px; margin-right: 5px; opacity: 0.75; }
 .alwb-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
@@ -934,8 +1299,8 @@ CSS = r"""
 .alwb-note-row.alwb-open { display: block; }
 .alwb-note-input { width: 100%; box-sizing: border-box; font: inherit; }
 .alwb-message { min-height: 18px; margin-top: 6px; }
-.alwb-message[data-kind="warn"] { color: #9a6700; }
-.alwb-message[data-kind="error"] { color: #c62828; font-weight: 600; }
+.alwb-message[data-kind="warn"] { color: var(--jp-warn-color0, #9a6700); }
+.alwb-message[data-kind="error"] { color: var(--jp-error-color0, #c62828); font-weight: 600; }
 .alwb-coverage { display: grid; grid-template-columns: repeat(auto-fill, minmax(210px, 1fr)); gap: 2px 14px; margin-top: 6px; }
 .alwb-cov-row { display: grid; grid-template-columns: 80px 1fr 30px; gap: 6px; align-items: center; }
 .alwb-cov-name { overflow: hidden; text-overflow: ellipsis; white-space: nowrap; }
@@ -945,21 +1310,21 @@ CSS = r"""
 .alwb-report-table th, .alwb-report-table td { padding: 1px 6px; text-align: center; border-bottom: 1px solid var(--jp-border-color2, #ddd); }
 .alwb-report-table th { text-align: left; font-weight: 600; }
 .alwb-help { color: var(--jp-ui-font-color2, #777); font-size: 11px; margin-top: 6px; }
-.alwb-notice { background: #fdecea; border: 1px solid #e57373; color: #8e1c1c; padding: 5px 8px; border-radius: 4px; margin: 4px 0; }
+.alwb-notice { background: var(--jp-error-color3, #fdecea); border: 1px solid var(--jp-error-color1, #e57373); color: var(--jp-ui-font-color1, #222); padding: 5px 8px; border-radius: 4px; margin: 4px 0; }
 .alwb-qual { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 4px; padding: 6px 8px; margin: 4px 0; }
-.alwb-qual[data-state="failed"] { border-color: #e57373; background: #fff6f5; }
-.alwb-qual[data-state="passed"] { border-color: #7cb77c; background: #f3faf3; }
+.alwb-qual[data-state="failed"] { border-color: var(--jp-error-color1, #e57373); background: var(--jp-error-color3, #fdecea); }
+.alwb-qual[data-state="passed"] { border-color: var(--jp-success-color1, #7cb77c); background: var(--jp-success-color3, #f3faf3); }
 .alwb-qual-result { font-weight: 600; }
-.alwb-qual-error { color: #c62828; font-weight: 600; }
+.alwb-qual-error { color: var(--jp-error-color0, #c62828); font-weight: 600; }
 .alwb-qual-guideline { margin: 6px 0; padding: 4px 10px; max-height: 220px; overflow: auto; background: var(--jp-layout-color2, #f6f6f6); }
 .alwb-qual-retry { font: inherit; cursor: pointer; padding: 3px 9px; }
 .alwb-qual-retry:focus { outline: 2px solid var(--jp-brand-color1, #1976d2); }
 .alwb-review-title { font-weight: 600; }
 .alwb-review-reasons, .alwb-review-answers, .alwb-review-consensus { margin-bottom: 6px; }
 .alwb-review-label { color: var(--jp-ui-font-color2, #666); margin-right: 4px; }
-.alwb-review-reason { display: inline-block; border-radius: 10px; padding: 0 8px; margin-right: 4px; background: #fff3cd; border: 1px solid #e0b84c; }
-.alwb-review-reason[data-reason="disagreement"] { background: #fdecea; border-color: #e57373; }
-.alwb-review-answer[data-kind="flag"] .alwb-review-what { color: #9a6700; }
+.alwb-review-reason { display: inline-block; border-radius: 10px; padding: 0 8px; margin-right: 4px; background: var(--jp-warn-color3, #fff3cd); border: 1px solid var(--jp-warn-color1, #e0b84c); }
+.alwb-review-reason[data-reason="disagreement"] { background: var(--jp-error-color3, #fdecea); border-color: var(--jp-error-color1, #e57373); }
+.alwb-review-answer[data-kind="flag"] .alwb-review-what { color: var(--jp-warn-color0, #9a6700); }
 .alwb-review-empty { padding: 12px 4px; font-weight: 600; }
 .alwb-reason-row { display: none; margin-top: 6px; gap: 6px; align-items: center; }
 .alwb-reason-row.alwb-open { display: flex; }

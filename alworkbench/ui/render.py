@@ -85,17 +85,17 @@ def accuracy_svg(reports: Sequence[RoundReport], width: int = 320, height: int =
         return pad_t + (1.0 - v) * (height - pad_t - pad_b)
 
     poly = " ".join(f"{X(x):.1f},{Y(y):.1f}" for x, y in pts)
-    dots = "".join(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" fill="#1976d2"><title>{x} labels: '
+    dots = "".join(f'<circle cx="{X(x):.1f}" cy="{Y(y):.1f}" r="2.5" style="fill:var(--jp-brand-color1,#1976d2)"><title>{x} labels: '
                    f'{y:.3f}</title></circle>' for x, y in pts)
-    grid = "".join(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{Y(g):.1f}" y2="{Y(g):.1f}" stroke="#ddd"/>'
-                   f'<text x="{pad_l - 4}" y="{Y(g) + 3:.1f}" font-size="9" text-anchor="end" fill="#666">'
+    grid = "".join(f'<line x1="{pad_l}" x2="{width - pad_r}" y1="{Y(g):.1f}" y2="{Y(g):.1f}" style="stroke:var(--jp-border-color2,#ddd)"/>'
+                   f'<text x="{pad_l - 4}" y="{Y(g) + 3:.1f}" font-size="9" text-anchor="end" style="fill:var(--jp-ui-font-color2,#666)">'
                    f'{g:g}</text>' for g in (0.0, 0.25, 0.5, 0.75, 1.0))
     axis = (f'<text x="{(pad_l + width - pad_r) / 2:.0f}" y="{height - 4}" font-size="10" text-anchor="middle" '
-            f'fill="#444">labels ({x0 if x0 >= 0 else 0}\u2013{x1})</text>')
+            f'style="fill:var(--jp-ui-font-color1,#444)">labels ({x0 if x0 >= 0 else 0}\u2013{x1})</text>')
     return (f'<svg class="alwb-curve" xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
             f'viewBox="0 0 {width} {height}" role="img" aria-label="held-out {metric} by number of labels">'
-            f'{grid}<polyline fill="none" stroke="#1976d2" stroke-width="2" points="{poly}"/>{dots}{axis}'
-            f'<text x="{pad_l + 4}" y="{pad_t + 10}" font-size="10" fill="#444">held-out {metric}</text></svg>')
+            f'{grid}<polyline fill="none" style="stroke:var(--jp-brand-color1,#1976d2)" stroke-width="2" points="{poly}"/>{dots}{axis}'
+            f'<text x="{pad_l + 4}" y="{pad_t + 10}" font-size="10" style="fill:var(--jp-ui-font-color1,#444)">held-out {metric}</text></svg>')
 
 
 def percent(x: Optional[float]) -> str:

@@ -25,20 +25,21 @@ import ipywidgets
 import traitlets
 
 from ..errors import AlwbError, NothingToUndoError, PoolExhaustedError
+from ..keymap import ACTION_KEYS, SINGLE_KEYS, TAG_KEYS, class_keys  # noqa: F401 - the key lists are re-exported
 from ..labels.quality import QUALIFICATION_STRATEGY
 from ..loop.session import QualificationError
+from ..loop.stats import budget_progress, item_details, pace, stats_text
 from ..types import Answer, RoundReport
 from ._frontend import CSS, ESM
+from .history import HistoryMixin, thumbnail
 from .render import (answer_text, guideline_html, qualification_result_text, report_html, review_reason_text,
                      value_text)
 
 MAX_SIDE = 768          # images are downsized to at most this many pixels per side before sending
+FULL_SIDE = 4096        # 1:1 and zoom beyond the display copy: the image at up to this many pixels per side
 PIXELATED_BELOW = 64    # images smaller than this are upscaled with crisp, blocky pixels
 SMALL_DISPLAY = 256     # small images are shown at an integer zoom up to about this many pixels
 PREFETCH = 2            # upcoming images encoded ahead of time
-SINGLE_KEYS = list("1234567890")
-# tag keys: digits first, then letters that are not action keys (a accept, f flag, s skip, z undo)
-TAG_KEYS = list("1234567890") + [c for c in "qwertyuiopghjklxcvbnm" if c not in "afsz"]
 # keys the reviewer's screen keeps for itself (a accept, n skip, r: none of them a class key there)
 REVIEW_ACTION_KEYS = frozenset("anr")
 MODES = ("label", "review")
@@ -56,31 +57,62 @@ def headless() -> bool:
     return not (os.environ.get("JPY_SESSION_NAME") or os.environ.get("VSCODE_PID"))
 
 
-def encode_image(img, max_side: int = MAX_SIDE) -> dict:
-    """PIL image -> ``{src: data URL, w, h, display_w, display_h, pixelated}``; never more than ``max_side``
-    pixels per side (PNG for small images, JPEG for large photographs)."""
+def original_size(uri: str, loaded_size) -> tuple[int, int]:
+    """The size of the file as stored (upright: EXIF rotations swap the sides), read from its header only; the
+    loaded size for built-in datasets or when the header cannot be read."""
+    if str(uri).startswith("builtin://"):
+        return tuple(loaded_size)
     from PIL import Image
 
-    if img.mode not in ("RGB", "L"):
+    try:
+        with Image.open(uri) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112)
+    except Exception:  # noqa: BLE001 - the details line then shows the loaded size
+        return tuple(loaded_size)
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)
+
+
+def encode_image(img, max_side: int = MAX_SIDE, orig_size=None) -> dict:
+    """PIL image -> ``{src: data URL, w, h, orig_w, orig_h, display_w, display_h, pixelated, thumb}``; never more
+    than ``max_side`` pixels per side (PNG for small images and transparent ones, JPEG for large photographs).
+    ``orig_size``: the file's own size when ``img`` was already decoded smaller."""
+    from PIL import Image
+
+    alpha = img.mode in ("RGBA", "LA", "PA") or (img.mode == "P" and "transparency" in img.info)
+    if alpha:
+        img = img.convert("RGBA")     # transparency is kept: the stage shows a checkerboard behind it
+    elif img.mode not in ("RGB", "L"):
         img = img.convert("RGB")
     w, h = img.size
+    orig = tuple(orig_size) if orig_size else (w, h)
     if max(w, h) > max_side:
         img = img.copy()
-        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)
+        img.thumbnail((max_side, max_side), Image.Resampling.LANCZOS)   # a display copy; the original is untouched
         w, h = img.size
     buf = io.BytesIO()
-    if max(w, h) <= 256:
+    if alpha:
+        img.save(buf, format="PNG", compress_level=1)
+        mime = "image/png"
+    elif max(w, h) <= 256:
         img.save(buf, format="PNG", optimize=False)
         mime = "image/png"
     else:
         img.save(buf, format="JPEG", quality=88)
         mime = "image/jpeg"
     out = {"src": f"data:{mime};base64," + base64.b64encode(buf.getvalue()).decode("ascii"),
-           "w": w, "h": h, "pixelated": max(w, h) < PIXELATED_BELOW, "display_w": None, "display_h": None}
+           "w": w, "h": h, "orig_w": orig[0], "orig_h": orig[1], "pixelated": max(w, h) < PIXELATED_BELOW,
+           "display_w": None, "display_h": None, "thumb": thumbnail(img)}
     if max(w, h) < SMALL_DISPLAY:
         zoom = max(1, SMALL_DISPLAY // max(w, h))
         out["display_w"], out["display_h"] = w * zoom, h * zoom
     return out
+
+
+def encode_full(img, max_side: int = FULL_SIDE) -> dict:
+    """The image at full resolution (at most ``max_side`` per side) for 1:1 and zoom: ``{src, w, h}``."""
+    out = encode_image(img, max_side=max_side)
+    return {"src": out["src"], "w": out["w"], "h": out["h"]}
 
 
 def _jsonable(v):
@@ -132,7 +164,7 @@ class _OpenDescriptor:
         return ipywidgets.Widget.open.__get__(obj, objtype)
 
 
-class Workbench(anywidget.AnyWidget):
+class Workbench(HistoryMixin, anywidget.AnyWidget):
     """Label a project's images in JupyterLab, one batch after another, with the model retraining behind you.
 
     >>> from alworkbench.ui import Workbench
@@ -140,7 +172,10 @@ class Workbench(anywidget.AnyWidget):
 
     Keys (while the widget has focus; click it once): 1-9/0 pick a class (or toggle a tag, then Enter),
     ``/`` filters long class lists, ``a`` accepts the model's suggestion, ``s`` skips, ``f`` flags for review
-    with an optional note, ``z`` / Backspace undoes the last answer (repeatable).
+    with an optional note, ``z`` / Backspace undoes the last answer (repeatable), ``y`` redoes, ``h`` opens the
+    answer history (arrows + Enter change an earlier answer), ``+`` / ``-`` / wheel zoom, ``=`` 1:1, ``i`` hides the
+    details, ``?`` lists every key. Class keys come from ``ui.keys`` in alwb.yaml (:mod:`alworkbench.keymap`).
+    No key pressed in the widget reaches JupyterLab's shortcuts.
 
     The header shows the open batch's round and place ("round 4 · item 3 of 20"), the labels in the store and the
     current model ("model v3 · trained on 60 labels · cross-validated accuracy 71%"); the round summary names the
@@ -169,6 +204,10 @@ class Workbench(anywidget.AnyWidget):
     report_html = traitlets.Unicode("").tag(sync=True)
     prefetch = traitlets.List().tag(sync=True)
     annotator = traitlets.Unicode("").tag(sync=True)
+    annotators = traitlets.List().tag(sync=True)         # the project's known annotators
+    action_keys = traitlets.Dict().tag(sync=True)        # key -> what it does (the ? overlay lists them)
+    history = traitlets.Dict().tag(sync=True)            # the answer history panel (ui/history.py)
+    full_res = traitlets.Dict().tag(sync=True)           # the shown image at full resolution (1:1, zoom)
     ui_mode = traitlets.Unicode("label").tag(sync=True)   # "label" (the labeller) or "review" (the reviewer)
     quality = traitlets.Dict().tag(sync=True)              # qualification result / block, accuracy notice
     review = traitlets.Dict().tag(sync=True)               # reviewer mode: the entry shown and the queue length
@@ -200,16 +239,17 @@ class Workbench(anywidget.AnyWidget):
         self._review_ids: list[str] = []      # the queue as last computed (for the prefetch)
         self._review_skipped: list[str] = []  # entries passed over with n / Right arrow, in order
         self._review_seq = 0
+        self._history_init()
         self.reviews_log: list[dict] = []     # reviewer mode: what this widget stored (item_id, action, record id)
         schema = session.schema
         multi = bool(schema.multilabel)
         names = list(schema.names)
-        keys = TAG_KEYS if multi else SINGLE_KEYS
-        choices = [{"name": n, "key": keys[i] if i < len(keys) else ""} for i, n in enumerate(names)]
+        keys = class_keys(names, getattr(getattr(session.config, "ui", None), "keys", None) or {}, multilabel=multi)
+        choices = [{"name": n, "key": k} for n, k in zip(names, keys)]
         if mode == "review":  # the reviewer's action keys are never class keys (those tags are picked by click)
             choices = [{**c, "key": "" if c["key"] in REVIEW_ACTION_KEYS else c["key"]} for c in choices]
         super().__init__(mode="multi" if multi else "single", choices=choices, annotator=session.annotator,
-                         ui_mode=mode, **kwargs)
+                         ui_mode=mode, action_keys=dict(ACTION_KEYS), **kwargs)
         self.add_class("alwb-labeller" if mode == "label" else "alwb-reviewer")
         self.taxonomy = taxonomy_state(schema)
         self.on_msg(self._on_msg)
@@ -224,6 +264,7 @@ class Workbench(anywidget.AnyWidget):
         session.on_report(listener)
         with self._ui_lock, self.hold_sync():
             self._push_guideline()
+            self._push_annotators()
             if mode == "review":
                 self._review_session = session.review()
                 self._review_show()
@@ -275,9 +316,17 @@ class Workbench(anywidget.AnyWidget):
             prev = s.store.get_meta(f"guideline_ack:{s.annotator}")
         except AlwbError:
             prev = None
+        # a first-time annotator (nothing acknowledged yet) reads the guideline before the first answer
+        first_time = prev is None and bool((s.guideline_text or "").strip())
         self.guideline = {"version": s.guideline_version, "html": guideline_html(s.guideline_text),
-                          "acknowledged": bool(s.guideline_acknowledged()),
-                          "previous": None if prev is None else str(prev)}
+                          "acknowledged": bool(s.guideline_acknowledged()) and not first_time,
+                          "first_time": first_time, "previous": None if prev is None else str(prev)}
+
+    def _push_annotators(self) -> None:
+        """The project's known annotators (the view asks before adding a new one: a typo is not a new person)."""
+        known = set(self.session.store.annotators())
+        known.add(self.session.annotator)
+        self.annotators = sorted(known)
 
     @property
     def show_suggestions(self) -> bool:
@@ -308,14 +357,26 @@ class Workbench(anywidget.AnyWidget):
         except AttributeError:
             n_eval = 0
         model = self._model_state()
+        n_labels = len(s.labels())
         self.progress = {
-            "labelled": len(s.labels()), "pool_size": n_items - n_eval,
+            "labelled": n_labels, "pool_size": n_items - n_eval,
             "coverage": {str(k): int(v) for k, v in s.coverage().items()},
             "model_version": model["version"] if model else int(s.model_version), "model": model,
             "training": bool(s.is_training), "show_suggestions": self.show_suggestions,
             "round": b.round if b is not None else 0, "status": self._status or self._train_error,
+            "stats": self._stats(n_labels),
         }
         self._push_report()
+
+    def _stats(self, n_labels: int) -> dict:
+        """The annotator's pace and the progress toward ``label_budget``, as the core computes them."""
+        s = self.session
+        try:
+            p = pace(s.store.answer_times(s.annotator))
+        except AlwbError:
+            p = pace([])
+        budget = budget_progress(n_labels, getattr(s.config, "label_budget", None), p["mean_s"])
+        return {**p, "budget": budget, "text": stats_text(p, budget)}
 
     def _push_report(self) -> None:
         """Render the round summary again when what it shows changed: a new report, the current model, the open
@@ -333,10 +394,20 @@ class Workbench(anywidget.AnyWidget):
         self.report_html = report_html(reports, s.classes, model_version=model.get("version"),
                                        open_round=p.get("round") or None, n_store_labels=p.get("labelled"))
 
+    def _load_for_display(self, item, max_side: int = MAX_SIDE):
+        """(image, original size): the item decoded for the screen at about ``max_side`` pixels (JPEGs are decoded
+        at reduced scale: several times faster for camera photos), transparency kept. The file is never changed."""
+        img = self.project.source.load(item, max_side=max_side, keep_alpha=True)
+        return img, original_size(item.uri, img.size)
+
+    def _encode_item(self, item) -> dict:
+        img, orig = self._load_for_display(item)
+        return encode_image(img, orig_size=orig)
+
     def _image_future(self, item) -> cf.Future:
         fut = self._encoded.get(item.id)
         if fut is None:
-            fut = self._encoder.submit(lambda it=item: encode_image(self.project.source.load(it)))
+            fut = self._encoder.submit(self._encode_item, item)
             self._encoded[item.id] = fut
         return fut
 
@@ -370,7 +441,11 @@ class Workbench(anywidget.AnyWidget):
     def _item_state(self, bi, position: int, batch_size: int, round_: int, redo: bool) -> dict:
         img = self._image_future(bi.item).result()
         self._shown_seq += 1
-        return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img,
+        b = self.session.current_batch
+        details = item_details(bi.item, (img.get("orig_w") or img["w"], img.get("orig_h") or img["h"]),
+                               strategy=b.strategy if b is not None else "", score=bi.score,
+                               model_version=b.model_version if b is not None else 0)
+        return {"item_id": bi.item.id, "shown_seq": str(self._shown_seq), **img, "details": details,
                 "position": position, "batch_size": batch_size, "round": round_, "redo": redo,
                 **self._suggestions(bi.item.id), "tree_hint": self._tree_hint(bi.item.id), "preselect": [], "status": "",
                 "qualification": self._in_qualification()}
@@ -450,6 +525,7 @@ class Workbench(anywidget.AnyWidget):
             for k in [k for k in self._encoded if k not in keep]:
                 del self._encoded[k]
         self._push_progress()
+        self._push_history()
 
     def _finish_batch(self) -> None:
         s = self.session
@@ -502,6 +578,11 @@ class Workbench(anywidget.AnyWidget):
                     elif kind == "undo":
                         reply["info"] = self._handle_undo()
                         shown = True
+                    elif kind == "full_res":
+                        reply["info"] = self._handle_full_res(content)
+                    elif kind in ("history", "history_open", "history_close", "redo"):
+                        reply["info"] = self._handle_history(kind, content)
+                        shown = kind != "history"
                     elif kind == "ack_guideline":
                         self.session.acknowledge_guideline()
                         self._push_guideline()
@@ -544,13 +625,30 @@ class Workbench(anywidget.AnyWidget):
             if not self.item.get("prediction"):
                 raise AlwbError("no model suggestion for this image yet: pick the class yourself")
         answer = _answer_from_msg(content.get("answer"), content.get("time_spent_s"))
+        if self._changing is not None:
+            return self._handle_change(answer)
         eid = self.session.submit(item_id, answer)
+        self._redo.clear()
+        recorded = answer_text({"kind": answer.kind, "note": answer.note,
+                                "value": list(answer.tags) if answer.kind == "tags" else answer.label})
+        if self.guideline.get("first_time"):
+            self._push_guideline()   # a first answer given without the view (the session recorded the guideline read)
         self.answers_log.append({"item_id": item_id, "kind": answer.kind, "label": answer.label,
                                  "tags": list(answer.tags), "note": answer.note, "event_id": eid})
         if self._qual is not None and not self._qual.get("blocked"):
             self._qual = None  # a passed test's result stays up until the first ordinary answer
             self._push_quality()
         self._show_next()
+        return f"recorded: {recorded} \u2014 z to undo"
+
+    def _handle_full_res(self, content: dict) -> str:
+        """The shown image at full resolution for 1:1 / zoom (encoded on demand; the display copy stays small)."""
+        item_id = content.get("item_id")
+        if item_id is None or item_id != self._current_id:
+            return ""   # another image is shown by now
+        item = self.session.items[self.session.index_of(item_id)]
+        full = self._encoder.submit(lambda: encode_full(self._load_for_display(item, FULL_SIDE)[0])).result()
+        self.full_res = {"item_id": item_id, "shown_seq": self.item.get("shown_seq"), **full}
         return ""
 
     def _handle_qualification_retry(self) -> str:
@@ -581,16 +679,20 @@ class Workbench(anywidget.AnyWidget):
         if q.get("blocked") or q.get("result") is not None:
             raise AlwbError("the qualification test was scored: its answers cannot be undone"
                             + ("; read the guideline and retry" if q.get("blocked") else ""))
+        if self._changing is not None:
+            raise AlwbError("you are changing an earlier answer: pick the new answer, or Esc to go back")
         try:
             ev = self.session.undo()
         except NothingToUndoError as e:
             raise AlwbError(str(e)) from None
+        self._redo.append(ev)   # y gives it again
         self._front = ev["sample_id"]
         self.answers_log.append({"item_id": ev["sample_id"], "kind": "undo", "event_id": ev["id"]})
         self._show_next()
-        value = ev.get("value")
-        what = ev["kind"] if value is None else f"{ev['kind']} {value}"
-        return f"undone: {what} for {ev['sample_id']}"
+        if ev["kind"] == "flag" and ev.get("note") and self.item.get("item_id") == ev["sample_id"]:
+            self.item = {**self.item, "earlier_note": ev["note"]}   # the note comes back with the image
+        # never the item id: for a folder-tree source it names the class folder (it would give the answer away)
+        return f"undone: {answer_text(ev)} \u2014 answer this image again (y redoes)"
 
     def _on_annotator(self, change) -> None:
         name = str(change["new"]).strip()
@@ -600,6 +702,7 @@ class Workbench(anywidget.AnyWidget):
         with self._ui_lock, self.hold_sync():
             self.session.annotator = name
             self._push_guideline()
+            self._push_annotators()
             if self.ui_mode == "review":
                 self._review_session = self.session.review()
                 self._review_skipped = []

@@ -17,11 +17,11 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 ROOT = ".alwb-labeller .alwb-root"
 
 
-def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0, ui=None):
+def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_rounds=0, ui=None, **config):
     """A small digits project plus raw-pixel embeddings saved next to it (the kernel loads them: fast, no torch)."""
     from alworkbench.project import Project
 
-    kw = {"tags": tags} if tags else {}
+    kw = {"tags": tags, **config} if tags else dict(config)
     if ui:
         kw["ui"] = ui
     p = Project.init(dirpath, "digits", query={"batch_size": batch_size}, source={"limit": limit},
@@ -43,7 +43,10 @@ def make_project(dirpath: Path, *, tags=None, batch_size=5, limit=240, seed_roun
     return dirpath
 
 
-def widget_cells(project_dir: Path, annotator: str = "tester", multilabel: bool = False) -> list[str]:
+def widget_cells(project_dir: Path, annotator: str = "tester", multilabel: bool = False,
+                 read_guideline: bool = True) -> list[str]:
+    """The widget cell; ``read_guideline``: the annotator acknowledged the guideline before (a first-time annotator
+    is asked to read it before the first answer)."""
     head = ("class OneVsRest:  # a tiny multi-label head: one logistic regression per tag\n"
             "    def fit(self, X, Y):\n"
             "        self.ms = [LogisticRegression(max_iter=300).fit(X, Y[:, j]) if len(set(Y[:, j])) > 1\n"
@@ -57,8 +60,8 @@ def widget_cells(project_dir: Path, annotator: str = "tester", multilabel: bool 
         "import numpy as np\nfrom sklearn.linear_model import LogisticRegression\n"
         "from alworkbench.project import Project\nfrom alworkbench.ui import Workbench\n"
         f"project = Project.open({str(project_dir)!r})\n" + head +
-        f"w = Workbench(project.session(annotator={annotator!r}, embeddings=np.load({str(project_dir / 'pixels.npy')!r}),"
-        " head_factory=head))\nw",
+        f"s = project.session(annotator={annotator!r}, embeddings=np.load({str(project_dir / 'pixels.npy')!r}),"
+        " head_factory=head)\n" + ("s.acknowledge_guideline()\n" if read_guideline else "") + "w = Workbench(s)\nw",
     ]
 
 
@@ -305,10 +308,16 @@ def test_multilabel_tags_enter_submits_never_empty(lab, page, artifacts):
     banner.wait_for(state="hidden")
     press(page, "Enter")               # the selection survived; now it is accepted
     expected[d] = ("tags", ["even"])
-    # the annotator name can be changed in the widget; later answers carry it
+    # the annotator name can be changed in the widget (a new name after a confirmation, and the new annotator
+    # reads the guideline first: Enter acknowledges it); later answers carry it
     page.locator(f"{ROOT} .alwb-annotator").fill("mia2")
     page.locator(f"{ROOT} .alwb-annotator").press("Enter")
+    assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT} .alwb-annotator-add')")
+    page.keyboard.press("Enter")
     assert page.evaluate(f"document.activeElement === document.querySelector('{ROOT}')")
+    banner.wait_for(state="visible")
+    page.keyboard.press("Enter")
+    banner.wait_for(state="hidden")
     e, _ = current(page)
     page.keyboard.press("2")
     press(page, "Enter")
@@ -392,6 +401,10 @@ def test_quickstart_notebook_itself_labels_from_the_keyboard(lab, page):
     open_and_run(page, lab, "quickstart/01_quickstart.ipynb")
     wait_widget(page, timeout=240_000)
     page.locator(ROOT).focus()
+    # a first-time annotator reads the guideline first: Enter acknowledges it
+    page.locator(f"{ROOT} .alwb-guideline-banner").wait_for(state="visible")
+    page.keyboard.press("Enter")
+    page.locator(f"{ROOT} .alwb-guideline-banner").wait_for(state="hidden")
     shown = []
     for key in ["1", "2", "s", "3"]:
         item, _ = current(page)

@@ -96,6 +96,10 @@ def test_qualification_fail_read_guideline_retry_pass_from_the_keyboard(lab, pag
     page.wait_for_function(f"() => {{ const r = document.querySelector('{LROOT}'); "
                            "return r && r.dataset.itemId && r.dataset.test === '1'; }", timeout=120_000)
     assert focused(page, LROOT), "the widget is not focused on render"
+    # a first-time annotator reads the guideline before the first answer: Enter acknowledges it
+    page.locator(f"{LROOT} .alwb-guideline-banner").wait_for(state="visible")
+    page.keyboard.press("Enter")
+    page.locator(f"{LROOT} .alwb-guideline-banner").wait_for(state="hidden")
     cells_before = page.locator(".jp-Notebook .jp-Cell").count()
     position = page.locator(f"{LROOT} .alwb-position")
     assert position.inner_text() == ("Qualification test: item 1 of 3 \u2014 answers are scored against known "
