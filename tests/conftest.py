@@ -49,3 +49,57 @@ def pytest_sessionfinish(session, exitstatus):
     if _unexpected_skips and exitstatus in (0, 5):
         print("\nALWB_CI: tests were skipped; in CI that is a failure:", *_unexpected_skips, sep="\n  ")
         session.exitstatus = 1
+
+
+# --- PostgreSQL: one throwaway server per test session (started on first use), a fresh schema per store --------
+@pytest.fixture(scope="session")
+def pg_server():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import PgServer, PostgresMissing
+    try:
+        server = PgServer()
+    except PostgresMissing as exc:  # fail, never skip: CI installs it (scripts/setup.sh)
+        pytest.fail(str(exc), pytrace=False)
+    old = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = server.password  # how a team passes it: the environment, never alwb.yaml
+    yield server
+    if old is None:
+        os.environ.pop("PGPASSWORD", None)
+    else:
+        os.environ["PGPASSWORD"] = old
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A URL (no password in it) of an empty schema of the throwaway server."""
+    return pg_server.url(schema=pg_server.new_schema())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def store_url(backend, tmp_path, request):
+    """Where a label store lives for this test: a SQLite file under tmp_path or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        return str(tmp_path / "labels.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def make_store(store_url):
+    """Open (another handle on) this test's label store: ``make_store(lease_s=...)``; all closed at teardown."""
+    from alworkbench.labels import open_store
+    opened = []
+
+    def make(**kwargs):
+        s = open_store(store_url, **kwargs)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
