@@ -103,3 +103,54 @@ def make_store(store_url):
     yield make
     for s in opened:
         s.close()
+
+
+class RawDB:
+    """A connection of its own to this test's store database (what another program, or psql, could do):
+    ``execute`` runs one statement (``?`` placeholders) and returns its rows; ``errors`` is the driver's error
+    class tuple; ``hold_write_lock`` takes the lock a store write needs, ``rollback`` lets it go."""
+
+    def __init__(self, backend: str, url: str):
+        self.backend = backend
+        if backend == "sqlite":
+            import sqlite3
+            self.conn = sqlite3.connect(url, isolation_level=None)
+            self.errors = (sqlite3.DatabaseError,)
+        else:
+            import psycopg
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.errors = (psycopg.Error,)
+
+    def execute(self, sql: str, params=()) -> list:
+        if self.backend == "postgresql":
+            sql = sql.replace("?", "%s")
+        cur = self.conn.execute(sql, tuple(params))
+        return cur.fetchall() if cur.description is not None else []
+
+    def hold_write_lock(self) -> None:
+        if self.backend == "sqlite":
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.execute("BEGIN")
+            self.conn.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def raw_db(backend, store_url):
+    """Open a RawDB on this test's store (call it after the store created its tables)."""
+    opened = []
+
+    def make():
+        r = RawDB(backend, store_url)
+        opened.append(r)
+        return r
+
+    yield make
+    for r in opened:
+        r.close()

@@ -107,7 +107,7 @@ BEGIN
         IF EXISTS (SELECT 1 FROM events e WHERE e.sample_id = NEW.sample_id AND e.round = NEW.round
                    AND e.kind IN ({_ANSWER_KINDS_SQL})
                    AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)) THEN
-            RAISE EXCEPTION 'item % was already answered in round %; refused', NEW.sample_id, NEW.round
+            RAISE EXCEPTION 'item % was already answered in round %; refused', quote_literal(NEW.sample_id), NEW.round
                 USING ERRCODE = 'unique_violation';
         END IF;
     END IF;
@@ -393,7 +393,7 @@ class PgLabelStore(LabelStore):
                 or "no password supplied" in msg:
             return StoreError(f"{subject}: authentication failed ({msg}); put the password in PGPASSWORD, "
                               "~/.pgpass or a service file (never in alwb.yaml)")
-        if isinstance(exc, _pgerr.InvalidCatalogName):
+        if isinstance(exc, _pgerr.InvalidCatalogName) or re.search(r'database ".*" does not exist', msg):
             return StoreError(f"{subject}: the database does not exist ({msg}); create it (createdb) or fix the URL")
         if isinstance(exc, psycopg.OperationalError) and not isinstance(exc, _pgerr.LockNotAvailable):
             return StoreError(f"{subject}: the server is unreachable ({msg}); check that it runs and that this "
