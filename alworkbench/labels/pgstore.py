@@ -367,6 +367,13 @@ class PgLabelStore(LabelStore):
             c.close()
         return conn
 
+    def _after_copy(self, conn: _PgConn) -> None:
+        """Rows were copied in with their ids: move the id sequences past them."""
+        for table in ("events", "records"):
+            conn.execute(f"SELECT setval(pg_get_serial_sequence('{table}', 'id'),"
+                         f" GREATEST((SELECT COALESCE(MAX(id), 0) FROM {table}), 1),"
+                         f" (SELECT COUNT(*) > 0 FROM {table}))")
+
     def _write(self, conn: _PgConn) -> _PgWrite:
         return _PgWrite(conn, self)
 

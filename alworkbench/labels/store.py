@@ -497,6 +497,10 @@ class LabelStore:
     def _translate_error(self, exc: BaseException) -> StoreError:
         return _store_error(self.path, exc)
 
+    def _after_copy(self, conn) -> None:
+        """After rows were copied in with their ids (alworkbench.labels.migrate): nothing to do for SQLite
+        (AUTOINCREMENT follows explicit ids)."""
+
     def _write(self, conn: sqlite3.Connection) -> "_Write":
         return _Write(conn, self.busy_timeout_s, self.path)
 

@@ -1,0 +1,137 @@
+"""The PostgreSQL team store: chosen by alwb.yaml or ALWB_STORE_URL, migrated from SQLite losslessly by
+`alwb store migrate`, credentials never in alwb.yaml, and a real server restart in the middle of labelling."""
+from __future__ import annotations
+
+import pytest
+
+from alworkbench.cli import main
+from alworkbench.config import config_from_dict
+from alworkbench.errors import ConfigError, StoreError
+from alworkbench.labels import LabelStore, open_store
+from alworkbench.labels.migrate import digest
+from alworkbench.types import Answer, Prediction
+
+
+def _fill(store: LabelStore) -> None:
+    pred = Prediction(top=(("cat", 0.7), ("dog", 0.3)), model_version=1)
+    for i in range(30):
+        store.record(f"s{i}", Answer.of_label("cat" if i % 3 else "dog", time_spent_s=0.1 * i), round=i // 10,
+                     annotator=f"a{i % 2}", batch_id=f"b{i // 10}", model_version=1, strategy="margin",
+                     score=1 / (i + 3), prediction=pred, shown_at=1.5)
+    store.record("t1", Answer.of_tags(["x", "y/z"]), round=3, annotator="a0")
+    store.record("f1", Answer.flag("blurry \N{SNOWMAN}"), round=3, annotator="a1")
+    store.undo("a0")
+    store.record_enqueue(["s1", "s2"], 3, "review", "a1")
+    store.append_model({"acc": 0.5})
+    store.append_report({"round": 1, "n": 10})
+    store.acknowledge_guideline("a0", "2")
+    store.save_batch("r9-x", 9, "random", 1, ["s1", "s2"], [0.25, None], [pred, None], annotator="a0")
+    store.create_batch("a1", "margin", 1, [(f"n{i}", 0.5, None) for i in range(5)], 3)
+    store.set_meta("fiftyone_stamp", {"k": [1, 2]})
+
+
+def test_migrate_copies_every_row_and_prints_matching_checksums(tmp_path, pg_url, capsys):
+    proj = tmp_path / "proj"
+    with LabelStore(proj / "labels.sqlite") as src:
+        _fill(src)
+        want = (src.events(), src.records("model"), src.reports(), src.batches(), src.labels(), src.tag_sets(),
+                src.flagged(), src.get_meta("fiftyone_stamp"), src.last_round(), src.stamp())
+        want_digest = digest(src)
+    assert main(["store", "migrate", str(proj), "--to", pg_url]) == 0
+    out = capsys.readouterr().out
+    assert f"source: {proj / 'labels.sqlite'}: 35 events, 3 records, 2 batches, 1 meta keys; checksum " \
+           f"{want_digest['checksum']}" in out
+    assert f"target: postgresql://alwb@127.0.0.1:" in out and f"checksum {want_digest['checksum']}" in out.split("target:")[1]
+    with open_store(pg_url) as dst:
+        got = (dst.events(), dst.records("model"), dst.reports(), dst.batches(), dst.labels(), dst.tag_sets(),
+               dst.flagged(), dst.get_meta("fiftyone_stamp"), dst.last_round(), dst.stamp())
+        assert got == want
+        # the copy goes on where the file stopped: new ids follow, the rules hold
+        eid = dst.record("new", Answer.of_label("cat"), round=4, annotator="a0")
+        assert eid == want[-1][0] + 1
+        assert dst.append_model({}) == 2
+        with pytest.raises(Exception, match="already answered"):
+            dst.record("s20", Answer.of_label("cat"), round=2, annotator="a0")
+    # a second migration into the same (no longer empty) store is refused
+    assert main(["store", "migrate", str(proj), "--to", pg_url]) == 2
+    assert "is not empty (36 events" in capsys.readouterr().err
+
+
+def test_migrate_and_config_refuse_passwords_and_say_where_they_go(tmp_path, pg_server, pg_url, capsys):
+    proj = tmp_path / "proj"
+    LabelStore(proj / "labels.sqlite").close()
+    with_pw = pg_url.replace("alwb@", "alwb:hunter2@")
+    assert main(["store", "migrate", str(proj), "--to", with_pw]) == 2
+    err = capsys.readouterr().err
+    assert "--to carries a password" in err and "PGPASSWORD, ~/.pgpass" in err and "hunter2" not in err
+    with pytest.raises(ConfigError, match=r"config key 'store' carries a password") as e:
+        config_from_dict({"source": "digits", "store": with_pw})
+    assert "hunter2" not in str(e.value)
+    with pytest.raises(ConfigError, match=r"config key 'store' must be a postgresql://"):
+        config_from_dict({"source": "digits", "store": "mysql://x@y/z"})
+    assert config_from_dict({"source": "digits", "store": pg_url}).store == pg_url
+    assert "store" not in config_from_dict({"source": "digits"}).to_dict()  # SQLite stays the default
+    assert main(["store", "migrate", str(proj)]) == 2
+    assert "say where to migrate to" in capsys.readouterr().err
+
+
+def test_project_store_follows_config_and_env(tmp_path, pg_url, monkeypatch):
+    from alworkbench import Project
+    from alworkbench.labels.pgstore import PgLabelStore
+
+    monkeypatch.delenv("ALWB_STORE_URL", raising=False)
+    p = Project.init(tmp_path / "a", "digits", query={"batch_size": 5})
+    try:
+        assert isinstance(p.store, LabelStore) and not isinstance(p.store, PgLabelStore)
+    finally:
+        p.close()
+    monkeypatch.setenv("ALWB_STORE_URL", pg_url)
+    p = Project.open(tmp_path / "a")
+    try:
+        assert isinstance(p.store, PgLabelStore) and p.store.lease_s == p.config.quality.lease_s
+        p.store.record("x", Answer.skip(), round=0, annotator="a")
+    finally:
+        p.close()
+    assert not (tmp_path / "a" / "labels.sqlite").exists() or LabelStore(tmp_path / "a" / "labels.sqlite").n_events() == 0
+    monkeypatch.setenv("ALWB_STORE_URL", pg_url.replace("alwb@", "alwb:pw@"))
+    p = Project.open(tmp_path / "a")
+    try:
+        with pytest.raises(ConfigError, match="ALWB_STORE_URL carries a password"):
+            p.store
+    finally:
+        p.close()
+    monkeypatch.delenv("ALWB_STORE_URL")
+    cfg = (tmp_path / "a" / "alwb.yaml").read_text()
+    (tmp_path / "a" / "alwb.yaml").write_text(cfg + f"store: {pg_url}\n")
+    p = Project.open(tmp_path / "a")
+    try:
+        assert isinstance(p.store, PgLabelStore) and p.store.skipped() == {"x"}
+    finally:
+        p.close()
+
+
+def test_server_restart_mid_labelling_loses_nothing_and_resumes(pg_server, pg_url):
+    """A real restart of the PostgreSQL server between answers: the call that meets the stopped server says the
+    store is unreachable (naming the server, not the password); every acknowledged answer is there afterwards;
+    the same store object resumes without being reopened."""
+    store = open_store(pg_url)
+    acked = {}
+    try:
+        for i in range(20):
+            acked[f"s{i}"] = store.record(f"s{i}", Answer.of_label("cat"), round=0, annotator="a")
+        pg_server.stop()
+        try:
+            with pytest.raises(StoreError, match=rf"label store postgresql://alwb@127.0.0.1:{pg_server.port}/postgres:"
+                                                 r" the server is unreachable") as err:
+                store.record("s20", Answer.of_label("cat"), round=0, annotator="a")
+            assert pg_server.password not in str(err.value) and "\n" not in str(err.value)
+            with pytest.raises(StoreError, match="the server is unreachable"):
+                store.labels()
+        finally:
+            pg_server.start()
+        for i in range(20, 40):
+            acked[f"s{i}"] = store.record(f"s{i}", Answer.of_label("dog"), round=0, annotator="a")
+        ev = {e["sample_id"]: e["id"] for e in store.events()}
+        assert ev == acked  # nothing lost, nothing doubled; s20 (refused while down) was stored once, after
+    finally:
+        store.close()
