@@ -135,3 +135,53 @@ def test_server_restart_mid_labelling_loses_nothing_and_resumes(pg_server, pg_ur
         assert ev == acked  # nothing lost, nothing doubled; s20 (refused while down) was stored once, after
     finally:
         store.close()
+
+
+def test_session_and_cli_say_unreachable_while_the_server_restarts_then_resume(tmp_path, pg_server, pg_url, capsys):
+    """Labelling through the Session (as the notebook does) on a project whose alwb.yaml names the PostgreSQL
+    store; the server is stopped mid-batch: submit and `alwb status` say the store is unreachable (exit 2, one
+    line, no password); once it is back the same session goes on, and every acknowledged answer is stored."""
+    from alworkbench import Project
+    from alworkbench.loop.oracle import Oracle
+
+    d = tmp_path / "proj"
+    Project.init(d, "digits", source={"limit": 60}, query={"batch_size": 10}, store=pg_url).close()
+    p = Project.open(d)
+    X = p.source.pixels.reshape(len(p.items), -1).astype("float32")
+    s = p.session(annotator="ana", embeddings=X, strategy="random", warm_start=False)
+    oracle = Oracle(s, name="ana")
+    acked = {}
+    try:
+        s.next_batch()
+        for _ in range(4):
+            bi, _ = s.show_next()
+            acked[bi.item.id] = s.submit(bi.item.id, oracle.answer_for(bi.item))
+        bi, _ = s.show_next()  # on screen when the server goes away
+        pg_server.stop()
+        try:
+            with pytest.raises(StoreError, match=r"postgresql://alwb@127.0.0.1:\d+/postgres: the server is "
+                                                 "unreachable") as err:
+                s.submit(bi.item.id, oracle.answer_for(bi.item))
+            assert pg_server.password not in str(err.value)
+            with pytest.raises(StoreError, match="the server is unreachable"):
+                s.show_next()  # what comes next is read from the store: refused the same way
+            assert main(["status", str(d)]) == 2
+            cli_err = capsys.readouterr().err.strip()
+            assert cli_err.startswith("alwb: error:") and "the server is unreachable" in cli_err, cli_err
+            assert "\n" not in cli_err and pg_server.password not in cli_err
+        finally:
+            pg_server.start()
+        # the refused answer is given again and everything goes on in the same session
+        acked[bi.item.id] = s.submit(bi.item.id, oracle.answer_for(bi.item))
+        while True:
+            bi, _ = s.show_next()
+            if bi is None:
+                break
+            acked[bi.item.id] = s.submit(bi.item.id, oracle.answer_for(bi.item))
+        assert len(acked) == 10
+        stored = {e["sample_id"]: e["id"] for e in p.store.events() if e["kind"] != "undo"}
+        assert stored == acked
+        assert main(["status", str(d)]) == 0
+    finally:
+        s.close()
+        p.close()
