@@ -1134,6 +1134,11 @@ def open_store(location, *, lease_s: Optional[float] = None, **kwargs) -> LabelS
     """A label store: PostgreSQL (psycopg, imported only here) for a ``postgresql://`` URL, else the SQLite file
     at ``location``. Both have the same interface and semantics."""
     if is_postgres_url(location):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            from ..errors import MissingDependencyError
+            raise MissingDependencyError("psycopg", "postgresql", "the PostgreSQL label store") from exc
         from .pgstore import PgLabelStore
         return PgLabelStore(location, lease_s=lease_s, **kwargs)
     return LabelStore(location, lease_s=lease_s, **kwargs)
