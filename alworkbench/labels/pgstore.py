@@ -36,7 +36,7 @@ import psycopg
 from psycopg import conninfo as _conninfo
 from psycopg import errors as _pgerr
 
-from ..errors import StoreError
+from ..errors import DuplicateAnswerError, StoreError
 from . import store as _s
 from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, LabelStore, _CommitFailed, _one_line)
 
@@ -112,6 +112,34 @@ BEGIN
         END IF;
     END IF;
     RETURN NEW;
+END $$""",
+    # record()'s transaction in one round trip (one autocommit statement: the lock is held only on the server, for
+    # the checks, the insert and the commit): the same steps as LabelStore._insert_answer
+    f"""CREATE OR REPLACE FUNCTION alwb_record(p_kind text, p_sample text, p_value text, p_note text, p_round integer,
+    p_batch text, p_annotator text, p_created double precision, p_shown double precision, p_spent double precision,
+    p_model integer, p_strategy text, p_score double precision, p_pred text, p_uid text, p_path text)
+RETURNS TABLE(status text, event_id bigint, other text) LANGUAGE plpgsql SET search_path FROM CURRENT AS $$
+DECLARE
+    r record;
+    new_id bigint;
+BEGIN
+    LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE;
+    SELECT e.id, e.sample_id INTO r FROM events e WHERE e.uid = p_uid;
+    IF FOUND THEN
+        RETURN QUERY SELECT (CASE WHEN r.sample_id = p_sample THEN 'same' ELSE 'uid_clash' END), r.id, r.sample_id;
+        RETURN;
+    END IF;
+    IF EXISTS (SELECT 1 FROM events e WHERE e.sample_id = p_sample AND e.round = p_round
+               AND e.kind IN ({_ANSWER_KINDS_SQL}) AND NOT EXISTS (SELECT 1 FROM events u WHERE u.undoes = e.id)) THEN
+        RETURN QUERY SELECT 'dup'::text, NULL::bigint, NULL::text;
+        RETURN;
+    END IF;
+    INSERT INTO events(kind, sample_id, value_json, note, round, batch_id, annotator, created_at, shown_at,
+                       time_spent_s, model_version, strategy, score, prediction_json, uid, path_json)
+    VALUES (p_kind, p_sample, p_value, p_note, p_round, p_batch, p_annotator, p_created, p_shown, p_spent, p_model,
+            p_strategy, p_score, p_pred, p_uid, p_path)
+    RETURNING id INTO new_id;
+    RETURN QUERY SELECT 'ok'::text, new_id, NULL::text;
 END $$""",
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_append_only()"
@@ -367,6 +395,33 @@ class PgLabelStore(LabelStore):
             c.close()
         return conn
 
+    _RECORD_SQL = ("SELECT status, event_id, other FROM alwb_record(?::text, ?::text, ?::text, ?::text, ?::integer,"
+                   " ?::text, ?::text, ?::float8, ?::float8, ?::float8, ?::integer, ?::text, ?::float8, ?::text,"
+                   " ?::text, ?::text)")
+
+    def _insert_answer(self, row: tuple, uid: str, sample_id: str, round: int) -> int:
+        """One autocommit statement (alwb_record): durable when it returns. A connection lost on the way is
+        reopened and the statement sent once more with the same uid (idempotent: a first attempt that was
+        committed after all is found by its uid, never stored twice)."""
+        conn = self._conn()
+        if conn.in_transaction:  # not reachable through the public API; keep the plain path
+            return super()._insert_answer(row, uid, sample_id, round)
+        try:
+            status, eid, other = conn.execute(self._RECORD_SQL, row).fetchone()
+        except psycopg.OperationalError as exc:
+            if not (conn.raw.broken or conn.raw.closed):
+                raise
+            raise StoreError(f"label store {self.path}: the server is unreachable "
+                             f"({_one_line(self._scrub(exc))}); the answer for {sample_id!r} was not acknowledged "
+                             f"(if it reached the server it is stored once, under uid {uid}): give it again when the "
+                             "server is back (answers acknowledged before are safe)") from exc
+        if status == "uid_clash":
+            raise StoreError(f"uid {uid!r} was already used for item {other!r} in {self.path}; "
+                             "use a fresh uid per answer")
+        if status == "dup":
+            raise DuplicateAnswerError(sample_id, round)
+        return int(eid)
+
     def _after_copy(self, conn: _PgConn) -> None:
         """Rows were copied in with their ids: move the id sequences past them."""
         for table in ("events", "records"):
@@ -394,7 +449,9 @@ class PgLabelStore(LabelStore):
     def _translate_error(self, exc: BaseException, opening: bool = False) -> StoreError:
         if isinstance(exc, _CommitFailed):
             exc = exc.exc
-        msg = _one_line(self._scrub(exc))
+        diag = getattr(exc, "diag", None)
+        primary = getattr(diag, "message_primary", None) if diag is not None else None
+        msg = _one_line(self._scrub(primary or exc))  # the server's message without its CONTEXT lines
         subject = f"cannot open label store {self.path}" if opening else f"label store {self.path}"
         if isinstance(exc, _pgerr.InvalidPassword) or "password authentication failed" in msg \
                 or "no password supplied" in msg:
@@ -406,8 +463,8 @@ class PgLabelStore(LabelStore):
             return StoreError(f"{subject}: the server is unreachable ({msg}); check that it runs and that this "
                               "machine can reach it, then retry (answers acknowledged before are safe)")
         if isinstance(exc, _pgerr.LockNotAvailable):
-            return StoreError(f"{subject}: busy, a lock was not granted within {self.busy_timeout_s:g} s ({msg}); "
-                              "retry")
+            return StoreError(f"label store busy: could not start a write within {self.busy_timeout_s:g} s on "
+                              f"{self.path} ({msg}); another writer holds it: retry")
         if isinstance(exc, _pgerr.InsufficientPrivilege):
             return StoreError(f"{subject}: permission denied ({msg}); ask the database owner for access")
         return StoreError(f"{subject}: {msg}")

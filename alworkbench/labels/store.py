@@ -557,6 +557,10 @@ class LabelStore:
         row = (answer.kind, sample_id, value, answer.note or "", round, batch_id or "", annotator, now,
                None if shown_at is None else float(shown_at), None if spent is None else float(spent),
                int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction), uid, path)
+        return self._insert_answer(row, uid, sample_id, round)
+
+    def _insert_answer(self, row: tuple, uid: str, sample_id: str, round: int) -> int:
+        """The transaction of ``record``: idempotency key, the one-active-answer check, the insert."""
         conn = self._conn()
         try:
             with self._write(conn):
