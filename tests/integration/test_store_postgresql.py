@@ -185,3 +185,26 @@ def test_session_and_cli_say_unreachable_while_the_server_restarts_then_resume(t
     finally:
         s.close()
         p.close()
+
+
+def test_bench_team_runs_and_counts_lost_and_duplicated(pg_url, tmp_path):
+    """bench/bench_team.py end to end (3 processes x 30 answers on both backends): it prints both columns and
+    its JSON says 0 lost, 0 duplicated, every acknowledged answer stored."""
+    import json
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    out_json = tmp_path / "team.json"
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    r = subprocess.run([sys.executable, str(repo / "bench" / "bench_team.py"), "--procs", "3", "--answers", "30",
+                        "--url", pg_url, "--json", str(out_json)], capture_output=True, text=True, env=env, timeout=600)
+    assert r.returncode == 0, r.stdout[-2000:] + r.stderr[-2000:]
+    assert "PostgreSQL" in r.stdout and "SQLite" in r.stdout and "answers_per_s" in r.stdout
+    res = json.loads(out_json.read_text())
+    for side in ("postgresql", "sqlite"):
+        assert res[side]["answers"] == res[side]["stored_events"] == 90
+        assert res[side]["lost"] == 0 and res[side]["duplicated"] == 0 and res[side]["errors"] == []
+        assert res[side]["answers_per_s"] > 0
