@@ -52,6 +52,11 @@ def test_migrate_copies_every_row_and_prints_matching_checksums(tmp_path, pg_url
         assert dst.append_model({}) == 2
         with pytest.raises(Exception, match="already answered"):
             dst.record("s20", Answer.of_label("cat"), round=2, annotator="a0")
+    # and back: PostgreSQL -> a new SQLite file is as faithful (same checksum as the original file, plus the new rows)
+    from alworkbench.labels.migrate import copy_store
+    with open_store(pg_url) as pg, LabelStore(tmp_path / "back.sqlite") as back:
+        res = copy_store(pg, back)
+        assert res["source"] == res["target"] and res["target"]["counts"]["events"] == 36
     # a second migration into the same (no longer empty) store is refused
     assert main(["store", "migrate", str(proj), "--to", pg_url]) == 2
     assert "is not empty (36 events" in capsys.readouterr().err
@@ -73,6 +78,22 @@ def test_migrate_and_config_refuse_passwords_and_say_where_they_go(tmp_path, pg_
     assert "store" not in config_from_dict({"source": "digits"}).to_dict()  # SQLite stays the default
     assert main(["store", "migrate", str(proj)]) == 2
     assert "say where to migrate to" in capsys.readouterr().err
+
+
+def test_password_from_a_service_file(pg_server, tmp_path, monkeypatch):
+    """alwb.yaml may name only a PostgreSQL service; host, port, user and password come from the service file."""
+    svc = tmp_path / "pg_service.conf"
+    svc.write_text(f"[team]\nhost=127.0.0.1\nport={pg_server.port}\nuser=alwb\ndbname=postgres\n"
+                   f"password={pg_server.password}\n")
+    svc.chmod(0o600)
+    monkeypatch.setenv("PGSERVICEFILE", str(svc))
+    monkeypatch.delenv("PGPASSWORD")
+    url = f"postgresql://?service=team&options=-csearch_path%3D{pg_server.new_schema()}"
+    cfg = config_from_dict({"source": "digits", "store": url})
+    with open_store(cfg.store) as s:
+        assert s.integrity_check() == "ok" and str(s.path) == "postgresql service 'team'"
+        s.record("a", Answer.skip(), round=0, annotator="u")
+        assert s.skipped() == {"a"}
 
 
 def test_project_store_follows_config_and_env(tmp_path, pg_url, monkeypatch):
