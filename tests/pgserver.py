@@ -13,7 +13,6 @@ import shutil
 import socket
 import subprocess
 import tempfile
-import time
 from pathlib import Path
 
 
@@ -115,14 +114,3 @@ class PgServer:
         finally:
             shutil.rmtree(self.root, ignore_errors=True)
 
-
-def wait_until(pred, timeout_s: float = 60.0, interval_s: float = 0.05):
-    """Poll ``pred`` until it returns a truthy value (returned) or the time runs out (AssertionError)."""
-    end = time.monotonic() + timeout_s
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > end:
-            raise AssertionError("condition not reached in time")
-        time.sleep(interval_s)
