@@ -229,3 +229,63 @@ def test_bench_team_runs_and_counts_lost_and_duplicated(pg_url, tmp_path):
         assert res[side]["answers"] == res[side]["stored_events"] == 90
         assert res[side]["lost"] == 0 and res[side]["duplicated"] == 0 and res[side]["errors"] == []
         assert res[side]["answers_per_s"] > 0
+
+
+CRASH_WRITER = """
+import sys
+from alworkbench.errors import StoreError
+from alworkbench.labels import open_store
+from alworkbench.types import Answer
+store = open_store(sys.argv[1])
+i = 0
+try:
+    while True:
+        eid = store.record(f"s{i}", Answer.of_label(str(i % 3)), round=0, annotator="w")
+        print(i, eid, flush=True)
+        i += 1
+except StoreError as exc:
+    print("ERR", exc, flush=True)
+"""
+
+
+def test_server_crash_immediate_shutdown_keeps_every_acknowledged_answer(pg_server, pg_url):
+    """The server stopped with `pg_ctl -m immediate` (no checkpoint, crash recovery at the next start) while a
+    process keeps recording: every answer whose id the writer printed is there after recovery, and the writer's
+    last call ended in a one-line 'unreachable' StoreError, not a traceback."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    repo = Path(__file__).resolve().parents[2]
+    env = dict(os.environ, PYTHONPATH=str(repo) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    open_store(pg_url).close()
+    proc = subprocess.Popen([sys.executable, "-c", CRASH_WRITER, pg_url], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    acks: dict[int, int] = {}
+    try:
+        for line in proc.stdout:
+            i, eid = map(int, line.split())
+            acks[i] = eid
+            if len(acks) >= 150:
+                break
+        pg_server.stop("immediate")  # while it keeps writing
+        try:
+            rest, err = proc.communicate(timeout=120)
+        finally:
+            pg_server.start()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(timeout=30)
+    tail = [ln for ln in rest.splitlines() if ln]
+    assert tail and tail[-1].startswith("ERR label store postgresql://alwb@127.0.0.1:") and "unreachable" in tail[-1], \
+        (tail[-3:], err[-2000:])
+    for ln in tail[:-1]:
+        i, eid = map(int, ln.split())
+        acks[i] = eid
+    with open_store(pg_url) as store:
+        events = {e["id"]: e["sample_id"] for e in store.events()}
+    for i, eid in acks.items():
+        assert events.get(eid) == f"s{i}", f"acknowledged answer s{i} (event {eid}) lost in the crash"
+    assert len(acks) <= len(events) <= len(acks) + 1  # at most the one in flight, stored but not acknowledged
