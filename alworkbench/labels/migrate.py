@@ -60,6 +60,7 @@ def copy_store(src: LabelStore, dst: LabelStore) -> dict:
     tables = {t: _rows(src, t) for t in ("events", "records", "batches", "meta")}
     conn = dst._conn()
     with dst._write(conn):
+        dst._before_copy(conn)
         for cols, table in ((_EVENT_COLUMNS, "events"), (_RECORD_COLUMNS, "records"), (_BATCH_COLUMNS, "batches")):
             sql = f"INSERT INTO {table}({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})"
             for row in tables[table]:

@@ -141,6 +141,18 @@ BEGIN
     RETURNING id INTO new_id;
     RETURN QUERY SELECT 'ok'::text, new_id, NULL::text;
 END $$""",
+    # every row's created_at is the server's clock (machines of a team may disagree by seconds or more: leases are
+    # measured on one clock), unless a copy keeps the source's (alwb.keep_created_at, set by migrate)
+    """CREATE OR REPLACE FUNCTION alwb_server_time() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    IF coalesce(current_setting('alwb.keep_created_at', true), '') <> 'on' THEN
+        NEW.created_at := extract(epoch from clock_timestamp());
+    END IF;
+    RETURN NEW;
+END $$""",
+] + [
+    f"CREATE OR REPLACE TRIGGER {t}_server_time BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_server_time()"
+    for t in ("events", "records", "batches")
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_append_only()"
     for t in ("events", "records") for op in ("UPDATE", "DELETE")
@@ -151,7 +163,7 @@ END $$""",
     "CREATE OR REPLACE TRIGGER events_one_active_answer BEFORE INSERT ON events FOR EACH ROW"
     " EXECUTE FUNCTION alwb_one_active_answer()",
 ]
-_N_TRIGGERS = 7
+_N_TRIGGERS = 10
 _WRITE_LOCK = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
 
 _JSON_EXTRACT = re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)")
@@ -422,6 +434,14 @@ class PgLabelStore(LabelStore):
             raise DuplicateAnswerError(sample_id, round)
         return int(eid)
 
+    def _now(self, conn: _PgConn) -> float:
+        """The server's clock: every created_at is written on it (trigger alwb_server_time)."""
+        return float(conn.execute("SELECT extract(epoch from clock_timestamp())::float8").fetchone()[0])
+
+    def _before_copy(self, conn: _PgConn) -> None:
+        """Copied rows keep their created_at (for this transaction only)."""
+        conn.execute("SET LOCAL alwb.keep_created_at = 'on'")
+
     def _after_copy(self, conn: _PgConn) -> None:
         """Rows were copied in with their ids: move the id sequences past them."""
         for table in ("events", "records"):
@@ -534,10 +554,12 @@ class PgLabelStore(LabelStore):
         """``"ok"`` when the tables and the triggers that keep the logs append-only are all in place."""
         try:
             n = self._read("SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-                           " WHERE c.oid IN (to_regclass('events'), to_regclass('records')) AND NOT t.tgisinternal"
+                           " WHERE c.oid IN (to_regclass('events'), to_regclass('records'), to_regclass('batches'))"
+                           " AND NOT t.tgisinternal"
                            " AND t.tgname IN ('events_no_update', 'events_no_delete', 'events_no_truncate',"
                            " 'records_no_update', 'records_no_delete', 'records_no_truncate',"
-                           " 'events_one_active_answer')")[0][0]
+                           " 'events_one_active_answer', 'events_server_time', 'records_server_time',"
+                           " 'batches_server_time')")[0][0]
         except psycopg.Error as exc:
             raise self._translate_error(exc) from exc
         return "ok" if int(n) == _N_TRIGGERS else f"{_N_TRIGGERS - int(n)} of the store's triggers are missing"

@@ -497,6 +497,9 @@ class LabelStore:
     def _translate_error(self, exc: BaseException) -> StoreError:
         return _store_error(self.path, exc)
 
+    def _before_copy(self, conn) -> None:
+        """Before rows are copied in with their ids and times (alworkbench.labels.migrate): nothing for SQLite."""
+
     def _after_copy(self, conn) -> None:
         """After rows were copied in with their ids (alworkbench.labels.migrate): nothing to do for SQLite
         (AUTOINCREMENT follows explicit ids)."""
@@ -967,7 +970,11 @@ class LabelStore:
             return True
         last = conn.execute("SELECT MAX(created_at) FROM events WHERE round = ? AND annotator = ?",
                             (round_, annotator)).fetchone()[0]
-        return time.time() - max(float(created_at), float(last or 0)) <= self.lease_s
+        return self._now(conn) - max(float(created_at), float(last or 0)) <= self.lease_s
+
+    def _now(self, conn) -> float:
+        """The clock leases are measured on: this machine's for SQLite (one machine shares a file)."""
+        return time.time()
 
     @_translated
     def batch_holds(self, batch_id: str) -> bool:

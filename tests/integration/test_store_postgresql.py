@@ -289,3 +289,31 @@ def test_server_crash_immediate_shutdown_keeps_every_acknowledged_answer(pg_serv
     for i, eid in acks.items():
         assert events.get(eid) == f"s{i}", f"acknowledged answer s{i} (event {eid}) lost in the crash"
     assert len(acks) <= len(events) <= len(acks) + 1  # at most the one in flight, stored but not acknowledged
+
+
+def test_leases_are_measured_on_the_server_clock(pg_url, monkeypatch):
+    """Two machines whose clocks disagree by an hour share one PostgreSQL store: every created_at is the server's
+    and the lease is measured on the server's clock, so the machine that runs ahead does not see the other's
+    fresh batch as expired (on one SQLite file, one machine's clock is all there is)."""
+    import time as real_time
+    import types
+
+    from alworkbench.labels import store as store_module
+
+    ana = open_store(pg_url, lease_s=600)
+    ben = open_store(pg_url, lease_s=600)
+    try:
+        b = ana.create_batch("ana", "margin", 0, [(f"i{i}", None, None) for i in range(10)], 4)
+        ahead = types.SimpleNamespace(time=lambda: real_time.time() + 3600,
+                                      **{k: getattr(real_time, k) for k in ("perf_counter", "monotonic", "sleep")})
+        monkeypatch.setattr(store_module, "time", ahead)  # ben's machine runs an hour ahead
+        assert ben.batch_holds(b["batch_id"]) is True
+        assert ben.reserved_ids("ben") == set(b["item_ids"])
+        got = ben.create_batch("ben", "margin", 0, [(f"i{i}", None, None) for i in range(10)], 4)
+        assert not set(got["item_ids"]) & set(b["item_ids"])
+        ben.record(got["item_ids"][0], Answer.skip(), round=got["round"], annotator="ben")
+        ev = ben.events()[-1]
+        assert abs(ev["created_at"] - real_time.time()) < 600  # the server's clock, not ben's
+    finally:
+        ana.close()
+        ben.close()
