@@ -809,6 +809,51 @@ def cmd_lab(a) -> int:
     return subprocess.call(args)
 
 
+def cmd_store(a) -> int:
+    """alwb store migrate DIR --to URL: copy the project's label store (SQLite file, or its configured store)
+    into an empty PostgreSQL database, printing row counts and a checksum of both sides."""
+    import os
+
+    from .config import check_store_url, load_config
+    from .labels import open_store
+    from .labels.migrate import copy_store
+    from .project import STORE_FILENAME
+
+    d = Path(a.dir)
+    if not d.is_dir():
+        raise AlwbError(f"no project folder {d}")
+    cfg_path = d / "alwb.yaml"
+    cfg = load_config(cfg_path) if cfg_path.exists() else None
+    source = (cfg.store if cfg is not None else None) or d / STORE_FILENAME
+    if not isinstance(source, str) and not source.exists():
+        raise AlwbError(f"no label store in {d} (no {STORE_FILENAME}, no 'store:' in alwb.yaml): nothing to migrate")
+    target = a.to or os.environ.get("ALWB_STORE_URL")
+    if not target:
+        raise AlwbError("say where to migrate to: --to postgresql://user@host:port/db (or set ALWB_STORE_URL); "
+                        "the password comes from PGPASSWORD, ~/.pgpass or a service file")
+    target = check_store_url(target, "--to")
+    if str(source) == target:
+        raise AlwbError(f"the project's store already is {target}")
+    src = open_store(source)
+    try:
+        dst = open_store(target)
+        try:
+            res = copy_store(src, dst)
+        finally:
+            dst.close()
+    finally:
+        src.close()
+    for side, where in (("source", src.path), ("target", dst.path)):
+        c = res[side]["counts"]
+        print(f"{side}: {where}: {c['events']} events, {c['records']} records, {c['batches']} batches, "
+              f"{c['meta']} meta keys; checksum {res[side]['checksum']}")
+    if res["source"] != res["target"]:
+        raise AlwbError("the copy differs from the source (counts or checksum above): do not switch to it")
+    print(f"identical. To use it, set `store: {dst.path}` in {cfg_path} (or ALWB_STORE_URL); the SQLite file is "
+          "left as it was")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(prog="alwb", description="alworkbench: active-learning image labelling")
     sub = ap.add_subparsers(dest="cmd", required=True)
@@ -937,6 +982,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop and report it beside")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_simulate)
+
+    p = sub.add_parser("store", help="the label store: migrate a project's store to PostgreSQL")
+    ssub = p.add_subparsers(dest="action", required=True)
+    q = ssub.add_parser("migrate", help="copy every event, record and batch into an empty PostgreSQL store; "
+                                        "prints counts and a checksum of both sides")
+    q.add_argument("dir", help="the project folder")
+    q.add_argument("--to", help="postgresql://user@host:port/db (no password; default: ALWB_STORE_URL)")
+    q.set_defaults(fn=cmd_store)
 
     p = sub.add_parser("lab", help="open JupyterLab on a notebook (bound to 127.0.0.1)")
     p.add_argument("notebook", nargs="?", default="notebooks/01_quickstart.ipynb")

@@ -134,6 +134,10 @@ class ProjectConfig:
     routing: RoutingConfig = field(default_factory=RoutingConfig)
     annotator: str = "anonymous"
     label_budget: Optional[int] = None  # labels the project means to collect: the labeller shows progress toward it
+    #: the label store: None for the embedded SQLite file (labels.sqlite in the project folder), or a
+    #: ``postgresql://user@host:port/db`` URL for a team store (no password here: PGPASSWORD, ~/.pgpass or a
+    #: service file). ALWB_STORE_URL overrides it.
+    store: Optional[str] = None
 
     @property
     def multilabel(self) -> bool:
@@ -160,6 +164,8 @@ class ProjectConfig:
             d.pop("label_budget")
         if not self.ui.keys:
             d["ui"].pop("keys")
+        if self.store is None:
+            d.pop("store")
         return d
 
     def to_yaml(self) -> str:
@@ -344,6 +350,8 @@ def config_from_dict(raw: Any) -> ProjectConfig:
         kw["tags"] = _name_list("tags", raw["tags"])
     if raw.get("taxonomy") is not None:
         kw.update(_taxonomy(raw["taxonomy"], kw.get("classes"), kw.get("tags")))
+    if raw.get("store") is not None:
+        kw["store"] = check_store_url(raw["store"], "config key 'store'")
     cfg = ProjectConfig(**kw)
     validate(cfg)
     names = cfg.classes if cfg.classes is not None else cfg.tags
@@ -352,6 +360,31 @@ def config_from_dict(raw: Any) -> ProjectConfig:
 
         class_keys(names, cfg.ui.keys, multilabel=cfg.tags is not None)
     return cfg
+
+
+def _url_password(url: str) -> bool:
+    """Does a PostgreSQL URL (or key=value conninfo) carry a password? Parsed without psycopg."""
+    from urllib.parse import parse_qs, urlsplit
+
+    if "://" in url:
+        parts = urlsplit(url)
+        return bool(parts.password) or "password" in parse_qs(parts.query)
+    return any(tok.split("=", 1)[0].strip() == "password" for tok in url.split() if "=" in tok)
+
+
+def check_store_url(value: Any, where: str) -> str:
+    """A label-store location from alwb.yaml or ALWB_STORE_URL: ``postgresql://`` (or ``postgres://``) without
+    a password. One-line ConfigError otherwise (the password itself is never repeated)."""
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"{where} must be a postgresql://user@host:port/db URL, got {type(value).__name__}")
+    url = value.strip()
+    if url.split(":", 1)[0].lower() not in ("postgresql", "postgres") or "://" not in url:
+        raise ConfigError(f"{where} must be a postgresql://user@host:port/db URL (the embedded SQLite store needs "
+                          f"no setting), got {url.split('://', 1)[0] + '://...' if '://' in url else 'a path'}")
+    if _url_password(url):
+        raise ConfigError(f"{where} carries a password: remove it and put it in PGPASSWORD, ~/.pgpass or a "
+                          "PostgreSQL service file (credentials never go into alwb.yaml)")
+    return url
 
 
 def validate(cfg: ProjectConfig) -> None:

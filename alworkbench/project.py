@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -130,13 +131,24 @@ class Project:
             return self._source
 
     @property
+    def store_location(self):
+        """Where the label store lives: ALWB_STORE_URL, else ``store:`` in alwb.yaml (both a postgresql:// URL
+        without a password), else the SQLite file labels.sqlite in the project folder."""
+        env = os.environ.get("ALWB_STORE_URL")
+        if env:
+            from .config import check_store_url
+
+            return check_store_url(env, "ALWB_STORE_URL")
+        return self.config.store or self.dir / STORE_FILENAME
+
+    @property
     def store(self):
         with self._lock:
             if self._store is None:
-                from .labels import LabelStore
+                from .labels import open_store
 
                 self.dir.mkdir(parents=True, exist_ok=True)
-                self._store = LabelStore(self.dir / STORE_FILENAME, lease_s=self.config.quality.lease_s)
+                self._store = open_store(self.store_location, lease_s=self.config.quality.lease_s)
             return self._store
 
     @property
@@ -331,7 +343,8 @@ class Project:
 
     def _labelled_ids(self) -> set:
         """Item ids with an active label or tag answer (empty when the project has no store yet; not created)."""
-        if self._store is None and not (self.dir / STORE_FILENAME).exists():
+        loc = self.store_location
+        if self._store is None and not isinstance(loc, str) and not loc.exists():
             return set()
         return {sid for sid, ev in self.store.active_answers().items() if ev.get("kind") in ("label", "tags")}
 

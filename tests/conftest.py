@@ -49,3 +49,108 @@ def pytest_sessionfinish(session, exitstatus):
     if _unexpected_skips and exitstatus in (0, 5):
         print("\nALWB_CI: tests were skipped; in CI that is a failure:", *_unexpected_skips, sep="\n  ")
         session.exitstatus = 1
+
+
+# --- PostgreSQL: one throwaway server per test session (started on first use), a fresh schema per store --------
+@pytest.fixture(scope="session")
+def pg_server():
+    sys.path.insert(0, str(ROOT / "tests"))
+    from pgserver import PgServer, PostgresMissing
+    try:
+        server = PgServer()
+    except PostgresMissing as exc:  # fail, never skip: CI installs it (scripts/setup.sh)
+        pytest.fail(str(exc), pytrace=False)
+    old = os.environ.get("PGPASSWORD")
+    os.environ["PGPASSWORD"] = server.password  # how a team passes it: the environment, never alwb.yaml
+    yield server
+    if old is None:
+        os.environ.pop("PGPASSWORD", None)
+    else:
+        os.environ["PGPASSWORD"] = old
+    server.close()
+
+
+@pytest.fixture
+def pg_url(pg_server):
+    """A URL (no password in it) of an empty schema of the throwaway server."""
+    return pg_server.url(schema=pg_server.new_schema())
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend(request):
+    return request.param
+
+
+@pytest.fixture
+def store_url(backend, tmp_path, request):
+    """Where a label store lives for this test: a SQLite file under tmp_path or a fresh PostgreSQL schema."""
+    if backend == "sqlite":
+        return str(tmp_path / "labels.sqlite")
+    return request.getfixturevalue("pg_url")
+
+
+@pytest.fixture
+def make_store(store_url):
+    """Open (another handle on) this test's label store: ``make_store(lease_s=...)``; all closed at teardown."""
+    from alworkbench.labels import open_store
+    opened = []
+
+    def make(**kwargs):
+        s = open_store(store_url, **kwargs)
+        opened.append(s)
+        return s
+
+    yield make
+    for s in opened:
+        s.close()
+
+
+class RawDB:
+    """A connection of its own to this test's store database (what another program, or psql, could do):
+    ``execute`` runs one statement (``?`` placeholders) and returns its rows; ``errors`` is the driver's error
+    class tuple; ``hold_write_lock`` takes the lock a store write needs, ``rollback`` lets it go."""
+
+    def __init__(self, backend: str, url: str):
+        self.backend = backend
+        if backend == "sqlite":
+            import sqlite3
+            self.conn = sqlite3.connect(url, isolation_level=None)
+            self.errors = (sqlite3.DatabaseError,)
+        else:
+            import psycopg
+            self.conn = psycopg.connect(url, autocommit=True)
+            self.errors = (psycopg.Error,)
+
+    def execute(self, sql: str, params=()) -> list:
+        if self.backend == "postgresql":
+            sql = sql.replace("?", "%s")
+        cur = self.conn.execute(sql, tuple(params))
+        return cur.fetchall() if cur.description is not None else []
+
+    def hold_write_lock(self) -> None:
+        if self.backend == "sqlite":
+            self.conn.execute("BEGIN IMMEDIATE")
+        else:
+            self.conn.execute("BEGIN")
+            self.conn.execute("LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE")
+
+    def rollback(self) -> None:
+        self.conn.execute("ROLLBACK")
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+@pytest.fixture
+def raw_db(backend, store_url):
+    """Open a RawDB on this test's store (call it after the store created its tables)."""
+    opened = []
+
+    def make():
+        r = RawDB(backend, store_url)
+        opened.append(r)
+        return r
+
+    yield make
+    for r in opened:
+        r.close()

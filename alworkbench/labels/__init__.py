@@ -2,6 +2,6 @@
 from __future__ import annotations
 
 from .schema import LabelSchema, ancestors, with_ancestors
-from .store import LabelStore
+from .store import LabelStore, is_postgres_url, open_store
 
-__all__ = ["LabelSchema", "LabelStore", "ancestors", "with_ancestors"]
+__all__ = ["LabelSchema", "LabelStore", "is_postgres_url", "open_store", "ancestors", "with_ancestors"]

@@ -192,8 +192,10 @@ def _translated(fn):
     def wrapper(self, *args, **kwargs):
         try:
             return fn(self, *args, **kwargs)
-        except (sqlite3.Error, _CommitFailed) as exc:
-            raise _store_error(self.path, exc) from exc
+        except Exception as exc:
+            if isinstance(exc, _CommitFailed) or isinstance(exc, self._db_errors()):
+                raise self._translate_error(exc) from exc
+            raise
 
     return wrapper
 
@@ -487,6 +489,21 @@ class LabelStore:
         except sqlite3.Error:
             pass
 
+    @staticmethod
+    def _db_errors() -> tuple:
+        """The driver's exception classes that public methods turn into one-line StoreErrors."""
+        return (sqlite3.Error,)
+
+    def _translate_error(self, exc: BaseException) -> StoreError:
+        return _store_error(self.path, exc)
+
+    def _before_copy(self, conn) -> None:
+        """Before rows are copied in with their ids and times (alworkbench.labels.migrate): nothing for SQLite."""
+
+    def _after_copy(self, conn) -> None:
+        """After rows were copied in with their ids (alworkbench.labels.migrate): nothing to do for SQLite
+        (AUTOINCREMENT follows explicit ids)."""
+
     def _write(self, conn: sqlite3.Connection) -> "_Write":
         return _Write(conn, self.busy_timeout_s, self.path)
 
@@ -543,6 +560,10 @@ class LabelStore:
         row = (answer.kind, sample_id, value, answer.note or "", round, batch_id or "", annotator, now,
                None if shown_at is None else float(shown_at), None if spent is None else float(spent),
                int(model_version), strategy or "", _encode_score(score), _encode_prediction(prediction), uid, path)
+        return self._insert_answer(row, uid, sample_id, round)
+
+    def _insert_answer(self, row: tuple, uid: str, sample_id: str, round: int) -> int:
+        """The transaction of ``record``: idempotency key, the one-active-answer check, the insert."""
         conn = self._conn()
         try:
             with self._write(conn):
@@ -801,7 +822,7 @@ class LabelStore:
     @staticmethod
     def _last_round(conn: sqlite3.Connection) -> int:
         row = conn.execute("SELECT MAX(r) FROM (SELECT MAX(round) AS r FROM events"
-                           " UNION ALL SELECT MAX(round) FROM batches)").fetchone()
+                           " UNION ALL SELECT MAX(round) FROM batches) AS rounds").fetchone()
         return int(row[0] or 0)
 
     # -- batches ------------------------------------------------------------------------------------------
@@ -996,7 +1017,11 @@ class LabelStore:
             return True
         last = conn.execute("SELECT MAX(created_at) FROM events WHERE round = ? AND annotator = ?",
                             (round_, annotator)).fetchone()[0]
-        return time.time() - max(float(created_at), float(last or 0)) <= self.lease_s
+        return self._now(conn) - max(float(created_at), float(last or 0)) <= self.lease_s
+
+    def _now(self, conn) -> float:
+        """The clock leases are measured on: this machine's for SQLite (one machine shares a file)."""
+        return time.time()
 
     @_translated
     def batch_holds(self, batch_id: str) -> bool:
@@ -1076,7 +1101,7 @@ class LabelStore:
     @_translated
     def latest_model(self) -> Optional[dict]:
         rows = self._read("SELECT id, value_json, created_at FROM records WHERE kind = ?"
-                          " ORDER BY json_extract(value_json, '$.version') DESC, id DESC LIMIT 1", (MODEL,))
+                          " ORDER BY CAST(json_extract(value_json, '$.version') AS INTEGER) DESC, id DESC LIMIT 1", (MODEL,))
         return {**json.loads(rows[0][1]), "id": rows[0][0], "created_at": rows[0][2]} if rows else None
 
     @_translated
@@ -1165,3 +1190,22 @@ class LabelStore:
     def integrity_check(self) -> str:
         """SQLite's ``PRAGMA integrity_check`` result: ``"ok"`` for a healthy file."""
         return "; ".join(str(r[0]) for r in self._read("PRAGMA integrity_check"))
+
+
+def is_postgres_url(location: Any) -> bool:
+    """True for a ``postgresql://`` (or ``postgres://``) URL: a PostgreSQL label store, not a SQLite file."""
+    return isinstance(location, str) and location.split(":", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def open_store(location, *, lease_s: Optional[float] = None, **kwargs) -> LabelStore:
+    """A label store: PostgreSQL (psycopg, imported only here) for a ``postgresql://`` URL, else the SQLite file
+    at ``location``. Both have the same interface and semantics."""
+    if is_postgres_url(location):
+        try:
+            import psycopg  # noqa: F401
+        except ImportError as exc:
+            from ..errors import MissingDependencyError
+            raise MissingDependencyError("psycopg", "postgresql", "the PostgreSQL label store") from exc
+        from .pgstore import PgLabelStore
+        return PgLabelStore(location, lease_s=lease_s, **kwargs)
+    return LabelStore(location, lease_s=lease_s, **kwargs)

@@ -7,7 +7,8 @@
   a SIGKILL releases nothing, and the items return once the batch's lease ran out; a kernel reopened after a
   release, with nobody having taken its items, resumes its old batch.
 
-Everything is checked from the real SQLite store; every subprocess runs under a timeout; the only waiting is a
+Every test runs against both store backends (the ``team_store`` fixture: the project's SQLite file, or a fresh
+schema of a throwaway PostgreSQL server named by ``store:`` in alwb.yaml). Everything is checked from the real store; every subprocess runs under a timeout; the only waiting is a
 poll with a deadline for the lease, which asserts the positive outcome.
 """
 from __future__ import annotations
@@ -26,7 +27,8 @@ import pytest
 
 from alworkbench import Project
 from alworkbench.errors import PoolExhaustedError
-from alworkbench.labels import LabelStore
+from alworkbench.config import load_config
+from alworkbench.labels import LabelStore, open_store
 from alworkbench.labels.quality import stable_unit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -99,6 +101,17 @@ TAKE_WORKER = textwrap.dedent("""
 """)
 
 
+@pytest.fixture
+def team_store(backend, request):
+    """``store:`` for the project's alwb.yaml: None (the embedded SQLite file) or a PostgreSQL URL."""
+    return None if backend == "sqlite" else request.getfixturevalue("pg_url")
+
+
+def _open_store(directory: Path, **kw) -> LabelStore:
+    """The project's store, where its alwb.yaml says it is."""
+    return open_store(load_config(directory / "alwb.yaml").store or directory / "labels.sqlite", **kw)
+
+
 def _env() -> dict:
     env = dict(os.environ)
     env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
@@ -149,7 +162,7 @@ def run_team(directory: Path, names: list[str], n: int, timeout: float = 540) ->
     for name in names:
         rows = [line.split() for line in acks[name].read_text().splitlines()]
         acked[name] = [(int(eid), sid) for eid, sid in rows]
-    with LabelStore(directory / "labels.sqlite") as store:
+    with _open_store(directory) as store:
         events = store.events()
         active = store.active_events()
     return {"out": out, "acked": acked, "events": events, "active": active}
@@ -179,19 +192,19 @@ def check_team(r: dict, names: list[str], n: int) -> dict:
             "elapsed_s": max(o["elapsed"] for o in r["out"].values())}
 
 
-def _team_project(directory: Path, limit: int, **quality) -> None:
+def _team_project(directory: Path, limit: int, store=None, **quality) -> None:
     if FMNIST:
         Project.init(directory, "fashion-mnist", source={"limit": limit}, query={"batch_size": 50},
-                     quality=quality or {}).close()
+                     quality=quality or {}, store=store).close()
     else:  # digits (1,797 images, its own test split of 359): 1,438 to hand out
-        Project.init(directory, "digits", query={"batch_size": 50}, quality=quality or {}).close()
+        Project.init(directory, "digits", query={"batch_size": 50}, quality=quality or {}, store=store).close()
 
 
-def test_two_processes_1000_answers_each_nothing_lost_nothing_shared(tmp_path):
+def test_two_processes_1000_answers_each_nothing_lost_nothing_shared(tmp_path, team_store):
     """Two annotators x 1,000 answers (650 on digits) at the same time: every acknowledged answer is in the store
     under its annotator and active, none twice, and no item was answered by both (overlap_share 0)."""
     d = tmp_path / "team"
-    _team_project(d, limit=3000)
+    _team_project(d, limit=3000, store=team_store)
     n = 1000 if FMNIST else 650
     names = ["ana", "ben"]
     st = check_team(run_team(d, names, n), names, n)
@@ -205,13 +218,13 @@ def test_two_processes_1000_answers_each_nothing_lost_nothing_shared(tmp_path):
     assert len(st["answerers"]) == 2 * n  # every answer on its own item
 
 
-def test_overlap_items_go_to_k_annotators_and_no_others(tmp_path):
+def test_overlap_items_go_to_k_annotators_and_no_others(tmp_path, team_store):
     """Overlap share 0.3, k = 2, three annotators x 1,000 answers (450 on digits) at once: items answered by two or more are
     exactly overlap items (the stable hash the session uses), none has more than k answerers, nothing lost or
     duplicated."""
     share, k = 0.3, 2
     d = tmp_path / "overlap"
-    _team_project(d, limit=4000, overlap_share=share, overlap_k=k)
+    _team_project(d, limit=4000, store=team_store, overlap_share=share, overlap_k=k)
     n = 1000 if FMNIST else 450
     names = ["ana", "ben", "cat"]
     st = check_team(run_team(d, names, n), names, n)
@@ -231,9 +244,10 @@ def test_overlap_items_go_to_k_annotators_and_no_others(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------- abandoned batches
-def _small_project(directory: Path, **quality) -> set[str]:
+def _small_project(directory: Path, store=None, **quality) -> set[str]:
     """A digits project with 60 images; returns the ids that can be handed out (not held out)."""
-    p = Project.init(directory, "digits", source={"limit": 60}, query={"batch_size": 10}, quality=quality or {})
+    p = Project.init(directory, "digits", source={"limit": 60}, query={"batch_size": 10}, quality=quality or {},
+                     store=store)
     try:
         poolable = {it.id for it, held in zip(p.items, p.eval_mask()) if not held}
     finally:
@@ -273,23 +287,23 @@ def _session(directory: Path, name: str):
 
 
 def _released(directory: Path) -> list[str]:
-    with LabelStore(directory / "labels.sqlite") as store:
+    with _open_store(directory) as store:
         return [r["batch_id"] for r in store.records("batch_release")]
 
 
-def test_batch_of_a_closed_kernel_returns_to_the_pool_and_resumes(tmp_path):
+def test_batch_of_a_closed_kernel_returns_to_the_pool_and_resumes(tmp_path, team_store):
     """(c) A exits normally without close(): the atexit hook releases its batch; A reopened, with nobody having
     taken the items, resumes the same batch (renewed, held again). (a) After A exits again, B gets exactly A's
     items; A reopened while B holds them does not get them back."""
     d = tmp_path / "closed"
-    poolable = _small_project(d)
+    poolable = _small_project(d, store=team_store)
 
     # A takes every poolable item and exits normally, never calling close()
     proc, a1 = _take(d, "ana", "exit")
     _finish(proc)
     assert set(a1["items"]) == poolable and a1["supersedes"] is None
     assert _released(d) == [a1["batch_id"]]
-    with LabelStore(d / "labels.sqlite") as store:
+    with _open_store(d) as store:
         assert store.batch_holds(a1["batch_id"]) is False
 
     proj, ben = _session(d, "ben")
@@ -323,12 +337,12 @@ def test_batch_of_a_closed_kernel_returns_to_the_pool_and_resumes(tmp_path):
         proj.close()
 
 
-def test_batch_of_a_killed_kernel_returns_when_its_lease_runs_out(tmp_path):
+def test_batch_of_a_killed_kernel_returns_when_its_lease_runs_out(tmp_path, team_store):
     """(b) A is killed with SIGKILL holding a batch: nothing is released, and while the lease holds B does not get
     the items; once the lease ran out B gets exactly them."""
     lease = 10.0  # long enough that the check right after A's batch is created is safe on a loaded machine
     d = tmp_path / "killed"
-    poolable = _small_project(d, lease_s=lease)
+    poolable = _small_project(d, store=team_store, lease_s=lease)
     proj, ben = _session(d, "ben")  # opened first: the check below follows A's batch at once
     try:
         assert proj.store.lease_s == lease
@@ -350,7 +364,7 @@ def test_batch_of_a_killed_kernel_returns_when_its_lease_runs_out(tmp_path):
         assert proc.returncode == -signal.SIGKILL
         # a killed kernel releases nothing: without a lease, the batch would hold forever
         assert _released(d) == []
-        with LabelStore(d / "labels.sqlite") as no_lease:
+        with _open_store(d) as no_lease:
             assert no_lease.lease_s is None and no_lease.batch_holds(a["batch_id"]) is True
 
         # the lease runs out (no answer in the batch for lease_s seconds): the items return to the pool

@@ -15,7 +15,6 @@ from pathlib import Path
 
 import pytest
 
-from alworkbench.labels import LabelStore
 from alworkbench.types import Answer
 
 pytestmark = pytest.mark.skipif(not hasattr(signal, "SIGKILL"), reason="needs POSIX SIGKILL")
@@ -24,9 +23,9 @@ REPO = Path(__file__).resolve().parents[2]
 
 WRITER = textwrap.dedent("""
     import sys
-    from alworkbench.labels import LabelStore
+    from alworkbench.labels import open_store
     from alworkbench.types import Answer
-    store = LabelStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     i = 0
     while True:  # runs until killed
         if i % 3 == 2:
@@ -45,9 +44,9 @@ WRITER = textwrap.dedent("""
 RACER = textwrap.dedent("""
     import sys
     from alworkbench.errors import DuplicateAnswerError
-    from alworkbench.labels import LabelStore
+    from alworkbench.labels import open_store
     from alworkbench.types import Answer
-    store = LabelStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     name, n = sys.argv[2], int(sys.argv[3])
     print("ready", flush=True)
     sys.stdin.readline()  # wait for "go" so both processes start together
@@ -76,9 +75,8 @@ def _reap(proc) -> None:
     proc.stderr.close()
 
 
-def test_sigkill_mid_stream_loses_no_acknowledged_answer(tmp_path):
-    path = tmp_path / "labels.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", WRITER, str(path)], stdout=subprocess.PIPE,
+def test_sigkill_mid_stream_loses_no_acknowledged_answer(store_url, make_store):
+    proc = subprocess.Popen([sys.executable, "-c", WRITER, store_url], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     acks: dict[int, int] = {}
     try:
@@ -100,7 +98,7 @@ def test_sigkill_mid_stream_loses_no_acknowledged_answer(tmp_path):
         _reap(proc)
     assert proc.returncode == -signal.SIGKILL
 
-    with LabelStore(path) as store:
+    with make_store() as store:
         assert store.integrity_check() == "ok"
         events = store.events()
         by_id = {e["id"]: e for e in events}
@@ -124,11 +122,10 @@ def test_sigkill_mid_stream_loses_no_acknowledged_answer(tmp_path):
         assert store.integrity_check() == "ok"
 
 
-def test_two_processes_racing_on_same_items_store_each_once(tmp_path):
-    path = tmp_path / "labels.sqlite"
-    LabelStore(path).close()  # create the schema before the race
+def test_two_processes_racing_on_same_items_store_each_once(store_url, make_store):
+    make_store().close()  # create the schema before the race
     n = 40
-    procs = [subprocess.Popen([sys.executable, "-c", RACER, str(path), name, str(n)], stdin=subprocess.PIPE,
+    procs = [subprocess.Popen([sys.executable, "-c", RACER, store_url, name, str(n)], stdin=subprocess.PIPE,
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=_env())
              for name in ("p1", "p2")]
     try:
@@ -152,7 +149,7 @@ def test_two_processes_racing_on_same_items_store_each_once(tmp_path):
     dups = [ln for ln in lines if ln.startswith("dup ")]
     assert len(oks) == n and len(dups) == n  # each item: one winner, one DuplicateAnswerError
     assert {ln.split()[1] for ln in oks} == {ln.split()[1] for ln in dups} == {f"s{i}" for i in range(n)}
-    with LabelStore(path) as store:
+    with make_store() as store:
         assert store.n_events() == n
         labels = store.labels()
         assert len(labels) == n
@@ -164,9 +161,9 @@ def test_two_processes_racing_on_same_items_store_each_once(tmp_path):
 
 MIXED_WRITER = textwrap.dedent("""
     import sys
-    from alworkbench.labels import LabelStore
+    from alworkbench.labels import open_store
     from alworkbench.types import Answer
-    store = LabelStore(sys.argv[1])
+    store = open_store(sys.argv[1])
     i = 0
     while True:  # runs until killed
         eid = store.record(f"s{i}", Answer.of_label(str(i % 4)), round=0, annotator="writer")
@@ -178,9 +175,8 @@ MIXED_WRITER = textwrap.dedent("""
 """)
 
 
-def test_sigkill_during_record_and_undo_stream_keeps_every_acknowledged_step(tmp_path):
-    path = tmp_path / "labels.sqlite"
-    proc = subprocess.Popen([sys.executable, "-c", MIXED_WRITER, str(path)], stdout=subprocess.PIPE,
+def test_sigkill_during_record_and_undo_stream_keeps_every_acknowledged_step(store_url, make_store):
+    proc = subprocess.Popen([sys.executable, "-c", MIXED_WRITER, store_url], stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True, env=_env())
     lines: list[str] = []
     try:
@@ -205,7 +201,7 @@ def test_sigkill_during_record_and_undo_stream_keeps_every_acknowledged_step(tmp
     assert undone and undone <= set(recorded)
     expected = {s for eid, s in recorded.items() if eid not in undone}
 
-    with LabelStore(path) as store:
+    with make_store() as store:
         assert store.integrity_check() == "ok"
         events = {e["id"]: e for e in store.events()}
         for eid, sample in recorded.items():

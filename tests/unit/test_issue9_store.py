@@ -16,9 +16,8 @@ from alworkbench.types import Answer, Prediction
 
 
 @pytest.fixture
-def store(tmp_path):
-    with LabelStore(tmp_path / "labels.sqlite") as s:
-        yield s
+def store(make_store):
+    return make_store()
 
 
 # -- every record is appended --------------------------------------------------------------------------------
@@ -65,31 +64,30 @@ def test_legacy_meta_keys_are_read_only_views_of_the_records(store):
     assert store.get_meta("fiftyone_stamp", "d") == "d"  # ordinary meta keys still work
 
 
-def test_records_are_append_only_at_the_sql_level(tmp_path, store):
+def test_records_are_append_only_at_the_sql_level(store, raw_db, backend):
     store.append_report({"round": 1})
-    raw = sqlite3.connect(tmp_path / "labels.sqlite")
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="records are append-only: UPDATE refused"):
-            raw.execute("UPDATE records SET value_json = '{}'")
-        with pytest.raises(sqlite3.DatabaseError, match="records are append-only: DELETE refused"):
-            raw.execute("DELETE FROM records")
-    finally:
-        raw.close()
+    raw = raw_db()
+    with pytest.raises(raw.errors, match="records are append-only: UPDATE refused"):
+        raw.execute("UPDATE records SET value_json = '{}'")
+    with pytest.raises(raw.errors, match="records are append-only: DELETE refused"):
+        raw.execute("DELETE FROM records")
+    if backend == "postgresql":
+        with pytest.raises(raw.errors, match="records are append-only: TRUNCATE refused"):
+            raw.execute("TRUNCATE records")
     assert len(store.reports()) == 1
 
 
-def test_model_versions_and_reports_from_concurrent_writers_are_all_kept(tmp_path):
+def test_model_versions_and_reports_from_concurrent_writers_are_all_kept(make_store):
     """Four writers (each its own store object and connection, like processes) append models and reports at once:
     every version is handed out exactly once and no report is lost (the version-1 meta keys lost half)."""
-    path = tmp_path / "labels.sqlite"
-    LabelStore(path).close()
+    make_store().close()
     barrier = threading.Barrier(4)
     got: list[int] = []
     errors: list[BaseException] = []
 
     def writer(k):
         try:
-            with LabelStore(path) as s:
+            with make_store() as s:
                 barrier.wait()
                 for i in range(25):
                     v = s.append_model({"writer": k})
@@ -105,7 +103,7 @@ def test_model_versions_and_reports_from_concurrent_writers_are_all_kept(tmp_pat
         t.join(timeout=120)
     assert not errors, errors
     assert sorted(got) == list(range(1, 101))
-    with LabelStore(path) as s:
+    with make_store() as s:
         assert sorted(r["model_version"] for r in s.reports()) == list(range(1, 101))
         assert s.model_version() == 100 and len(s.models()) == 100
 
@@ -267,18 +265,17 @@ def test_finding3_superseding_batch_keeps_answered_items_and_round(store):
     assert store.answered_ids(round=a["round"]) == {"x1"}
 
 
-def test_finding3_threads_racing_for_batches_share_nothing(tmp_path):
+def test_finding3_threads_racing_for_batches_share_nothing(make_store):
     """Three annotators (own store objects, like processes) take batches from the same ranked candidates and
     answer them: every item is handed out once and answered once."""
-    path = tmp_path / "labels.sqlite"
-    LabelStore(path).close()
+    make_store().close()
     ids = [f"s{i:03d}" for i in range(300)]
     barrier = threading.Barrier(3)
     errors: list[BaseException] = []
 
     def annotator(name):
         try:
-            with LabelStore(path) as s:
+            with make_store() as s:
                 barrier.wait()
                 while True:
                     b = s.create_batch(name, "margin", 0, _cands(ids), 7)
@@ -296,7 +293,7 @@ def test_finding3_threads_racing_for_batches_share_nothing(tmp_path):
     for t in threads:
         t.join(timeout=120)
     assert not errors, errors
-    with LabelStore(path) as s:
+    with make_store() as s:
         events = s.events()
         assert sorted(e["sample_id"] for e in events) == ids  # each item answered exactly once
         rounds = [b["round"] for b in s.batches()]

@@ -1,7 +1,7 @@
 """LabelStore: append-only events, derived labels, undo chains, batches, meta, thread safety."""
 from __future__ import annotations
 
-import sqlite3
+import re
 import threading
 
 import pytest
@@ -12,17 +12,29 @@ from alworkbench.types import Answer, Prediction
 
 
 @pytest.fixture
-def store(tmp_path):
-    with LabelStore(tmp_path / "labels.sqlite") as s:
-        yield s
+def store(make_store):
+    return make_store()
 
 
-def test_file_is_wal_and_full_sync(tmp_path, store):
+def test_file_is_wal_and_full_sync(tmp_path):
+    store = LabelStore(tmp_path / "labels.sqlite")
     conn = store._conn()
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.integrity_check() == "ok"
     assert store.get_meta("schema_version") == 3
+    store.close()
+
+
+def test_postgresql_store_is_durable_and_complete(pg_url):
+    from alworkbench.labels import open_store
+    with open_store(pg_url) as store:
+        conn = store._conn()
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] in ("on", "remote_write", "remote_apply")
+        assert conn.execute("SHOW fsync").fetchone()[0] == "on"
+        assert store.integrity_check() == "ok"
+        assert store.get_meta("schema_version") == 3
+        assert "PgLabelStore" in repr(store) and "127.0.0.1" in str(store.path)
 
 
 def test_record_returns_increasing_ids_and_full_provenance(store):
@@ -154,22 +166,25 @@ def test_invalid_inputs_are_refused_without_writing(store):
     assert store.n_events() == 0
 
 
-def test_events_are_append_only_at_the_sql_level(tmp_path, store):
+def test_events_are_append_only_at_the_sql_level(store, raw_db, backend):
     store.record("a", Answer.of_label("x"), round=0, annotator="u")
-    raw = sqlite3.connect(tmp_path / "labels.sqlite")
-    try:
-        with pytest.raises(sqlite3.DatabaseError, match="append-only: UPDATE refused"):
-            raw.execute("UPDATE events SET value_json = '\"y\"'")
-        with pytest.raises(sqlite3.DatabaseError, match="append-only: DELETE refused"):
-            raw.execute("DELETE FROM events")
-    finally:
-        raw.close()
-    assert store.labels() == {"a": "x"}
+    raw = raw_db()
+    with pytest.raises(raw.errors, match="append-only: UPDATE refused"):
+        raw.execute("UPDATE events SET value_json = '\"y\"'")
+    with pytest.raises(raw.errors, match="append-only: DELETE refused"):
+        raw.execute("DELETE FROM events")
+    if backend == "postgresql":
+        with pytest.raises(raw.errors, match="append-only: TRUNCATE refused"):
+            raw.execute("TRUNCATE events")
+        # the database itself holds "one active answer per item and round", whoever inserts
+        with pytest.raises(raw.errors, match="item 'a' was already answered in round 0; refused"):
+            raw.execute("INSERT INTO events(kind, sample_id, value_json, round, annotator, created_at)"
+                        " VALUES ('label', 'a', '\"z\"', 0, 'psql', 0)")
+    assert store.labels() == {"a": "x"} and store.n_events() == 1
 
 
-def test_meta_roundtrip_and_persistence(tmp_path):
-    path = tmp_path / "l.sqlite"
-    with LabelStore(path) as s:
+def test_meta_roundtrip_and_persistence(make_store):
+    with make_store() as s:
         assert s.get_meta("missing", default=7) == 7
         s.set_meta("guideline_ack", {"alice": "2"})
         s.set_meta("guideline_ack", {"alice": "3", "bob": "1"})
@@ -178,15 +193,14 @@ def test_meta_roundtrip_and_persistence(tmp_path):
             s.set_meta("bad", object())
         with pytest.raises(StoreError, match="managed by the label store"):
             s.set_meta("schema_version", 99)
-    with LabelStore(path) as s:
+    with make_store() as s:
         assert s.get_meta("guideline_ack") == {"alice": "3", "bob": "1"}
         assert s.get_meta("n") == 5
 
 
-def test_batches_save_load_resume(tmp_path):
-    path = tmp_path / "l.sqlite"
+def test_batches_save_load_resume(make_store):
     preds = [Prediction(top=(("cat", 0.6),), model_version=2), None]
-    with LabelStore(path) as s:
+    with make_store() as s:
         assert s.open_batch() is None
         s.save_batch("r1-b0", 1, "random", 0, ["a", "b"])
         s.save_batch("r2-b0", 2, "margin", 2, ["c", "d"], [0.9, float("nan")], preds)
@@ -197,7 +211,7 @@ def test_batches_save_load_resume(tmp_path):
             s.save_batch("bad", 2, "margin", 2, ["c", "d"], [0.1], preds)
         with pytest.raises(StoreError, match="more than once"):
             s.save_batch("bad", 2, "margin", 2, ["c", "c"])
-    with LabelStore(path) as s:  # after a restart
+    with make_store() as s:  # after a restart
         b = s.open_batch()
         assert b["batch_id"] == "r2-b0" and b["round"] == 2 and b["strategy"] == "margin"
         assert b["model_version"] == 2 and b["item_ids"] == ["c", "d"] and b["scores"] == [0.9, None]
@@ -205,28 +219,32 @@ def test_batches_save_load_resume(tmp_path):
         assert s.load_batch("r1-b0")["predictions"] == [None, None]
         assert [x["batch_id"] for x in s.batches()] == ["r1-b0", "r2-b0"]
         assert s.last_round() == 2
-        with pytest.raises(StoreError, match=r"no batch 'nope' in l.sqlite \(2 batch\(es\) saved\)"):
+        with pytest.raises(StoreError, match=rf"no batch 'nope' in {re.escape(s.path.name)} \(2 batch\(es\) saved\)"):
             s.load_batch("nope")
 
 
-def test_reopen_rebuilds_derived_state_from_events(tmp_path):
-    path = tmp_path / "l.sqlite"
-    with LabelStore(path) as s:
+def test_reopen_rebuilds_derived_state_from_events(make_store):
+    with make_store() as s:
         for i in range(10):
             s.record(f"s{i}", Answer.of_label(str(i % 3)), round=i // 5, annotator="a")
         s.undo()
         before = (s.labels(), s.counts(["0", "1", "2"], False), s.events())
-    with LabelStore(path) as s:
+    with make_store() as s:
         assert (s.labels(), s.counts(["0", "1", "2"], False), s.events()) == before
         assert s.last_round() == 1 and len(before[0]) == 9
 
 
-def test_closed_store_and_bad_paths(tmp_path):
-    s = LabelStore(tmp_path / "l.sqlite")
+def test_closed_store(make_store):
+    s = make_store()
     s.close()
     s.close()  # idempotent
     with pytest.raises(StoreError, match="is closed"):
         s.labels()
+    with pytest.raises(StoreError, match="is closed"):
+        s.record("a", Answer.skip(), round=0, annotator="u")
+
+
+def test_bad_paths(tmp_path):
     with pytest.raises(StoreError, match="is a directory"):
         LabelStore(tmp_path)
     junk = tmp_path / "junk.sqlite"
@@ -237,15 +255,11 @@ def test_closed_store_and_bad_paths(tmp_path):
         LabelStore(tmp_path / "x.sqlite", synchronous="OFF")
 
 
-def test_newer_schema_version_refused(tmp_path):
-    path = tmp_path / "l.sqlite"
-    LabelStore(path).close()
-    raw = sqlite3.connect(path)
-    raw.execute("UPDATE meta SET value_json = '99' WHERE key = 'schema_version'")
-    raw.commit()
-    raw.close()
+def test_newer_schema_version_refused(make_store, raw_db):
+    make_store().close()
+    raw_db().execute("UPDATE meta SET value_json = '99' WHERE key = 'schema_version'")
     with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 3"):
-        LabelStore(path)
+        make_store()
 
 
 def test_background_reader_while_ui_thread_writes(store):
@@ -300,18 +314,14 @@ def test_threads_racing_on_same_item_only_one_wins(store):
     assert store.n_events() == 30 and len(store.labels()) == 30
 
 
-def test_busy_store_gives_a_clear_error_and_writes_nothing(tmp_path):
-    path = tmp_path / "l.sqlite"
-    with LabelStore(path, busy_timeout_s=0.2) as store:
-        other = sqlite3.connect(path, isolation_level=None)
-        try:
-            other.execute("BEGIN IMMEDIATE")  # another program holds the write lock
-            with pytest.raises(StoreError, match=r"label store busy: could not start a write within 0.2 s"):
-                store.record("a", Answer.skip(), round=0, annotator="u")
-            assert store.labels() == {}  # readers are not blocked by a writer in WAL mode
-            other.execute("ROLLBACK")
-        finally:
-            other.close()
+def test_busy_store_gives_a_clear_error_and_writes_nothing(make_store, raw_db):
+    with make_store(busy_timeout_s=0.2) as store:
+        other = raw_db()
+        other.hold_write_lock()  # another program holds the write lock
+        with pytest.raises(StoreError, match=r"label store busy: could not start a write within 0.2 s"):
+            store.record("a", Answer.skip(), round=0, annotator="u")
+        assert store.labels() == {}  # readers are not blocked by a writer
+        other.rollback()
         store.record("a", Answer.skip(), round=0, annotator="u")
         assert store.skipped() == {"a"}
 
@@ -330,12 +340,11 @@ def test_connections_of_finished_threads_are_released(store):
     assert len(store._conns) <= 2
 
 
-def test_forked_child_uses_fresh_connections(tmp_path):
+def test_forked_child_uses_fresh_connections(make_store):
     mp = pytest.importorskip("multiprocessing")
     if "fork" not in mp.get_all_start_methods():
         pytest.skip("no fork on this platform")
-    path = tmp_path / "l.sqlite"
-    store = LabelStore(path)
+    store = make_store()
     store.record("parent-1", Answer.of_label("a"), round=0, annotator="p")
 
     def child():
@@ -350,3 +359,43 @@ def test_forked_child_uses_fresh_connections(tmp_path):
     assert store.labels() == {"parent-1": "a", "child": "b", "parent-2": "a"}
     assert store.integrity_check() == "ok"
     store.close()
+
+
+def test_postgresql_errors_name_the_server_never_the_password(pg_server, pg_url, monkeypatch):
+    from alworkbench.labels import open_store
+    secret = pg_server.password
+    port = pg_server.port
+    # a wrong password written into the URL: refused, and the message shows neither password
+    bad = pg_server.url().replace("alwb@", "alwb:wrong-Secret-123@")
+    with pytest.raises(StoreError) as err:
+        open_store(bad)
+    msg = str(err.value)
+    assert f"postgresql://alwb@127.0.0.1:{port}/postgres" in msg and "authentication failed" in msg
+    assert "wrong-Secret-123" not in msg and secret not in msg and "\n" not in msg
+    # no password anywhere: the message says where to put it
+    monkeypatch.delenv("PGPASSWORD")
+    monkeypatch.setenv("PGPASSFILE", "/nonexistent")
+    with pytest.raises(StoreError, match=r"PGPASSWORD, ~/.pgpass or a service file \(never in alwb.yaml\)"):
+        open_store(pg_url)
+    monkeypatch.setenv("PGPASSWORD", secret)
+    # a database that does not exist, a server that does not listen
+    with pytest.raises(StoreError, match=rf"127.0.0.1:{port}/nosuchdb: the database does not exist"):
+        open_store(pg_server.url("nosuchdb"))
+    import socket
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        closed_port = s.getsockname()[1]
+    with pytest.raises(StoreError, match=rf"cannot open label store postgresql://alwb@127.0.0.1:{closed_port}/postgres: "
+                                         "the server is unreachable") as err:
+        open_store(pg_server.url().replace(f":{port}/", f":{closed_port}/"))
+    assert secret not in str(err.value)
+    # a password given through ~/.pgpass works too
+    monkeypatch.delenv("PGPASSWORD")
+    import pathlib
+    import tempfile
+    pgpass = pathlib.Path(tempfile.mkdtemp()) / "pgpass"
+    pgpass.write_text(f"127.0.0.1:{port}:*:alwb:{secret}\n")
+    pgpass.chmod(0o600)
+    monkeypatch.setenv("PGPASSFILE", str(pgpass))
+    with open_store(pg_url) as s:
+        assert s.integrity_check() == "ok"
