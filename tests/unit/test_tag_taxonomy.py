@@ -206,3 +206,21 @@ def test_round_report_per_level_micro_f1_and_predictions_never_contradict_the_tr
     for r in got:
         levels = tree.tag_levels(r["tags"].split("|"))
         assert [r["level_1"], r["level_2"], r["level_3"]] == ["|".join(x) for x in levels]
+
+
+def test_round_summary_table_names_micro_f1_for_a_tag_tree(tagproj, tX):
+    from alworkbench.ui.render import report_html
+
+    s = _session(tagproj, tX)
+    b = s.next_batch()
+    for bi in b.items[:20]:
+        s.submit(bi.item.id, Answer.of_tags([bi.item.label]))
+    rep = s.retrain()
+    out = report_html(s.reports, s.classes)
+    assert "<th>held-out micro-F1</th>" in out and "held-out accuracy" not in out
+    for lv in rep.levels:
+        acc = "–" if lv["accuracy"] is None else f"{lv['accuracy']:.3f}"
+        assert f"<tr data-level='{lv['level']}'><th>{lv['name']}</th><td class='alwb-level-acc'>{acc}</td>" in out
+    cov = " · ".join(f"{n} {c}" for n, c in rep.levels[0]["coverage"].items())
+    assert f"<td class='alwb-level-cov'>{cov}</td>" in out and sum(rep.levels[0]["coverage"].values()) == 20
+    s.close()
