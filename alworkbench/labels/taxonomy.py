@@ -168,7 +168,8 @@ class Taxonomy:
         return {"roots": list(self.children(None)),
                 "children": {n: list(c) for n, c in self._children.items() if n is not None and c},
                 "paths": {n: list(p) for n, p in self._paths.items()},
-                "leaves": list(self.leaves), "depth": self.depth, "multilabel": self.multilabel}
+                "leaves": list(self.leaves), "nodes": list(self.nodes), "depth": self.depth,
+                "multilabel": self.multilabel}
 
     # -- probabilities and predictions ----------------------------------------------------------------
     def _leaf_columns(self, classes: Sequence[str]) -> list[int]:
