@@ -778,6 +778,8 @@ def cmd_simulate(a) -> int:
         if cfg.source.kind != "builtin" and dataset is None:
             raise AlwbError(f"{a.config}: simulate needs a built-in source (source.dataset) or --dataset")
         dataset = dataset or cfg.source.dataset
+        if cfg.tags is not None and cfg.taxonomy is not None:
+            raise AlwbError(f"{a.config}: simulate runs class taxonomies (taxonomy:), not tag trees (tags: nested)")
         taxonomy = cfg.taxonomy
         limit = limit or cfg.source.limit
     if dataset is None:

@@ -224,3 +224,47 @@ def test_round_summary_table_names_micro_f1_for_a_tag_tree(tagproj, tX):
     cov = " · ".join(f"{n} {c}" for n, c in rep.levels[0]["coverage"].items())
     assert f"<td class='alwb-level-cov'>{cov}</td>" in out and sum(rep.levels[0]["coverage"].values()) == 20
     s.close()
+
+
+def test_routed_auto_labels_of_a_tag_tree_hold_every_ancestor(tmp_path):
+    from alworkbench.loop.oracle import Oracle
+    from alworkbench.loop.routing import AUTO_LABEL
+
+    p = Project.init(tmp_path / "r", "digits", tags=DIGIT_TAGS, query={"batch_size": 50},
+                     routing={"target_precision": 0.9, "min_support": 20, "review_sample": 0.0},
+                     quality={"review_sample": 0.0})
+    X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16
+    s = p.session(annotator="ana", embeddings=X, warm_start=False,
+                  head_factory=lambda: OneVsRestClassifier(LogisticRegression(max_iter=300)))
+    oracle = Oracle(s)
+    for _ in range(4):
+        oracle.label_batch(s.next_batch())
+    s.retrain()
+    res = s.auto_label()
+    recs = p.store.records(AUTO_LABEL)
+    assert res["n_auto"] == len(recs) > 0
+    tree = p.config.tree
+    for r in recs:
+        assert r["label"] and set(tree.close_tags(r["label"])) == set(r["label"])
+        for t in r["label"]:  # every tag's confidence at most its parent's
+            if len(tree.path(t)) > 1:
+                assert r["tag_confidence"][t] <= r["tag_confidence"][tree.path(t)[-2]] + 1e-12
+    s.close()
+    p.close()
+
+
+def test_simulate_refuses_a_tag_tree_in_one_line(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    cfg = tmp_path / "alwb.yaml"
+    cfg.write_text("source: digits\ntags: {round: ['0', '8'], straight: ['1', '7']}\n")
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(__import__("pathlib").Path(__file__).resolve().parents[2])]
+                                                      + [p for p in [os.environ.get("PYTHONPATH")] if p]))
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "simulate", "--config", str(cfg), "--budget", "20",
+                        "--workdir", str(tmp_path / "w"), "--quiet"], capture_output=True, text=True, timeout=600,
+                       env=env)
+    assert r.returncode != 0 and "Traceback" not in r.stderr
+    assert "simulate runs class taxonomies (taxonomy:), not tag trees (tags: nested)" in r.stderr
+    assert len(r.stderr.strip().splitlines()) == 1
