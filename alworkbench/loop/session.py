@@ -785,11 +785,16 @@ class Session:
 
     def predict_tree(self, item_id: str) -> Optional[dict]:
         """A taxonomy project's tree-consistent prediction for one item: {"path": the top-down predicted path (one
-        node per level), "p": {node: probability (its leaves' summed)}, "model_version"}; None without a taxonomy,
+        node per level), "p": {node: probability (its leaves' summed)}, "model_version"} (a tag tree: "path" lists the
+        tags decided present, closed under ancestors, and "p" every tag's probability); None without a taxonomy,
         a model, or when suggestions are off."""
         m = self._model
-        if self.tree is None or m is None or not self.show_suggestions or self.multilabel:
+        if self.tree is None or m is None or not self.show_suggestions:
             return None
+        if self.multilabel:  # a tag tree: the tags decided present (closed under ancestors) and every tag's probability
+            row = m.proba[self.index_of(item_id)]
+            return {"path": [t for t, v in zip(m.classes, row) if v >= 0.5],
+                    "p": {t: round(float(v), 4) for t, v in zip(m.classes, row)}, "model_version": m.version}
         row = m.proba[self.index_of(item_id)][None, :]
         node_p = self.tree.node_proba(row, m.classes)
         return {"path": list(self.tree.predict_paths(row, m.classes)[0]),
@@ -938,6 +943,13 @@ class Session:
             cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
                             seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
                             warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
+            if self.tree is not None and self.multilabel and cal.oof_proba is not None and cal.cv_accuracy is not None:
+                # a tag tree: cross-validated micro-F1 of the decisions the model makes (tree-consistent)
+                from sklearn.metrics import f1_score
+
+                o = self.tree.consistent_tag_proba(cal.oof_proba, self.classes) >= 0.5
+                cal = replace(cal, cv_accuracy=float(f1_score(np.asarray(target), o.astype(int), average="micro",
+                                                               zero_division=0)))
             model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
                            self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
             model.train_idx = idx

@@ -137,10 +137,33 @@ def test_tag_tree_from_the_keyboard_stores_tag_sets_with_their_ancestors(lab, pa
     expected[d] = ("round",)
     assert_clean(page)
 
+    # 5. finish the batch (8 items): the model trains; the tree shows each tag's probability, never a child above
+    #    its parent's, and marks the tags the model decides present
+    for _ in range(4):
+        sid, _ = current(page)
+        tree_key(page, "2", "straight", "straight")
+        submit(page)
+        expected[sid] = ("straight",)
+    page.wait_for_function(f"() => document.querySelectorAll('{ROOT} .alwb-tree-child .alwb-tree-p').length === 2",
+                           timeout=60_000)
+
+    def pct() -> dict:
+        return dict(page.locator(f"{ROOT} .alwb-tree-child").evaluate_all(
+            "bs => bs.map(b => [b.dataset.name, parseInt(b.querySelector('.alwb-tree-p').textContent)])"))
+
+    top = pct()
+    marked = page.locator(f"{ROOT} .alwb-tree-child.alwb-tree-predicted").evaluate_all("bs => bs.map(b => b.dataset.name)")
+    assert all(top[n] >= 50 for n in marked) and all(top[n] <= 50 for n in top if n not in marked)  # shown rounded
+    tree_key(page, "2", "straight", "straight")
+    kids = pct()
+    assert set(kids) == {"1", "angled"} and all(v <= top["straight"] for v in kids.values()), (top, kids)
+    shot(page, artifacts, "tagtree_predicted.png")
+    assert_clean(page)
+
     from alworkbench.labels import LabelStore
 
     with LabelStore(proj / "labels.sqlite") as st:
         assert st.tag_sets() == expected
         events = st.events()
     answers = [ev for ev in events if ev["kind"] == "tags"]
-    assert len(answers) == 4 and all(ev["annotator"] == "tagtree" for ev in answers)
+    assert len(answers) == 8 and all(ev["annotator"] == "tagtree" for ev in answers)

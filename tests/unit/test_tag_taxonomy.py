@@ -184,6 +184,15 @@ def test_round_report_per_level_micro_f1_and_predictions_never_contradict_the_tr
     hand = tree.tag_level_f1([[tags[j] for j in np.flatnonzero(y[r])] for r in rows], oof, tags)
     assert [lv["cv_accuracy"] for lv in rep.levels] == pytest.approx(hand)
     assert rep.levels[0]["n_cv"] == len(rows) > 0
+    # the flat cross-validated micro-F1 is of the same tree-consistent out-of-fold decisions
+    Yt = np.asarray(y)[rows]
+    assert rep.cv_accuracy == pytest.approx(f1_score(Yt, oof.astype(int), average="micro"))
+    # the tree labeller's hint: the tags decided present (closed) and every tag's probability
+    sid = tagproj.items[int(ev[0])].id
+    hint = s.predict_tree(sid)
+    assert hint["path"] == [t for j, t in enumerate(tags) if m.pred[ev[0], j]]
+    assert set(tree.close_tags(hint["path"])) == set(hint["path"])
+    assert hint["p"] == {t: round(float(m.proba[ev[0], j]), 4) for j, t in enumerate(tags)}
     # coverage: every labelled item has one top tag; level 3 holds only depth-3 tags
     labels = tagproj.store.tag_sets()
     assert sum(rep.levels[0]["coverage"].values()) == len(labels) == 60
