@@ -151,7 +151,10 @@ def _taxonomy_status(p, store, reports) -> dict:
     if tree is None:
         return {}
     labels = store.labels()
-    cover = tree.level_counts(list(labels.values()))
+    if tree.multilabel:  # a tag tree: per level, how many tag sets hold each tag of that depth (ancestors counted)
+        cover = tree.tag_level_counts(list(store.tag_sets().values()))
+    else:
+        cover = tree.level_counts(list(labels.values()))
     moved: dict[str, list] = {}  # leaf -> [n labels, the path stored first] for paths the tree no longer gives
     for sid, path in store.paths().items():
         leaf = labels.get(sid)
@@ -162,7 +165,7 @@ def _taxonomy_status(p, store, reports) -> dict:
     for k, name in enumerate(tree.level_names(), start=1):
         rep = next((lv for lv in last if lv.get("level") == k), {})
         out.append({"level": k, "name": name, "coverage": cover[k - 1], "accuracy": rep.get("accuracy"),
-                    "cv_accuracy": rep.get("cv_accuracy")})
+                    "cv_accuracy": rep.get("cv_accuracy"), "metric": "micro_f1" if tree.multilabel else "accuracy"})
     return {"taxonomy_depth": tree.depth, "levels": out,
             "moved_paths": {leaf: {"n": n, "stored": p, "now": list(tree.path(leaf))} for leaf, (n, p) in moved.items()}}
 
@@ -222,10 +225,12 @@ def cmd_status(a) -> int:
     for k, v in counts.items():
         print(f"    {k:>{width}s} {v:5d} {'#' * int(30 * v / top)}")
     for lv in st.get("levels") or []:
-        acc = f"accuracy {lv['accuracy']:.3f}" if lv["accuracy"] is not None else "accuracy -"
+        metric = lv.get("metric", "accuracy")
+        acc = f"{metric} {lv['accuracy']:.3f}" if lv["accuracy"] is not None else f"{metric} -"
         cv = f", cross-validated {lv['cv_accuracy']:.3f}" if lv["cv_accuracy"] is not None else ""
         covered = sum(1 for v in lv["coverage"].values() if v)
-        print(f"  {lv['name']}: {acc}{cv}; {covered}/{len(lv['coverage'])} nodes labelled: "
+        print(f"  {lv['name']}: {acc}{cv}; {covered}/{len(lv['coverage'])} "
+              f"{'tags' if metric == 'micro_f1' else 'nodes'} labelled: "
               + ", ".join(f"{n} {c}" for n, c in lv["coverage"].items()))
     for leaf, m in (st.get("moved_paths") or {}).items():
         print(f"  {m['n']} label(s) {leaf!r} were answered under {' > '.join(m['stored'])}; the taxonomy now puts it "
@@ -773,6 +778,8 @@ def cmd_simulate(a) -> int:
         if cfg.source.kind != "builtin" and dataset is None:
             raise AlwbError(f"{a.config}: simulate needs a built-in source (source.dataset) or --dataset")
         dataset = dataset or cfg.source.dataset
+        if cfg.tags is not None and cfg.taxonomy is not None:
+            raise AlwbError(f"{a.config}: simulate runs class taxonomies (taxonomy:), not tag trees (tags: nested)")
         taxonomy = cfg.taxonomy
         limit = limit or cfg.source.limit
     if dataset is None:

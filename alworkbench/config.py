@@ -121,7 +121,8 @@ class ProjectConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     classes: Optional[list[str]] = None
     tags: Optional[list[str]] = None
-    #: a class tree (alworkbench.labels.taxonomy); its leaves are ``classes`` (single-label)
+    #: a class tree (alworkbench.labels.taxonomy); its leaves are ``classes`` (single-label), or, with ``tags``, a tag
+    #: tree whose every node is one of the ``tags`` (multi-label; written in alwb.yaml as ``tags:`` nested)
     taxonomy: Optional[dict] = None
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     head: HeadConfig = field(default_factory=HeadConfig)
@@ -150,16 +151,20 @@ class ProjectConfig:
             return None
         from .labels.taxonomy import Taxonomy
 
+        if self.tags is not None:
+            return Taxonomy(self.taxonomy, key="tags", multilabel=True)
         return Taxonomy(self.taxonomy)
 
     def to_dict(self) -> dict:
         d = dataclasses.asdict(self)
         if self.tags is None:
             d.pop("tags")
+        elif self.taxonomy is not None:
+            d["tags"] = d.pop("taxonomy")  # a tag tree is written as tags: nested (its nodes are the tags)
         if self.classes is None or self.taxonomy is not None:
             d.pop("classes")  # a taxonomy's leaves are the classes: written once, in the tree
-        if self.taxonomy is None:
-            d.pop("taxonomy")
+        if self.taxonomy is None or self.tags is not None:
+            d.pop("taxonomy", None)
         if self.label_budget is None:
             d.pop("label_budget")
         if not self.ui.keys:
@@ -303,7 +308,7 @@ def _taxonomy(raw: Any, classes: Optional[list], tags: Optional[list]) -> dict:
 
     if tags is not None:
         raise ConfigError("config keys 'taxonomy' and 'tags' are exclusive: a taxonomy's leaves are single-label "
-                          "classes; for hierarchical tags write them with '/' in tags: (animal/cat)")
+                          "classes; for a tag tree write tags: as nested mappings (tags: {animal: [cat, dog]})")
     tree = Taxonomy(raw)
     if classes is not None and set(classes) != set(tree.leaves):
         extra = [c for c in classes if c not in tree.leaves]
@@ -313,6 +318,15 @@ def _taxonomy(raw: Any, classes: Optional[list], tags: Optional[list]) -> dict:
         raise ConfigError(f"config keys 'classes' and 'taxonomy' disagree: {what}; drop classes: (the taxonomy's "
                           "leaves are the classes)")
     return {"taxonomy": tree.to_dict(), "classes": list(tree.leaves)}
+
+
+def _tag_taxonomy(raw: Any) -> dict:
+    """tags: as nested mappings (any depth): a tag tree whose every node, group or leaf, is a tag; choosing a tag
+    stores its ancestors with it. Names are unique in the tree and hold no '/'."""
+    from .labels.taxonomy import Taxonomy
+
+    tree = Taxonomy(raw, key="tags", multilabel=True)
+    return {"taxonomy": tree.to_dict(), "tags": list(tree.nodes)}
 
 
 def config_from_dict(raw: Any) -> ProjectConfig:
@@ -346,7 +360,13 @@ def config_from_dict(raw: Any) -> ProjectConfig:
         kw["classes"] = _name_list("classes", raw["classes"])
         if len(kw["classes"]) < 2:
             raise ConfigError(f"config key 'classes' needs at least 2 classes, got {len(kw['classes'])}")
-    if raw.get("tags") is not None:
+    if isinstance(raw.get("tags"), dict) or (isinstance(raw.get("tags"), list)
+                                             and any(isinstance(x, (dict, list)) for x in raw["tags"])):
+        if raw.get("taxonomy") is not None:
+            raise ConfigError("config keys 'taxonomy' and 'tags' are exclusive: a nested tags: is already the tag "
+                              "tree; drop taxonomy:")
+        kw.update(_tag_taxonomy(raw["tags"]))
+    elif raw.get("tags") is not None:
         kw["tags"] = _name_list("tags", raw["tags"])
     if raw.get("taxonomy") is not None:
         kw.update(_taxonomy(raw["taxonomy"], kw.get("classes"), kw.get("tags")))

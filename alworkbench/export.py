@@ -289,6 +289,8 @@ def _level_cells(tree, row) -> list[str]:
     """A taxonomy project's level columns: the label's path in the taxonomy as it is now (a leaf moved in the tree
     since it was answered is exported where it is now; the path stored with the answer stays in the store, and
     ``alwb status`` counts such labels); a path shorter than the tree is carried down (the leaf stands for itself)."""
+    if getattr(tree, "multilabel", False):  # a tag tree: the tags at each depth, '|'-joined as the tags column
+        return ["|".join(ts) for ts in tree.tag_levels(list(row["value"] or ()))]
     try:
         return list(tree.levels(row["value"]))
     except KeyError:  # a label the taxonomy no longer has (alwb classes explains it): no levels

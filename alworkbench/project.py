@@ -70,7 +70,7 @@ class Project:
         if classes is not None:
             raw["classes"] = list(classes)
         if tags is not None:
-            raw["tags"] = list(tags)
+            raw["tags"] = tags if isinstance(tags, dict) else list(tags)  # a mapping: a tag tree
         cfg = config_from_dict(raw)
         check_registries(cfg)
         proj = cls(d, cfg)

@@ -9,6 +9,10 @@ pred_level_<k>     Classification(label, confidence): the latest model's top-dow
                    node's probability (its leaves' probabilities summed)
 =================  ===========================================================================================
 
+A tag tree (multi-label, every node a tag) gets the same fields as Classifications: the tags at depth k of the final
+tag set, of the ground truth (both closed under ancestors), and of the prediction (the tags decided present, p >= 0.5
+of the tree-consistent probabilities, each with its probability).
+
 Called by :func:`alworkbench.integrations.fiftyone_sync.sync`; FiftyOne is imported by the caller and passed in.
 Writes are bulk ``set_values`` and only for fields whose values changed.
 """
@@ -65,6 +69,8 @@ def sync_levels(fo, ds, project, states: dict, session=None) -> list[str]:
     tree = project.config.tree
     if tree is None:
         return []
+    if tree.multilabel:
+        return _sync_tag_levels(fo, ds, project, tree, states, session)
     ids = list(ds.values("alwb_id"))
     items = {it.id: it for it in project.source.items}
     written: list[str] = []
@@ -98,6 +104,68 @@ def sync_levels(fo, ds, project, states: dict, session=None) -> list[str]:
                 labels = [path[k] for path in paths]
                 conf = [node_p[n][r] for r, n in enumerate(labels)]
                 _write(fo, ds, "pred_" + level_name(k + 1), labels, conf)
+                written.append("pred_" + level_name(k + 1))
+            ds.info["level_predictions_version"] = version
+            ds.save()
+    return written
+
+
+def _write_tags(fo, ds, name: str, tag_lists: list, conf: Optional[list] = None) -> bool:
+    """Set ``name`` to Classifications of each row's tags (None: no tag set) unless it already holds exactly these."""
+    schema = ds.get_field_schema()
+    if name not in schema:
+        ds.add_sample_field(name, fo.EmbeddedDocumentField, embedded_doc_type=fo.Classifications)
+    elif conf is None and [None if v is None else list(v) for v in ds.values(f"{name}.classifications.label")] == \
+            [None if v is None else list(v) for v in tag_lists]:
+        return False
+    docs = []
+    for r, tags in enumerate(tag_lists):
+        if tags is None:
+            docs.append(None)
+        elif conf is None:
+            docs.append(fo.Classifications(classifications=[fo.Classification(label=t) for t in tags]))
+        else:
+            docs.append(fo.Classifications(classifications=[fo.Classification(label=t, confidence=float(c))
+                                                            for t, c in zip(tags, conf[r])]))
+    ds.set_values(name, docs, progress=False)
+    return True
+
+
+def _sync_tag_levels(fo, ds, project, tree, states: dict, session=None) -> list[str]:
+    """A tag tree's level fields (see the module docstring)."""
+    ids = list(ds.values("alwb_id"))
+    truth = dict(zip((it.id for it in project.source.items), project.source.ground_truth()))
+    written: list[str] = []
+    final_cols: list[list] = [[] for _ in range(tree.depth)]
+    gt_cols: list[list] = [[] for _ in range(tree.depth)]
+    for sid in ids:
+        final = (states.get(sid) or {}).get("label")
+        lv = tree.tag_levels(list(final)) if isinstance(final, (list, tuple)) else [None] * tree.depth
+        gt = truth.get(sid)
+        gt = [gt] if isinstance(gt, str) else gt  # a single-label source used with tags: its class is its one tag
+        glv = tree.tag_levels(list(gt)) if gt else [None] * tree.depth
+        for k in range(tree.depth):
+            final_cols[k].append(lv[k])
+            gt_cols[k].append(glv[k])
+    for k in range(tree.depth):
+        if _write_tags(fo, ds, level_name(k + 1), final_cols[k]):
+            written.append(level_name(k + 1))
+        if _write_tags(fo, ds, "gt_" + level_name(k + 1), gt_cols[k]):
+            written.append("gt_" + level_name(k + 1))
+    got = session.predict_proba_all() if session is not None else None
+    if got is not None:
+        item_ids, proba, classes = got
+        version = int(session.model_version)
+        if ds.info.get("level_predictions_version") != version or "pred_" + level_name(1) not in ds.get_field_schema():
+            row = {sid: r for r, sid in enumerate(item_ids)}
+            order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
+            p = tree.consistent_tag_proba(np.asarray(proba)[order], classes)  # the session's already is; idempotent
+            col = {t: j for j, t in enumerate(classes)}
+            for k in range(tree.depth):
+                nodes = [n for n in tree.tag_level_nodes(k + 1) if n in col]
+                tags = [[n for n in nodes if p[r, col[n]] >= 0.5] for r in range(len(ids))]
+                conf = [[p[r, col[n]] for n in t] for r, t in enumerate(tags)]
+                _write_tags(fo, ds, "pred_" + level_name(k + 1), tags, conf)
                 written.append("pred_" + level_name(k + 1))
             ds.info["level_predictions_version"] = version
             ds.save()

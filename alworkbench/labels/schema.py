@@ -69,9 +69,13 @@ class LabelSchema:
         self.tags: Optional[tuple[str, ...]] = None if tags is None else _check_names(tags, "tags")
         if self.classes is not None and len(self.classes) < 2:
             raise ConfigError(f"classes: a single-label project needs at least 2 classes, got {len(self.classes)}")
-        #: an alworkbench.labels.taxonomy.Taxonomy whose leaves are the classes, or None
+        #: an alworkbench.labels.taxonomy.Taxonomy whose leaves are the classes, or (multi-label) whose every node
+        #: is a tag; None without a tree
         self.taxonomy = taxonomy
-        if taxonomy is not None and (self.classes is None or set(self.classes) != set(taxonomy.leaves)):
+        if taxonomy is not None and getattr(taxonomy, "multilabel", False):
+            if self.tags is None or set(self.tags) != set(taxonomy.nodes):
+                raise ConfigError("a tag tree needs a multi-label project whose tags are its nodes")
+        elif taxonomy is not None and (self.classes is None or set(self.classes) != set(taxonomy.leaves)):
             raise ConfigError("a taxonomy needs a single-label project whose classes are its leaves")
         self.guideline_text = str(guideline_text or "")
         self.guideline_version = str(guideline_version)
@@ -135,6 +139,8 @@ class LabelSchema:
         unknown = sorted({t for t in tags if t not in self._allowed_tags}, key=str)
         if unknown:
             raise AnswerError(f"unknown tag(s) {_short_list(unknown)}; allowed: {_short_list(self.allowed_tags)}")
+        if self.taxonomy is not None:  # a tag tree: a chosen tag brings its ancestors, stored explicitly
+            tags = self.taxonomy.close_tags(tags)
         normalised = tuple(sorted(set(tags)))
         return answer if normalised == answer.tags else dataclasses.replace(answer, tags=normalised)
 

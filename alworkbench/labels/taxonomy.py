@@ -44,8 +44,10 @@ def level_name(k: int) -> str:
 class Taxonomy:
     """A validated tree. ``leaves`` in declaration order (depth first) are the project's classes."""
 
-    def __init__(self, raw: Any, key: str = "taxonomy"):
+    def __init__(self, raw: Any, key: str = "taxonomy", multilabel: bool = False):
         self.key = key
+        #: a tag tree (``tags:`` as a nested mapping): every node is a tag; else the leaves are single-label classes
+        self.multilabel = bool(multilabel)
         self._children: dict[Optional[str], list[str]] = {None: []}  # None: the root
         self._parent: dict[str, Optional[str]] = {}
         self._where: dict[str, str] = {}  # name -> its path, for "appears twice" errors
@@ -54,7 +56,12 @@ class Taxonomy:
                               f"got {type(raw).__name__}")
         self._add_children(None, raw, ())
         self.leaves: tuple[str, ...] = tuple(n for n in self._parent if not self._children.get(n))
-        if len(self.leaves) < 2:
+        if multilabel:
+            bad = next((n for n in self._parent if "/" in n), None)
+            if bad is not None:
+                raise ConfigError(f"config key '{key}': tag {bad!r} holds '/': in a tag tree the nesting says the "
+                                  f"parent; write the last part only")
+        elif len(self.leaves) < 2:
             raise ConfigError(f"config key '{key}' needs at least 2 leaves (classes), got {len(self.leaves)}")
         self._paths = {n: self._path_of(n) for n in self._parent}
         self.depth = max(len(self._paths[leaf]) for leaf in self.leaves)
@@ -161,7 +168,8 @@ class Taxonomy:
         return {"roots": list(self.children(None)),
                 "children": {n: list(c) for n, c in self._children.items() if n is not None and c},
                 "paths": {n: list(p) for n, p in self._paths.items()},
-                "leaves": list(self.leaves), "depth": self.depth}
+                "leaves": list(self.leaves), "nodes": list(self.nodes), "depth": self.depth,
+                "multilabel": self.multilabel}
 
     # -- probabilities and predictions ----------------------------------------------------------------
     def _leaf_columns(self, classes: Sequence[str]) -> list[int]:
@@ -239,6 +247,73 @@ class Taxonomy:
             if leaf in self._paths and self.is_leaf(leaf):
                 for k in range(1, self.depth + 1):
                     out[k - 1][self.at_level(leaf, k)] += 1
+        return out
+
+    # -- tag trees (multi-label: every node is a tag) -------------------------------------------------
+    def close_tags(self, tags: Sequence[str]) -> tuple[str, ...]:
+        """The tags plus every ancestor of each in the tree, in tree order (a chosen child implies its parent)."""
+        have = set()
+        for t in tags:
+            have.update(self.path(t))
+        return tuple(n for n in self._parent if n in have)
+
+    def tag_depth(self, tag: str) -> int:
+        """The level of a tag: 1 for a top node, ``k`` for a node ``k`` deep (no carrying down for tags)."""
+        return len(self.path(tag))
+
+    def tag_level_nodes(self, k: int) -> tuple[str, ...]:
+        """The tags of level ``k`` (the nodes exactly ``k`` deep), in tree order."""
+        return tuple(n for n in self._parent if len(self._paths[n]) == k)
+
+    def tag_levels(self, tags: Sequence[str]) -> list[list[str]]:
+        """Per level, the tags of ``tags`` (closed under ancestors) at that depth; names not in the tree dropped."""
+        known = [t for t in tags if t in self._paths]
+        closed = set(self.close_tags(known))
+        return [[n for n in self.tag_level_nodes(k) if n in closed] for k in range(1, self.depth + 1)]
+
+    def consistent_tag_proba(self, proba: np.ndarray, tags: Sequence[str]) -> np.ndarray:
+        """Per-tag probabilities made consistent with the tree top-down: p(child) := min(p(child), p(parent)), so
+        no tag is more probable than its parent and ``p >= t`` (any one threshold) is closed under ancestors.
+        Columns of ``tags`` that are not tree nodes are left as they are."""
+        out = np.array(proba, dtype=np.float64, copy=True)
+        if out.ndim != 2 or not len(out):
+            return out
+        col = {t: j for j, t in enumerate(tags)}
+        for n in self._parent:  # declaration order is depth first: a parent comes before its children
+            par = self._parent[n]
+            if par is not None and n in col and par in col:
+                out[:, col[n]] = np.minimum(out[:, col[n]], out[:, col[par]])
+        return out
+
+    def tag_level_f1(self, truth: Sequence[Optional[Sequence[str]]], predicted: np.ndarray,
+                     tags: Sequence[str]) -> list[Optional[float]]:
+        """Per level, micro-F1 of the predicted tag decisions (``predicted``: (n, len(tags)) booleans) over the tags
+        of that level against the true tag sets (closed under ancestors). Rows whose truth is None are left out;
+        None for a level with no true and no predicted tag among the rows left."""
+        predicted = np.asarray(predicted, dtype=bool)
+        rows = [i for i, t in enumerate(truth) if t is not None]
+        col = {t: j for j, t in enumerate(tags)}
+        out: list[Optional[float]] = []
+        for k in range(1, self.depth + 1):
+            nodes = [n for n in self.tag_level_nodes(k) if n in col]
+            tp = fp = fn = 0
+            for i in rows:
+                true = set(self.close_tags([t for t in truth[i] if t in self._paths]))  # type: ignore[union-attr]
+                for n in nodes:
+                    p, y = bool(predicted[i, col[n]]), n in true
+                    tp += p and y
+                    fp += p and not y
+                    fn += y and not p
+            out.append(None if tp + fp + fn == 0 else 2 * tp / (2 * tp + fp + fn))
+        return out
+
+    def tag_level_counts(self, tag_sets: Sequence[Sequence[str]]) -> list[dict[str, int]]:
+        """Coverage per level for tag sets: how many sets hold each tag of the level (ancestors counted, tree
+        order, zeros kept)."""
+        out = [{n: 0 for n in self.tag_level_nodes(k)} for k in range(1, self.depth + 1)]
+        for tags in tag_sets:
+            for n in self.close_tags([t for t in tags if t in self._paths]):
+                out[self.tag_depth(n) - 1][n] += 1
         return out
 
     def __eq__(self, other) -> bool:

@@ -350,6 +350,10 @@ def _auto_tags(session, model, r, oof, Y, pool, proba, dry_run: bool) -> dict:
     from ..labels.quality import stable_unit
 
     tags = list(session.classes)
+    tree = getattr(session, "tree", None)
+    if tree is not None and oof is not None and len(oof):
+        # a tag tree: thresholds are chosen on the same tree-consistent probabilities the model decides with
+        oof = tree.consistent_tag_proba(oof, tags)
     th = choose_tag_thresholds(oof, Y, tags, float(r.target_precision), int(r.min_support), pool_proba=proba)
     th.model_version, th.temperature = int(model.version), float(model.calibration.temperature)
     ok, present, conf, thr = tag_decisions(proba, th) if len(pool) else (np.zeros(0, bool),) * 4

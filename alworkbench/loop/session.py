@@ -56,6 +56,10 @@ class _Model:
                  n_labels: int = 0, snapshot: int = 0, calibration: Optional[Calibration] = None, tree=None):
         self.head = head
         self.version = version
+        if tree is not None and multilabel:
+            # a tag tree: no tag more probable than its parent, so the decided tags (p >= 0.5) are closed under
+            # ancestors and no prediction contradicts the tree (Taxonomy.consistent_tag_proba)
+            proba = tree.consistent_tag_proba(proba, classes)
         self.proba = proba  # (n_items, n_classes) for every item of the project, calibrated
         self.classes = classes
         self.multilabel = multilabel
@@ -123,6 +127,10 @@ class Session:
         self._gt = project.source.ground_truth()
         if self.multilabel:  # a single-label source used with a tag vocabulary: its class is its one tag
             self._gt = [(g,) if isinstance(g, str) else g for g in self._gt]
+            if self.tree is not None:  # a tag tree: a true tag implies its ancestors (as a stored answer does)
+                tr = self.tree
+                self._gt = [g if g is None else tr.close_tags([t for t in g if t in tr.nodes]) + tuple(
+                    t for t in g if t not in tr.nodes) for g in self._gt]
         self._head_factory = head_factory or self._default_head_factory()
 
         self._lock = threading.RLock()
@@ -669,7 +677,8 @@ class Session:
         self._guideline_seen = self.guideline_version
         self.schema = self.project.schema
         tree = getattr(self.schema, "taxonomy", None)
-        if tree is None or set(tree.leaves) == set(self.classes):  # a reorganised tree over the same classes
+        if tree is None or set(tree.nodes if tree.multilabel else tree.leaves) == set(self.classes):
+            # a reorganised tree over the same classes (a tag tree: the same tags)
             self.tree = tree
         return self.guideline_version != old
 
@@ -776,11 +785,16 @@ class Session:
 
     def predict_tree(self, item_id: str) -> Optional[dict]:
         """A taxonomy project's tree-consistent prediction for one item: {"path": the top-down predicted path (one
-        node per level), "p": {node: probability (its leaves' summed)}, "model_version"}; None without a taxonomy,
+        node per level), "p": {node: probability (its leaves' summed)}, "model_version"} (a tag tree: "path" lists the
+        tags decided present, closed under ancestors, and "p" every tag's probability); None without a taxonomy,
         a model, or when suggestions are off."""
         m = self._model
-        if self.tree is None or m is None or not self.show_suggestions or self.multilabel:
+        if self.tree is None or m is None or not self.show_suggestions:
             return None
+        if self.multilabel:  # a tag tree: the tags decided present (closed under ancestors) and every tag's probability
+            row = m.proba[self.index_of(item_id)]
+            return {"path": [t for t, v in zip(m.classes, row) if v >= 0.5],
+                    "p": {t: round(float(v), 4) for t, v in zip(m.classes, row)}, "model_version": m.version}
         row = m.proba[self.index_of(item_id)][None, :]
         node_p = self.tree.node_proba(row, m.classes)
         return {"path": list(self.tree.predict_paths(row, m.classes)[0]),
@@ -929,6 +943,13 @@ class Session:
             cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
                             seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
                             warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
+            if self.tree is not None and self.multilabel and cal.oof_proba is not None and cal.cv_accuracy is not None:
+                # a tag tree: cross-validated micro-F1 of the decisions the model makes (tree-consistent)
+                from sklearn.metrics import f1_score
+
+                o = self.tree.consistent_tag_proba(cal.oof_proba, self.classes) >= 0.5
+                cal = replace(cal, cv_accuracy=float(f1_score(np.asarray(target), o.astype(int), average="micro",
+                                                               zero_division=0)))
             model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
                            self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
             model.train_idx = idx
@@ -953,6 +974,8 @@ class Session:
         (the items ``accuracy`` is measured on), out-of-fold accuracy on the human labels (the rows
         ``cv_accuracy`` is measured on) and coverage of the human labels."""
         tree = self.tree
+        if self.multilabel:
+            return self._tag_levels(model, target)
         ev = np.flatnonzero(self.eval_mask)
         held = tree.level_accuracy([self._gt[i] for i in ev], tree.predict_paths(model.proba[ev], model.classes))
         n_eval = sum(1 for i in ev if self._gt[i] is not None and self._gt[i] in tree.leaves)
@@ -968,6 +991,31 @@ class Session:
             n_cv = len(rows)
         labelled = [v for v in self.labels().values() if isinstance(v, str)]
         cover = tree.level_counts(labelled)
+        from ..labels.taxonomy import level_name
+
+        return [{"level": k, "name": level_name(k), "accuracy": held[k - 1], "n_eval": n_eval if held[k - 1] is not None
+                 else 0, "cv_accuracy": cv[k - 1], "n_cv": n_cv if cv[k - 1] is not None else 0,
+                 "coverage": cover[k - 1]} for k in range(1, tree.depth + 1)]
+
+    def _tag_levels(self, model: _Model, target=None) -> list[dict]:
+        """A tag tree: per level (the tags at that depth), held-out micro-F1 of the tree-consistent decisions against
+        ground truth, out-of-fold micro-F1 on the human labels and coverage of the human labels (the entries keep the
+        single-label keys: ``accuracy`` holds the report's metric, micro_f1)."""
+        tree = self.tree
+        ev = np.flatnonzero(self.eval_mask)
+        truth = [self._gt[i] for i in ev]
+        held = tree.tag_level_f1(truth, model.pred[ev], model.classes)
+        n_eval = sum(1 for t in truth if t is not None)
+        cal = model.calibration
+        cv: list = [None] * tree.depth
+        n_cv = 0
+        if cal.oof_proba is not None and target is not None and cal.cv_accuracy is not None:
+            rows = np.arange(len(cal.oof_proba)) if cal.usable is None else np.flatnonzero(cal.usable)
+            o = tree.consistent_tag_proba(cal.oof_proba[rows], self.classes) >= 0.5
+            Y = np.asarray(target)[rows]
+            cv = tree.tag_level_f1([[self.classes[j] for j in np.flatnonzero(y)] for y in Y], o, self.classes)
+            n_cv = len(rows)
+        cover = tree.tag_level_counts([v for v in self.labels().values() if isinstance(v, (list, tuple))])
         from ..labels.taxonomy import level_name
 
         return [{"level": k, "name": level_name(k), "accuracy": held[k - 1], "n_eval": n_eval if held[k - 1] is not None

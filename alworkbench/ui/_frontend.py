@@ -10,7 +10,8 @@ Python -> JS (synced traits, one message per step thanks to ``hold_sync``): ``it
 id), ``ack`` (``{view, client_seq, ok, error}``), ``progress``, ``guideline``, ``report_html``, ``prefetch``,
 ``quality`` (qualification result / failure with the guideline / error, and the accuracy notice), ``review``
 (reviewer mode: the entry shown, its place and the queue length), ``taxonomy`` (the class tree for the tree
-labeller, empty for flat classes; the answer then carries the leaf's ``path``). ``ui_mode`` picks the screen.
+labeller, empty for flat classes; the answer then carries the leaf's ``path``; a tag tree, ``multilabel`` true,
+composes the usual ``tags`` answer). ``ui_mode`` picks the screen.
 The view sends at most one message at a time and ignores keys until that message is acknowledged.
 """
 
@@ -144,6 +145,7 @@ function renderLabeller({ model, el }) {
     + "Run this cell again (Shift+Enter in the cell) for a new labeller; your answers so far are stored.";
   let shownAt = performance.now();
   let selected = new Set();
+  let treeDraw = null;          // a tag tree shows the selection too: redrawn with the choices
   let currentId = null;
   let searchSel = 0;
   const keep = [];          // prefetched Image objects (keeps them decoded in the cache)
@@ -208,7 +210,13 @@ function renderLabeller({ model, el }) {
   const submitBtn = h("button", "alwb-submit", "Submit tags (Enter)");
   side.append(predBox, search, choicesBox, submitBtn);
   main.append(imgCol, side);
-  const tree = mountTree({ model, root, side, pick: (leaf, path) => answer({ kind: "label", label: leaf, path: path }) });
+  const tree = mountTree({ model, root, side, pick: (leaf, path) => answer({ kind: "label", label: leaf, path: path }),
+    tags: { has: (n) => selected.has(n), set: (names, on) => {
+      if (inflight !== null) return;
+      names.forEach((n) => { if (on) selected.add(n); else selected.delete(n); });
+      say("", "info"); drawChoices();
+    } } });
+  treeDraw = tree.draw;
 
   const actions = h("div", "alwb-actions");
   const acceptBtn = h("button", "alwb-accept", "Accept suggestion (a)");
@@ -385,6 +393,7 @@ function renderLabeller({ model, el }) {
     submitBtn.disabled = multi && selected.size === 0;
     submitBtn.title = selected.size === 0 ? "choose at least one tag first (or skip with s)" : "";
     search.style.display = (!multi && choices().length > 10) ? "" : "none";
+    if (multi && treeDraw) treeDraw();
   }
 
   function toggleTag(name) {
@@ -1341,8 +1350,11 @@ CSS = r"""
 # The path is reset whenever a new item is shown. Python's ``taxonomy`` trait: {roots, children, paths, leaves, keys};
 # the item's ``tree_hint`` (Session.predict_tree: the model's top-down path and node probabilities) marks the
 # predicted child at each level and shows each child's probability.
+# A tag tree (``multilabel`` in the trait: every node is a tag) composes a tag set instead: 1-9/0 toggle the tag at
+# this level (on: its ancestors come on too, and a group opens; off: its descendants go off), ``/`` searches every
+# tag and Enter in the search toggles the hit; Enter on the widget submits the set (the usual multi-label submit).
 TREE_ESM = r"""
-function mountTree({ model, root, side, pick }) {
+function mountTree({ model, root, side, pick, tags }) {
   const box = h("div", "alwb-tree");
   const crumbs = h("div", "alwb-tree-crumbs");
   const search = h("input", "alwb-tree-search");
@@ -1361,12 +1373,23 @@ function mountTree({ model, root, side, pick }) {
   function here() { const t = tax(); return path.length ? (t.children || {})[path[path.length - 1]] || [] : (t.roots || []); }
   function isLeaf(n) { return !((tax().children || {})[n]); }
   function fullPath(n) { return (tax().paths || {})[n] || [n]; }
+  function multi() { return !!tax().multilabel; }
+  function allNodes() { return tax().nodes || []; }   // tree order (object keys would put "0"-"9" first)
   function matches() {
     const q = search.value.trim().toLowerCase();
     if (!q) return [];
-    return (tax().leaves || []).filter((l) => fullPath(l).some((p) => p.toLowerCase().includes(q)));
+    const pool = multi() ? allNodes() : (tax().leaves || []);
+    return pool.filter((l) => fullPath(l).some((p) => p.toLowerCase().includes(q)));
+  }
+  function toggle(n) {   // a tag tree: on brings the ancestors, off takes the descendants
+    const on = !tags.has(n);
+    if (on) tags.set(fullPath(n), true);
+    else tags.set(allNodes().filter((m) => fullPath(m).indexOf(n) >= 0), false);
+    if (on && !isLeaf(n)) path = fullPath(n).slice();
+    draw();
   }
   function choose(n) {
+    if (multi()) { toggle(n); return; }
     if (isLeaf(n)) { pick(n, fullPath(n)); return; }
     path = fullPath(n).slice();
     draw();
@@ -1399,6 +1422,7 @@ function mountTree({ model, root, side, pick }) {
       b.appendChild(h("span", "alwb-name", n + (isLeaf(n) ? "" : " \u203a")));
       if (hint && hint.p && hint.p[n] !== undefined) b.appendChild(h("span", "alwb-tree-p", " " + Math.round(100 * hint.p[n]) + "%"));
       if (hint && (hint.path || []).indexOf(n) >= 0) b.classList.add("alwb-tree-predicted");
+      if (multi() && tags.has(n)) b.classList.add("alwb-on");
       b.addEventListener("mousedown", (e) => e.preventDefault());
       b.addEventListener("click", (e) => { e.preventDefault(); root.focus({ preventScroll: true }); choose(n); });
       kids.appendChild(b);
@@ -1410,11 +1434,15 @@ function mountTree({ model, root, side, pick }) {
       const r = h("div", "alwb-tree-hit" + (i === hit ? " alwb-hit" : ""), fullPath(l).join(" > "));
       r.dataset.name = l;
       r.addEventListener("mousedown", (e) => e.preventDefault());
-      r.addEventListener("click", () => { search.value = ""; root.focus({ preventScroll: true }); pick(l, fullPath(l)); });
+      r.addEventListener("click", () => { search.value = ""; root.focus({ preventScroll: true }); if (multi()) toggle(l); else pick(l, fullPath(l)); });
       hits.appendChild(r);
     });
-    if (search.value.trim() && !m.length) hits.appendChild(h("div", "alwb-tree-nohit", "no class matches \u201c" + search.value.trim() + "\u201d"));
-    help.textContent = "tree: 1-9/0 choose at this level \u00b7 Backspace up a level \u00b7 / search all classes, Enter picks";
+    if (search.value.trim() && !m.length) hits.appendChild(h("div", "alwb-tree-nohit", (multi() ? "no tag" : "no class") + " matches \u201c" + search.value.trim() + "\u201d"));
+    search.placeholder = multi() ? "/ search all tags" : "/ search all classes";
+    crumbs.dataset.tags = multi() ? allNodes().filter((n) => tags.has(n)).join(",") : "";
+    help.textContent = multi()
+      ? "tag tree: 1-9/0 toggle a tag at this level (a parent comes on with it, a group opens) \u00b7 Backspace up a level \u00b7 / search all tags \u00b7 Enter submits the tags"
+      : "tree: 1-9/0 choose at this level \u00b7 Backspace up a level \u00b7 / search all classes, Enter picks";
   }
   // a key on the widget (not in an input): true when the tree handled it
   function key(e) {
@@ -1433,7 +1461,7 @@ function mountTree({ model, root, side, pick }) {
     const m = matches();
     if (e.key === "Enter") {
       e.preventDefault();
-      if (m.length) { const l = m[hit]; search.value = ""; draw(); root.focus({ preventScroll: true }); pick(l, fullPath(l)); }
+      if (m.length) { const l = m[hit]; search.value = ""; draw(); root.focus({ preventScroll: true }); if (multi()) toggle(l); else pick(l, fullPath(l)); }
     } else if (e.key === "ArrowDown" || e.key === "ArrowUp") {
       e.preventDefault(); hit += e.key === "ArrowDown" ? 1 : -1; draw();
     } else if (e.key === "Escape") {
@@ -1449,7 +1477,7 @@ function mountTree({ model, root, side, pick }) {
   model.on("change:taxonomy", draw);
   lastItem = ((model.get("item") || {}).item_id || "") + "#" + ((model.get("item") || {}).shown_seq || "");
   draw();
-  return { key, active };
+  return { key, active, draw };
 }
 """
 
@@ -1467,6 +1495,8 @@ TREE_CSS = r"""
 .alwb-tree-child { font: inherit; cursor: pointer; border: 1px solid var(--jp-border-color1, #bbb); border-radius: 14px;
   background: var(--jp-layout-color1, #fff); padding: 3px 10px; color: inherit; }
 .alwb-tree-group { font-weight: 600; }
+.alwb-tree-child.alwb-on { background: var(--jp-brand-color1, #1976d2); color: var(--jp-ui-inverse-font-color1, #fff);
+  border-color: var(--jp-brand-color1, #1976d2); }
 .alwb-tree-predicted { border-color: #6a9fd8; box-shadow: inset 0 0 0 1px #6a9fd8; }
 .alwb-tree-p { color: var(--jp-ui-font-color2, #666); font-weight: normal; }
 .alwb-report-levels td.alwb-level-cov { text-align: left; font-size: 11px; color: var(--jp-ui-font-color2, #666); }

@@ -149,12 +149,13 @@ def report_html(reports: Sequence[RoundReport], names: Sequence[str] = (), *, mo
     table = (f"<table class='alwb-report-table'><tr><th>class</th>{cells}</tr>"
              f"<tr><th>labels</th>{counts}</tr></table>")
     return (f"<div class='alwb-report-box'>{head}<div style='display:flex;gap:16px;align-items:flex-start;"
-            f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div>{levels_html(r.levels)}</div>")
+            f"flex-wrap:wrap'>{table}{accuracy_svg(reports)}</div>{levels_html(r.levels, r.metric)}</div>")
 
 
-def levels_html(levels) -> str:
+def levels_html(levels, metric: str = "accuracy") -> str:
     """A taxonomy project's per-level table in the round summary: held-out and cross-validated accuracy and how
-    many nodes of each level have labels (``RoundReport.levels``); "" for flat classes."""
+    many nodes of each level have labels (``RoundReport.levels``); "" for flat classes. A tag tree's levels hold
+    micro-F1 (``metric``)."""
     if not levels:
         return ""
 
@@ -167,7 +168,8 @@ def levels_html(levels) -> str:
         f"<td>{sum(1 for v in (lv.get('coverage') or {}).values() if v)}/{len(lv.get('coverage') or {})}</td>"
         f"<td class='alwb-level-cov'>{html.escape(' · '.join(f'{n} {c}' for n, c in (lv.get('coverage') or {}).items()))}"
         "</td></tr>" for lv in levels)
-    return ("<table class='alwb-report-table alwb-report-levels'><tr><th>level</th><th>held-out accuracy</th>"
+    return ("<table class='alwb-report-table alwb-report-levels'><tr><th>level</th>"
+            f"<th>held-out {'micro-F1' if metric == 'micro_f1' else 'accuracy'}</th>"
             f"<th>cross-validated</th><th>nodes labelled</th><th>labels per node</th></tr>{rows}</table>")
 
 
