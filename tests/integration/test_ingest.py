@@ -25,6 +25,12 @@ CLASSES = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 ENV = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TQDM_DISABLE="1")
 
 
+
+def _errfile(tmp_path):
+    """Where a watch subprocess's stderr goes: a file, since a pipe nobody reads until the end can fill up and
+    block the child."""
+    return tmp_path / "watch-stderr.txt"
+
 def _png(path: Path, rgb, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = np.clip(np.array(rgb) + rng.integers(-25, 25, (12, 12, 3)), 0, 255).astype(np.uint8)
@@ -187,7 +193,7 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
     images = make_folder(tmp_path / "images", per_class=4)
     Project.init(tmp_path / "proj", str(images)).close()
     proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                             "0.2"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV)
     lines: queue.Queue = queue.Queue()
     def read() -> None:
         for ln in proc.stdout:
@@ -204,7 +210,7 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
             try:
                 ln = lines.get(timeout=0.5)
             except queue.Empty:
-                assert proc.poll() is None, f"alwb ingest --watch exited early: {seen} {proc.stderr.read()}"
+                assert proc.poll() is None, f"alwb ingest --watch exited early: {seen} {_errfile(tmp_path).read_text()}"
                 continue
             assert ln is not None, f"alwb ingest --watch ended early: {seen}"
             seen.append(ln)
@@ -219,9 +225,9 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
         assert line.strip() == "new (1): blue/dropped.png"
         assert any("1 new, 0 changed, 0 removed" in ln and "1 embedded" in ln for ln in seen), seen
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
         reader.join(timeout=60)
-        err = proc.stderr.read()
+        err = _errfile(tmp_path).read_text()
     finally:
         if proc.poll() is None:
             proc.kill()
@@ -352,7 +358,7 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
 
     # --watch routes what each poll finds
     proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=ENV)
+                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
     seen: list[str] = []
@@ -364,7 +370,7 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
                 ln = lines.get(timeout=0.5)
             except queue.Empty:
                 continue
-            assert ln is not None, f"alwb ingest --watch ended early: {seen} {proc.stderr.read()}"
+            assert ln is not None, f"alwb ingest --watch ended early: {seen} {_errfile(tmp_path).read_text()}"
             seen.append(ln)
             if pred(ln):
                 return ln
@@ -377,7 +383,7 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
         assert line.strip() == f"routing with model v{version}: 1 auto-labelled (0 sampled for review), " \
                                "0 queued for people", seen
         proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=120)
+        proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
         line = wait_for(lambda ln: ln.startswith("watch stopped after "))
         assert "1 new, 0 changed, 0 removed, 1 embedded, 1 auto-labelled, 0 queued" in line, seen
     finally:
