@@ -26,6 +26,10 @@ import numpy as np
 from ..errors import AlwbError, MissingDependencyError
 from .cache import EmbedReport, EmbeddingCache, _LOAD_ERRORS, load_bound
 
+#: every actor seeds torch with this before building its backbone, so random-init weights agree across actors
+RANDOM_INIT_SEED = 0
+
+
 def import_ray():
     """``ray`` (with Ray Data), or a one-line error naming the extra to install."""
     try:
@@ -90,6 +94,10 @@ class _EmbedActor:
         src = source_box[0]
         self.source = ray.get(src) if isinstance(src, ray.ObjectRef) else src
         name, weights, device = spec[:3]
+        import torch
+
+        # random-init weights (weights="none", tests and benchmarks) must be the same model in every actor
+        torch.manual_seed(RANDOM_INIT_SEED)
         self.backbone = get_backbone(name, weights=weights, device=device)
         self.bound = load_bound(self.backbone)
         self.pixels = getattr(self.source, "pixels", None) if spec_uses_pixels(spec) else None
@@ -185,6 +193,7 @@ def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], ad
         src_ref = ray.put(source)
         todo_a = np.asarray(todo, dtype=np.int64)
         blocks = [todo_a[s:s + batch_size] for s in range(0, len(todo_a), batch_size)]
+        n_actors = max(1, min(n_actors, len(blocks)))  # no idle actor (each one loads the backbone)
         ds = ray.data.from_numpy(blocks).rename_columns({"data": "row"})  # one block per batch
         ds = ds.map_batches(_EmbedActor, batch_size=batch_size, batch_format="numpy",
                             compute=ray.data.ActorPoolStrategy(size=n_actors),
