@@ -162,7 +162,7 @@ def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], ad
     ray = connect(address, num_cpus=num_cpus, object_store_memory=object_store_memory, progress=progress)
     spec = tuple(spec) if len(spec) >= 4 else (*tuple(spec), True)
     name, weights, device = spec[:3]
-    bb = get_backbone(name, weights=weights, device="cpu" if device in (None, "auto") else device)
+    bb = get_backbone(name, weights=weights, device="cpu")  # key and dim only (the key has no device in it)
     key, dim = bb.key, bb.dim
     del bb
     items = source.items
@@ -238,6 +238,11 @@ def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], ad
             flush()
             if on_chunk is not None and done and done % chunk_size:
                 on_chunk(done, len(todo))
+        except ray.exceptions.RayError as exc:  # a worker failed: one line (finished chunks are kept, see below)
+            cause = getattr(exc, "cause", None)
+            msg = str(cause) if isinstance(cause, AlwbError) else \
+                (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            raise AlwbError(f"embedding on Ray failed: {msg}; finished chunks are kept, rerun to resume") from None
         finally:
             flush()  # keep what was computed, even when interrupted
         if cache is not None:
