@@ -169,3 +169,16 @@ def test_cli_embed_ray_without_ray_names_the_extra(tmp_path):
     assert r.returncode == 2
     assert r.stderr.strip().count("\n") == 0, r.stderr
     assert "pip install 'alworkbench[ray]'" in r.stderr and "--ray" in r.stderr
+
+
+def test_a_failing_ray_worker_is_one_line_and_nothing_half_written(cluster, tmp_path):
+    from alworkbench.errors import AlwbError
+
+    src = _source(tmp_path / "imgs", 6, bad=False)
+    cache = EmbeddingCache(tmp_path / "cache")
+    # the actors cannot build the backbone (no CUDA here): the driver's one-line error names the worker's reason
+    with pytest.raises(AlwbError, match=r"^embedding on Ray failed: .*torch.cuda.is_available\(\) is False; "
+                                        r"finished chunks are kept") as exc:
+        embed_source_ray(src, ("randconv", "default", "cuda"), cache, workers=1, batch_size=4, progress=False)
+    assert "\n" not in str(exc.value)
+    assert not [p for p in tmp_path.joinpath("cache").rglob("*") if p.suffix in (".npy", ".tmp")]
