@@ -48,11 +48,22 @@ def cmd_init(a) -> int:
 def cmd_embed(a) -> int:
     from .project import Project
 
+    if a.ray is not None:
+        from .embed.ray_embed import import_ray
+
+        import_ray()  # without the [ray] extra: one line naming it, before the project is even opened
+    if a.ray_workers is not None and a.ray_workers < 1:
+        raise AlwbError(f"--ray-workers takes a positive number, got {a.ray_workers}")
     p = Project.open(a.dir)
-    X = p.embeddings(progress=not a.quiet)
+    X = p.embeddings(progress=not a.quiet, ray=a.ray, ray_workers=a.ray_workers)
     rep = p.source.report
-    print(f"{len(X)} images embedded with {p.config.backbone.name} -> {X.shape[1]}-d "
-          f"(cache: {p.dir / 'cache'}); {len(rep.skipped)} skipped, {len(rep.duplicates)} duplicates")
+    er = p.embed_report
+    how = ""
+    if a.ray is not None:
+        how = f" on Ray ({'local cluster' if a.ray == 'local' else a.ray})"
+    print(f"{len(X)} images embedded with {p.config.backbone.name} -> {X.shape[1]}-d{how} "
+          f"(cache: {p.dir / 'cache'}; {er.n_computed} computed, {er.n_cached} from the cache); "
+          f"{len(rep.skipped)} skipped, {len(rep.duplicates)} duplicates")
     return 0
 
 
@@ -879,6 +890,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("embed", help="compute (or resume) the embedding cache")
     p.add_argument("dir")
+    p.add_argument("--ray", nargs="?", const="local", default=None, metavar="ADDRESS",
+                   help="compute on Ray Data (needs the [ray] extra): without ADDRESS a local cluster on this machine, "
+                        "else the cluster at ADDRESS (e.g. 10.0.0.5:6379 or ray://host:10001)")
+    p.add_argument("--ray-workers", type=int, help="with --ray: actors (default one per GPU, else one per CPU)")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_embed)
 

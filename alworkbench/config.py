@@ -116,6 +116,15 @@ class RoutingConfig:
 
 
 @dataclass
+class FiftyOneConfig:
+    """Where the FiftyOne integration keeps its data (alworkbench.integrations.fiftyone_sync)."""
+
+    #: an external MongoDB (``mongodb://host:port/`` or ``mongodb+srv://...``) instead of the project's own
+    #: database under ``DIR/fiftyone/db``; FiftyOne's FIFTYONE_DATABASE_URI, when set, takes precedence
+    database_uri: Optional[str] = None
+
+
+@dataclass
 class ProjectConfig:
     name: str = "project"
     source: SourceConfig = field(default_factory=SourceConfig)
@@ -133,6 +142,7 @@ class ProjectConfig:
     ui: UIConfig = field(default_factory=UIConfig)
     quality: QualityConfig = field(default_factory=QualityConfig)
     routing: RoutingConfig = field(default_factory=RoutingConfig)
+    fiftyone: FiftyOneConfig = field(default_factory=FiftyOneConfig)
     annotator: str = "anonymous"
     label_budget: Optional[int] = None  # labels the project means to collect: the labeller shows progress toward it
     #: the label store: None for the embedded SQLite file (labels.sqlite in the project folder), or a
@@ -185,7 +195,7 @@ class ProjectConfig:
 _SECTIONS = {
     "source": SourceConfig, "backbone": BackboneConfig, "head": HeadConfig, "query": QueryConfig,
     "evaluation": EvaluationConfig, "stopping": StoppingConfig, "guideline": GuidelineConfig,
-    "ui": UIConfig, "quality": QualityConfig, "routing": RoutingConfig,
+    "ui": UIConfig, "quality": QualityConfig, "routing": RoutingConfig, "fiftyone": FiftyOneConfig,
 }
 
 
@@ -451,6 +461,10 @@ def validate(cfg: ProjectConfig) -> None:
             raise ConfigError(f"config key '{key}' must be >= {lo}, got {val}")
     if not q.lease_s > 0:
         raise ConfigError(f"config key 'quality.lease_s' must be > 0 seconds, got {q.lease_s}")
+    uri = cfg.fiftyone.database_uri
+    if uri is not None and (not isinstance(uri, str) or not uri.startswith(("mongodb://", "mongodb+srv://"))):
+        raise ConfigError(f"config key 'fiftyone.database_uri' must be a MongoDB URI (mongodb://host:port/ or "
+                          f"mongodb+srv://...), got {uri!r}")
     r = cfg.routing
     if not 0 < r.target_precision <= 1:
         raise ConfigError(f"config key 'routing.target_precision' must be in (0, 1], got {r.target_precision}")

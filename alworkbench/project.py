@@ -188,18 +188,33 @@ class Project:
                 mask[i] = h < frac
         return mask
 
-    def embeddings(self, progress: bool = True) -> np.ndarray:
-        """Embeddings for every item (rows aligned with ``source.items``), from the on-disk cache."""
+    def embeddings(self, progress: bool = True, ray: Optional[str] = None,
+                   ray_workers: Optional[int] = None) -> np.ndarray:
+        """Embeddings for every item (rows aligned with ``source.items``), from the on-disk cache.
+
+        ``ray``: compute what the cache lacks on Ray Data instead of in this process (``"local"``: a local cluster
+        on this machine; else a cluster address for ``ray.init``); same cache, same rows. Needs the ``[ray]`` extra.
+        """
         with self._lock:
             if self._embeddings is None:
-                from .embed.backbones import get_backbone
                 from .embed.cache import EmbeddingCache, embed_source
 
                 b = self.config.backbone
-                backbone = get_backbone(b.name, weights=b.weights, device=b.device)
-                X, rep = embed_source(self.source, backbone, EmbeddingCache(self.dir / "cache"),
-                                      batch_size=b.batch_size, num_workers=b.num_workers, progress=progress,
-                                      return_report=True)
+                if ray is not None:
+                    from .embed.ray_embed import embed_source_ray, import_ray
+
+                    import_ray()  # the one-line "install the [ray] extra" error comes before any work
+                    X, rep = embed_source_ray(self.source, (b.name, b.weights, b.device),
+                                              EmbeddingCache(self.dir / "cache"),
+                                              address=None if ray == "local" else ray, workers=ray_workers,
+                                              batch_size=b.batch_size, progress=progress, return_report=True)
+                else:
+                    from .embed.backbones import get_backbone
+
+                    backbone = get_backbone(b.name, weights=b.weights, device=b.device)
+                    X, rep = embed_source(self.source, backbone, EmbeddingCache(self.dir / "cache"),
+                                          batch_size=b.batch_size, num_workers=b.num_workers, progress=progress,
+                                          return_report=True)
                 self.embed_report = rep
                 self.embed_ok = np.ones(len(X), bool) if rep.ok is None else np.asarray(rep.ok, bool)
                 self._embeddings = X

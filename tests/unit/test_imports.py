@@ -3,10 +3,11 @@ import subprocess
 import sys
 
 HEAVY = ["torch", "torchvision", "ipywidgets", "IPython", "anywidget", "fiftyone", "timm", "playwright",
-         "psycopg"]  # psycopg: only when a postgresql:// store is opened
+         "psycopg", "ray"]  # psycopg: only when a postgresql:// store is opened; ray: only for `embed --ray`
 CORE = ["alworkbench", "alworkbench.config", "alworkbench.types", "alworkbench.errors", "alworkbench.data",
         "alworkbench.labels", "alworkbench.query", "alworkbench.loop", "alworkbench.loop.session",
-        "alworkbench.loop.simulation", "alworkbench.project", "alworkbench.cli", "alworkbench.export"]
+        "alworkbench.loop.simulation", "alworkbench.project", "alworkbench.cli", "alworkbench.export",
+        "alworkbench.embed", "alworkbench.embed.ray_embed"]
 
 
 def test_core_imports_no_heavy_dependency():

@@ -1,0 +1,266 @@
+"""Embedding on Ray Data: the same cache, the same commit markers, many workers (issue 13, part 3).
+
+``embed_source_ray(source, (name, weights, device), cache, address=...)`` looks the images up in the
+:class:`~alworkbench.embed.cache.EmbeddingCache` on the driver, builds a Ray dataset over the rows whose content
+is *not* cached yet (so a rerun after an interruption computes only what is missing) and maps it with
+``map_batches`` through an actor pool: each actor builds the backbone once, reads its batch's images in parallel
+threads (``source.load`` + ``backbone.transform``, or the ``.pixels`` fast path of built-in datasets; exactly the
+local path's preprocessing) and runs the forward pass. There is one actor per GPU when the cluster has GPUs
+(``num_gpus=1`` each), else one per CPU worker. Results stream back to the driver, which is the only writer:
+every ``chunk_size`` rows become one chunk through ``EmbeddingCache.put`` (checksums written last: the commit
+marker), and ``consolidate`` runs at the end, exactly as in :func:`~alworkbench.embed.cache.embed_source`.
+Images that cannot be read are skipped with a reason, as on the local path.
+
+``import alworkbench.embed.ray_embed`` does not import ray; without it, :func:`import_ray` raises a one-line
+:class:`~alworkbench.errors.MissingDependencyError` naming the extra (``pip install 'alworkbench[ray]'``).
+"""
+from __future__ import annotations
+
+import os
+import time
+import warnings
+from typing import Callable, Optional, Sequence
+
+import numpy as np
+
+from ..errors import AlwbError, MissingDependencyError
+from .cache import EmbedReport, EmbeddingCache, _LOAD_ERRORS, load_bound
+
+#: every actor seeds torch with this before building its backbone, so random-init weights agree across actors
+RANDOM_INIT_SEED = 0
+
+
+def import_ray():
+    """``ray`` (with Ray Data), or a one-line error naming the extra to install."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as exc:
+        raise MissingDependencyError("ray[data]", "ray", "`--ray` (embedding on Ray Data)") from exc
+    return ray
+
+
+def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
+            object_store_memory: Optional[int] = None, progress: bool = False):
+    """Connect to Ray: ``address`` (``"ray://host:port"``, ``"host:port"`` or ``"auto"``) or, without one, a
+    local cluster on this machine started by this process (``num_cpus``, ``object_store_memory`` bytes), stopped
+    when the process exits. Ray binds it to the machine's own address: it turns 127.0.0.1 into that address
+    itself (``ray._private.services.resolve_ip_for_localhost``). A process already connected keeps its
+    connection. Returns the ``ray`` module."""
+    ray = import_ray()
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+    if ray.is_initialized():
+        return ray
+    kw = dict(include_dashboard=False, log_to_driver=False, logging_level="WARNING")
+    # workers must import the same alworkbench as the driver (a source checkout on PYTHONPATH included)
+    pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    pypath = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+    try:
+        if address:
+            ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": pypath}}, **kw)
+        else:
+            os.environ["PYTHONPATH"] = pypath  # the local cluster's workers inherit it
+            ray.init(address="local", num_cpus=num_cpus,
+                     object_store_memory=object_store_memory, **kw)
+    except (ConnectionError, RuntimeError, ValueError) as exc:
+        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
+        raise AlwbError(f"cannot connect to {where}: {' '.join(str(exc).split())[:200]}") from None
+    import ray.data
+
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = bool(progress)
+    ctx.print_on_execution_start = False
+    return ray
+
+
+def _worker_plan(ray, workers: Optional[int]) -> tuple[int, float, float]:
+    """``(actors, num_gpus, num_cpus)`` per actor: one per GPU when the cluster has GPUs, else one per CPU."""
+    res = ray.cluster_resources()
+    gpus = int(res.get("GPU", 0))
+    if gpus:
+        return (min(workers, gpus) if workers else gpus), 1.0, 1.0
+    cpus = max(1, int(res.get("CPU", 1)))
+    return (min(workers, cpus) if workers else cpus), 0.0, 1.0
+
+
+class _EmbedActor:
+    """One backbone per actor (built once); ``__call__`` embeds a batch of source rows."""
+
+    def __init__(self, source_box, spec, io_threads: int = 4):
+        import ray
+
+        from .backbones import get_backbone
+
+        src = source_box[0]
+        self.source = ray.get(src) if isinstance(src, ray.ObjectRef) else src
+        name, weights, device = spec[:3]
+        import torch
+
+        # random-init weights (weights="none", tests and benchmarks) must be the same model in every actor
+        torch.manual_seed(RANDOM_INIT_SEED)
+        self.backbone = get_backbone(name, weights=weights, device=device)
+        self.bound = load_bound(self.backbone)
+        self.pixels = getattr(self.source, "pixels", None) if spec_uses_pixels(spec) else None
+        self.io_threads = io_threads
+        self._pool = None
+
+    def _read(self, row: int):
+        item = self.source.items[row]
+        try:
+            im = self.source.load(item, bound=self.bound) if self.bound else self.source.load(item)
+            if im.mode != "RGB":
+                im = im.convert("RGB")
+            return self.backbone.transform(im), ""
+        except _LOAD_ERRORS as exc:
+            from ..errors import ImageLoadError
+
+            return None, (exc.reason if isinstance(exc, ImageLoadError) else f"{type(exc).__name__}: {exc}")
+
+    def __call__(self, batch: dict) -> dict:
+        import torch
+
+        rows = np.asarray(batch["row"], dtype=np.int64)
+        dim = self.backbone.dim
+        emb = np.zeros((len(rows), dim), dtype=np.float32)
+        errors = np.array([""] * len(rows), dtype=object)
+        if self.pixels is not None:
+            if len(rows):
+                emb[:] = self.backbone.forward(self.backbone.transform_uint8_batch(np.asarray(self.pixels[rows])))
+        else:
+            if self._pool is None:
+                from concurrent.futures import ThreadPoolExecutor
+
+                self._pool = ThreadPoolExecutor(self.io_threads)
+            read = list(self._pool.map(self._read, rows.tolist()))
+            ok = [i for i, (t, _why) in enumerate(read) if t is not None]
+            for i, (_t, why) in enumerate(read):
+                errors[i] = why
+            if ok:
+                emb[ok] = self.backbone.forward(torch.stack([read[i][0] for i in ok]))
+        return {"row": rows, "emb": emb, "error": errors.astype(str)}
+
+
+def spec_uses_pixels(spec) -> bool:
+    return len(spec) < 4 or bool(spec[3])
+
+
+def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], address: Optional[str] = None,
+                     workers: Optional[int] = None, batch_size: int = 64, chunk_size: int = 2048,
+                     progress: bool = True, on_chunk: Optional[Callable[[int, int], None]] = None,
+                     return_report: bool = False, num_cpus: Optional[int] = None,
+                     object_store_memory: Optional[int] = None, io_threads: int = 4):
+    """Like :func:`~alworkbench.embed.cache.embed_source` (same rows, same cache, same report), computed on Ray.
+
+    ``spec``: ``(backbone name, weights, device[, use_pixels])`` -- each actor builds its own backbone from it.
+    ``address``: a Ray cluster (``ray.init(address=...)``); None starts a local one on this machine (``num_cpus``,
+    ``object_store_memory``) unless this process is connected already. ``workers``: actors (default: one per
+    GPU, else one per CPU of the cluster).
+    """
+    from .backbones import get_backbone
+
+    t0 = time.perf_counter()
+    ray = connect(address, num_cpus=num_cpus, object_store_memory=object_store_memory, progress=progress)
+    spec = tuple(spec) if len(spec) >= 4 else (*tuple(spec), True)
+    name, weights, device = spec[:3]
+    bb = get_backbone(name, weights=weights, device="cpu")  # key and dim only (the key has no device in it)
+    key, dim = bb.key, bb.dim
+    del bb
+    items = source.items
+    n = len(items)
+    shas = [it.sha256 for it in items]
+    report = EmbedReport(n_items=n)
+    if cache is not None:
+        X, found = cache.lookup(key, shas, dim)
+        if X.shape[1] != dim:
+            X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    else:
+        X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    report.n_cached = int(found.sum())
+
+    todo: list[int] = []
+    first_of: dict[str, int] = {}
+    for i in np.flatnonzero(~found).tolist():
+        if shas[i] not in first_of:
+            first_of[shas[i]] = i
+            todo.append(i)
+
+    failed_rows: dict[int, str] = {}
+    if todo:
+        import ray.data
+
+        n_actors, gpus, cpus = _worker_plan(ray, workers)
+        use_pixels = spec_uses_pixels(spec) and getattr(source, "pixels", None) is not None
+        src_ref = ray.put(source)
+        todo_a = np.asarray(todo, dtype=np.int64)
+        blocks = [todo_a[s:s + batch_size] for s in range(0, len(todo_a), batch_size)]
+        n_actors = max(1, min(n_actors, len(blocks)))  # no idle actor (each one loads the backbone)
+        ds = ray.data.from_numpy(blocks).rename_columns({"data": "row"})  # one block per batch
+        ds = ds.map_batches(_EmbedActor, batch_size=batch_size, batch_format="numpy",
+                            compute=ray.data.ActorPoolStrategy(size=n_actors),
+                            num_gpus=gpus or None, num_cpus=cpus,
+                            fn_constructor_kwargs={"source_box": [src_ref], "spec": (*spec[:3], use_pixels),
+                                                   "io_threads": io_threads})
+        buf_rows: list[np.ndarray] = []
+        buf_emb: list[np.ndarray] = []
+        n_buf = 0
+        done = 0
+
+        def flush():
+            nonlocal buf_rows, buf_emb, n_buf
+            if not n_buf:
+                return
+            rows = np.concatenate(buf_rows)
+            emb = np.concatenate(buf_emb)
+            X[rows] = emb
+            if cache is not None:
+                cache.put(key, [shas[r] for r in rows.tolist()], emb)
+            buf_rows, buf_emb, n_buf = [], [], 0
+
+        try:
+            for out in ds.iter_batches(batch_size=None, batch_format="numpy"):
+                rows = np.asarray(out["row"], dtype=np.int64)
+                emb = np.asarray(out["emb"], dtype=np.float32).reshape(len(rows), dim)
+                errs = [str(e) for e in out["error"]]
+                good = np.array([not e for e in errs], dtype=bool)
+                for r, e in zip(rows.tolist(), errs):
+                    if e:
+                        failed_rows[r] = e
+                if good.any():
+                    buf_rows.append(rows[good])
+                    buf_emb.append(emb[good])
+                    n_buf += int(good.sum())
+                    report.n_computed += int(good.sum())
+                done += len(rows)
+                if n_buf >= chunk_size:
+                    flush()
+                    if on_chunk is not None:
+                        on_chunk(done, len(todo))
+            flush()
+            if on_chunk is not None and done and done % chunk_size:
+                on_chunk(done, len(todo))
+        except ray.exceptions.RayError as exc:  # a worker failed: one line (finished chunks are kept, see below)
+            cause = getattr(exc, "cause", None)
+            msg = str(cause) if isinstance(cause, AlwbError) else \
+                (str(exc).strip().splitlines() or [type(exc).__name__])[-1][:300]
+            raise AlwbError(f"embedding on Ray failed: {msg}; finished chunks are kept, rerun to resume") from None
+        finally:
+            flush()  # keep what was computed, even when interrupted
+        if cache is not None:
+            cache.consolidate(key)
+        for i in np.flatnonzero(~found).tolist():
+            src = first_of[shas[i]]
+            if src in failed_rows:
+                if i != src:
+                    failed_rows[i] = failed_rows[src]
+            elif i != src:
+                X[i] = X[src]
+    ok = np.ones(n, dtype=bool)
+    ok[list(failed_rows)] = False
+    report.failed = [(items[r].id, failed_rows[r]) for r in sorted(failed_rows)]
+    report.ok = ok
+    report.seconds = time.perf_counter() - t0
+    if report.failed:
+        first_id, first_reason = report.failed[0]
+        warnings.warn(f"embedding skipped {len(report.failed)} of {n} image(s) that could not be read "
+                      f"(their rows are zeros), e.g. {first_id}: {first_reason}", RuntimeWarning, stacklevel=2)
+    return (X, report) if return_report else X
