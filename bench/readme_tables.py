@@ -158,7 +158,7 @@ INGEST_COMMAND = "python bench/bench_ingest_incremental.py --json bench/results/
 def ingest_md(res: dict | None = None) -> str:
     res = res or _load("ingest_incremental.json")
     return "\n".join([
-        f"`{INGEST_COMMAND}` — {res['n_before']:,} images ({res['image']}), then {res['n_added']:,} added; backbone "
+        f"`{res.get('command', INGEST_COMMAND)}` — {res['n_before']:,} images ({res['image']}), then {res['n_added']:,} added; backbone "
         f"`{res['backbone']}`, {res['cpu_count']} CPU cores", "",
         "| run | images embedded (counted in the cache) | seconds |", "|---|---|---|",
         f"| incremental `alwb ingest` after adding {res['n_added']:,} | {res['embedded_counted_in_cache']:,} | "
