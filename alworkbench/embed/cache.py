@@ -613,14 +613,25 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
                 bar.close()
         if cache is not None:
             cache.consolidate(key)
-        # duplicates (same sha) get the row computed for their first occurrence
-        for i in np.flatnonzero(~found).tolist():
-            src = first_of[shas[i]]
-            if src in failed_rows:
-                if i != src:
-                    failed_rows[i] = failed_rows[src]
-            elif i != src:
-                X[i] = X[src]
+        fill_duplicates(X, found, shas, first_of, failed_rows)
+    finish_report(report, items, failed_rows, n, t0)
+    return (X, report) if return_report else X
+
+
+def fill_duplicates(X: np.ndarray, found: np.ndarray, shas: Sequence[str], first_of: dict, failed_rows: dict) -> None:
+    """Duplicates (same sha) get the row computed for their first occurrence, or its failure reason."""
+    for i in np.flatnonzero(~found).tolist():
+        src = first_of[shas[i]]
+        if src in failed_rows:
+            if i != src:
+                failed_rows[i] = failed_rows[src]
+        elif i != src:
+            X[i] = X[src]
+
+
+def finish_report(report, items, failed_rows: dict, n: int, t0: float) -> None:
+    """Fill ``report`` (ok mask, failed ids with reasons, seconds) and warn once about unreadable images; shared by
+    the local and the Ray paths."""
     ok = np.ones(n, dtype=bool)
     ok[list(failed_rows)] = False
     report.failed = [(items[r].id, failed_rows[r]) for r in sorted(failed_rows)]
@@ -629,5 +640,4 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
     if report.failed:
         first_id, first_reason = report.failed[0]
         warnings.warn(f"embedding skipped {len(report.failed)} of {n} image(s) that could not be read "
-                      f"(their rows are zeros), e.g. {first_id}: {first_reason}", RuntimeWarning, stacklevel=2)
-    return (X, report) if return_report else X
+                      f"(their rows are zeros), e.g. {first_id}: {first_reason}", RuntimeWarning, stacklevel=3)

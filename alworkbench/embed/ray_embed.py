@@ -18,13 +18,12 @@ from __future__ import annotations
 
 import os
 import time
-import warnings
 from typing import Callable, Optional, Sequence
 
 import numpy as np
 
 from ..errors import AlwbError, MissingDependencyError
-from .cache import EmbedReport, EmbeddingCache, _LOAD_ERRORS, load_bound
+from .cache import EmbedReport, EmbeddingCache, _LOAD_ERRORS, fill_duplicates, finish_report, load_bound
 
 #: every actor seeds torch with this before building its backbone, so random-init weights agree across actors
 RANDOM_INIT_SEED = 0
@@ -247,20 +246,6 @@ def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], ad
             flush()  # keep what was computed, even when interrupted
         if cache is not None:
             cache.consolidate(key)
-        for i in np.flatnonzero(~found).tolist():
-            src = first_of[shas[i]]
-            if src in failed_rows:
-                if i != src:
-                    failed_rows[i] = failed_rows[src]
-            elif i != src:
-                X[i] = X[src]
-    ok = np.ones(n, dtype=bool)
-    ok[list(failed_rows)] = False
-    report.failed = [(items[r].id, failed_rows[r]) for r in sorted(failed_rows)]
-    report.ok = ok
-    report.seconds = time.perf_counter() - t0
-    if report.failed:
-        first_id, first_reason = report.failed[0]
-        warnings.warn(f"embedding skipped {len(report.failed)} of {n} image(s) that could not be read "
-                      f"(their rows are zeros), e.g. {first_id}: {first_reason}", RuntimeWarning, stacklevel=2)
+        fill_duplicates(X, found, shas, first_of, failed_rows)
+    finish_report(report, items, failed_rows, n, t0)
     return (X, report) if return_report else X
