@@ -38,7 +38,8 @@ from psycopg import errors as _pgerr
 
 from ..errors import DuplicateAnswerError, StoreError
 from . import store as _s
-from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, LabelStore, _CommitFailed, _one_line)
+from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, LabelStore, _CommitFailed, _one_line,
+                    _Write)
 
 CONNECT_TIMEOUT_S = 10
 
@@ -280,10 +281,12 @@ class _PgConn:
             pass
 
 
-class _PgWrite:
+class _PgWrite(_Write):
     """BEGIN; LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE; ... COMMIT (or ROLLBACK on any exception)."""
 
-    def __init__(self, conn: _PgConn, store: "PgLabelStore"):
+    db_error = psycopg.Error
+
+    def __init__(self, conn: _PgConn, store: "PgLabelStore"):  # noqa: D107 - no super(): no SQLite timeout/path
         self.conn = conn
         self.store = store
 
@@ -301,23 +304,8 @@ class _PgWrite:
             raise
         return self.conn
 
-    def __exit__(self, exc_type, exc, tb):
-        if exc_type is None:
-            try:
-                self.conn.execute("COMMIT")
-            except psycopg.Error as cexc:
-                self._rollback()
-                raise _CommitFailed(cexc) from cexc
-        else:
-            self._rollback()
-        return False
-
     def _rollback(self) -> None:
-        try:
-            if self.conn.in_transaction:
-                self.conn.execute("ROLLBACK")
-        except psycopg.Error:
-            pass
+        super()._rollback()
         self.conn.in_transaction = False
 
 

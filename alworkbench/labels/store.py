@@ -291,6 +291,8 @@ class _Write:
     """BEGIN IMMEDIATE ... COMMIT, or ROLLBACK on any exception. A failed COMMIT raises ``_CommitFailed``:
     the caller decides how to find out whether it was durable after all."""
 
+    db_error: type = sqlite3.Error  # the driver's error class (the PostgreSQL store's subclass sets psycopg's)
+
     def __init__(self, conn: sqlite3.Connection, timeout_s: float, path: Path):
         self.conn = conn
         self.timeout_s = timeout_s
@@ -312,7 +314,7 @@ class _Write:
         if exc_type is None:
             try:
                 self.conn.execute("COMMIT")
-            except sqlite3.Error as cexc:
+            except self.db_error as cexc:
                 self._rollback()
                 raise _CommitFailed(cexc) from cexc
         else:
@@ -323,7 +325,7 @@ class _Write:
         try:
             if self.conn.in_transaction:
                 self.conn.execute("ROLLBACK")
-        except sqlite3.Error:  # the original error is the one to report
+        except self.db_error:  # the original error is the one to report
             pass
 
 
