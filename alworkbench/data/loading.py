@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 import os
 import struct
 from pathlib import Path
@@ -340,7 +341,14 @@ def _decode(fp, path: str, *, max_side: Optional[int], max_pixels: Optional[int]
             if probe:  # decoding at 1/8 scale still reads the whole entropy-coded stream
                 im.draft(None, (max(1, width // 8), max(1, height // 8)))
             elif target is not None:
-                im.draft("RGB" if im.mode == "RGB" else None, (target, target))
+                if target == max_side and (bound is None or max_side < bound):
+                    # a display copy: the long side is what must reach max_side, so ask the decoder for the size
+                    # the thumbnail will have (a 4000x3000 photo for 768 px decodes at 1/4, not 1/2)
+                    k = target / max(width, height)
+                    req = (max(1, math.ceil(width * k)), max(1, math.ceil(height * k)))
+                else:
+                    req = (target, target)   # the memory bound keeps BOTH sides >= bound
+                im.draft("RGB" if im.mode == "RGB" else None, req)
         try:
             im.load()
         except Image.DecompressionBombError as exc:  # a plugin's own check on a frame or tile while decoding

@@ -221,6 +221,8 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
         self._retrain_enabled = bool(retrain) and mode == "label"
         self._ui_lock = threading.RLock()
         self._encoder = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alwb-encode")
+        self._pusher = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="alwb-prefetch")
+        self._closing = False
         self._encoded: dict[str, cf.Future] = {}
         self._current_id: Optional[str] = None
         self._front: Optional[str] = None     # an undone item to show before the rest of the batch
@@ -272,6 +274,7 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
             else:
                 self._start()
                 self._update_notice()
+                self._after_show()   # the images ahead are prepared from the start, not after the first answer
 
     # ------------------------------------------------------------------ construction helpers
     @classmethod
@@ -542,14 +545,42 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
             self._review_after_show()
             return
         pending = [bi for bi in self.session.pending() if bi.item.id != self._current_id][:PREFETCH]
-        futs = [self._image_future(bi.item) for bi in pending]
-        srcs = []
-        for f in futs:
-            try:
-                srcs.append(f.result()["src"])
-            except Exception as e:  # an unreadable image shows its error when it becomes current
-                self._status = f"could not prepare an upcoming image: {e}"
-        self.prefetch = srcs[:1]
+        futs = [(bi.item.id, self._image_future(bi.item)) for bi in pending]
+        if not futs:
+            self.prefetch = []
+            return
+        # never wait here: this runs on the kernel's message thread, and a key pressed meanwhile would wait for the
+        # encoding of an image two answers ahead. The browser gets the next image when it is ready.
+        item_id, fut = futs[0]
+        if fut.done():
+            self._set_prefetch(item_id, fut)
+        else:
+            fut.add_done_callback(lambda f, i=item_id: self._schedule_prefetch(i, f))
+
+    def _schedule_prefetch(self, item_id: str, fut: cf.Future) -> None:
+        if self._closing:
+            return
+        try:
+            self._pusher.submit(self._prefetch_ready, item_id, fut)
+        except RuntimeError:   # the widget closed meanwhile
+            pass
+
+    def _set_prefetch(self, item_id: str, fut: cf.Future) -> None:
+        try:
+            self.prefetch = [fut.result()["src"]]
+        except Exception as e:  # noqa: BLE001 - an unreadable image shows its error when it becomes current
+            self._status = f"could not prepare an upcoming image: {e}"
+
+    def _prefetch_ready(self, item_id: str, fut: cf.Future) -> None:
+        """An upcoming image finished encoding after the answer was acknowledged: hand it to the browser to decode,
+        if it is still the next one. Runs on its own thread (the encoder's callback must not wait for the UI lock:
+        the message thread may hold it while it waits for the encoder)."""
+        with self._ui_lock:
+            if self._closing or self.ui_mode != "label":
+                return
+            nxt = [bi.item.id for bi in self.session.pending() if bi.item.id != self._current_id][:1]
+            if nxt == [item_id]:
+                self._set_prefetch(item_id, fut)
 
     # ------------------------------------------------------------------ messages from the view
     def _on_msg(self, _widget, content, _buffers) -> None:
@@ -900,9 +931,11 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
             self._push_progress()
 
     def close(self) -> None:
-        enc = getattr(self, "_encoder", None)   # absent when __init__ refused its arguments
-        if enc is not None:
-            enc.shutdown(wait=False)
+        self._closing = True
+        for name in ("_encoder", "_pusher"):
+            ex = getattr(self, name, None)   # absent when __init__ refused its arguments
+            if ex is not None:
+                ex.shutdown(wait=False)
         super().close()
 
     def __repr__(self) -> str:

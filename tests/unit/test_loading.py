@@ -166,6 +166,36 @@ def test_max_side_downsizes_large_jpeg_and_png(tmp_path):
         load_image(tmp_path / "wide.png", max_side=0)
 
 
+def test_a_display_copy_decodes_a_photo_at_the_smallest_jpeg_scale_that_still_fills_it(tmp_path, monkeypatch):
+    """A 4000x3000 JPEG shown at 768 px: the thumbnail will be 768x576, so the decoder is asked for that size and
+    decodes at 1/4 (1000x750), not at 1/2 (2000x1500, four times the pixels) as a square 768x768 request gives.
+    The memory bound of the embedding path still keeps BOTH sides >= bound."""
+    from PIL import ImageDraw
+
+    big = Image.new("RGB", (4000, 3000), (10, 120, 200))
+    ImageDraw.Draw(big).ellipse([1000, 700, 3000, 2300], fill=(240, 200, 40))
+    big.save(tmp_path / "photo.jpg", quality=85)
+    before = []
+    real = Image.Image.thumbnail
+
+    def spy(self, size, *a, **kw):
+        before.append(self.size)
+        return real(self, size, *a, **kw)
+
+    monkeypatch.setattr(Image.Image, "thumbnail", spy)
+    im = load_image(tmp_path / "photo.jpg", max_side=768)
+    assert im.size == (768, 576)
+    assert before == [(1000, 750)]
+    assert close(px(im, (384, 288)), (240, 200, 40), tol=10) and close(px(im, (10, 10)), (10, 120, 200), tol=10)
+    before.clear()
+    portrait = big.transpose(Image.Transpose.ROTATE_90)   # 3000x4000
+    portrait.save(tmp_path / "portrait.jpg", quality=85)
+    assert load_image(tmp_path / "portrait.jpg", max_side=768).size == (576, 768)
+    assert before == [(750, 1000)]
+    bounded = load_image(tmp_path / "photo.jpg", bound=700)
+    assert min(bounded.size) >= 700
+
+
 def test_unicode_and_spaces_in_path(tmp_path):
     folder = tmp_path / "café au lait" / "日本 語"
     folder.mkdir(parents=True)
