@@ -25,6 +25,9 @@ import numpy as np
 
 #: threads the helper process gives BLAS (``ALWB_FIT_BLAS_THREADS`` overrides; 1 is fastest on a shared machine)
 BLAS_THREADS = 1
+#: how much lower the helper's CPU priority is than the kernel's (``ALWB_FIT_NICE`` overrides; 0 keeps it equal):
+#: on a busy machine the labeller's next image (the kernel, the browser) gets the CPU before the model's fit
+NICE = 10
 #: L-BFGS memory (SciPy's maxcor; its default: 20 took more time per iteration than it saved in iterations)
 MAXCOR = 10
 
@@ -123,6 +126,10 @@ class _Helper:
 
 def _serve(fd: int) -> None:
     from multiprocessing.connection import Connection
+    try:
+        os.nice(max(0, int(os.environ.get("ALWB_FIT_NICE", NICE))))
+    except (OSError, ValueError):   # a refused or malformed setting: the fit runs at the kernel's priority
+        pass
     conn = Connection(fd)
     while True:
         try:

@@ -919,11 +919,11 @@ function renderReview({ model, el }) {
   guide.append(guideSummary, guideBody);
 
   const main = h("div", "alwb-main");
-  const imgBox = h("div", "alwb-imgbox");
-  const img = h("img", "alwb-image");
+  // the labeller's image stage: fixed size, fit, 1:1 (=), zoom (+ / - / wheel), pan (drag, or the arrows while
+  // zoomed), a checkerboard behind transparency; the full resolution is fetched from the kernel when needed
+  const stage = createStage(() => send({ type: "full_res", item_id: currentId }));
+  const img = stage.img;
   img.alt = "item to review";
-  img.draggable = false;
-  imgBox.appendChild(img);
   const side = h("div", "alwb-side");
   const reasonsBox = h("div", "alwb-review-reasons");
   const answersBox = h("div", "alwb-review-answers");
@@ -932,7 +932,7 @@ function renderReview({ model, el }) {
   const choicesTitle = h("div", "alwb-review-choices-title");
   const choicesBox = h("div", "alwb-choices");
   side.append(reasonsBox, answersBox, consensusBox, predBox, choicesTitle, choicesBox);
-  main.append(imgBox, side);
+  main.append(stage.el, side);
   const empty = h("div", "alwb-review-empty");
 
   const actions = h("div", "alwb-actions");
@@ -1063,7 +1063,8 @@ function renderReview({ model, el }) {
     const r = rev();
     const e = r.entry || null;
     const newId = e ? e.item_id : null;
-    if (r.shown_seq !== root.dataset.shownSeq) {
+    const fresh = r.shown_seq !== root.dataset.shownSeq;
+    if (fresh) {
       const hadFocus = root.contains(document.activeElement);
       selected = new Set();
       reasonInput.value = "";
@@ -1091,10 +1092,7 @@ function renderReview({ model, el }) {
     main.style.display = "";
     actions.style.display = "";
     position.textContent = "item " + r.position + " of " + r.queue_length + " in the review queue";
-    img.classList.toggle("alwb-pixelated", !!e.pixelated);
-    if (e.display_w) { img.style.width = e.display_w + "px"; img.style.height = e.display_h + "px"; }
-    else { img.style.width = ""; img.style.height = ""; }
-    if (img.getAttribute("src") !== e.src) img.src = e.src;
+    if (fresh || (img.getAttribute("src") !== e.src && !stage.el.dataset.full)) stage.show(e);
     reasonsBox.appendChild(h("span", "alwb-review-label", "queued: "));
     (e.reasons || []).forEach((why, i) => {
       const chip = h("span", "alwb-review-reason", (e.reasons_text || [])[i] || why);
@@ -1136,7 +1134,8 @@ function renderReview({ model, el }) {
 
   function drawHelp() {
     help.textContent = "keys: Enter/a accept \u00b7 " + (isMulti() ? "tag keys toggle a correction, Enter then the reason"
-      : "1-9/0 correct to that class, then the reason") + " (Enter saves, Esc cancels) \u00b7 n/\u2192 next without deciding";
+      : "1-9/0 correct to that class, then the reason") + " (Enter saves, Esc cancels) \u00b7 n/\u2192 next without deciding"
+      + " \u00b7 +/-/wheel zoom, = 1:1, arrows pan while zoomed";
   }
 
   function drawPrefetch() {
@@ -1158,6 +1157,10 @@ function renderReview({ model, el }) {
     if (a.ok) say(a.info || "", "info"); else say(a.error || "refused", "error");
   });
   model.on("change:review", drawReview);
+  model.on("change:full_res", () => {
+    const f = model.get("full_res") || {};
+    if (f.item_id && f.item_id === currentId && f.shown_seq === root.dataset.shownSeq) stage.setFull(f);
+  });
   model.on("change:progress", drawProgress);
   model.on("change:guideline", drawGuideline);
   model.on("change:prefetch", drawPrefetch);
@@ -1197,6 +1200,15 @@ function renderReview({ model, el }) {
       if (correcting()) openReason(true); else accept();
     } else if (k === "a") {
       accept();
+    } else if (k === "+") {
+      stage.zoomIn();
+    } else if (k === "-") {
+      stage.zoomOut();
+    } else if (k === "=") {
+      stage.oneToOne();
+    } else if (stage.zoomed() && (k === "ArrowLeft" || k === "ArrowRight" || k === "ArrowUp" || k === "ArrowDown")) {
+      const step = 80;   // while zoomed the arrows pan (the Right arrow skips again once back to fit: = or -)
+      stage.pan(k === "ArrowLeft" ? step : k === "ArrowRight" ? -step : 0, k === "ArrowUp" ? step : k === "ArrowDown" ? -step : 0);
     } else if (k === "n" || k === "ArrowRight") {
       skip();
     } else if (k === "Escape") {
@@ -1280,8 +1292,6 @@ CSS = r"""
 .alwb-dead { background: var(--jp-error-color3, #fdecea); border: 1px solid var(--jp-error-color1, #e57373); color: var(--jp-ui-font-color1, #222); padding: 6px 8px; border-radius: 4px; margin: 4px 0;
   font-weight: 600; }
 .alwb-main { display: flex; gap: 16px; align-items: flex-start; }
-.alwb-imgbox { flex: 0 0 auto; min-width: 256px; min-height: 256px; display: flex; align-items: center; justify-content: center;
-  background: var(--jp-layout-color2, #f3f3f3); border-radius: 4px; padding: 4px; }
 .alwb-image { display: block; max-width: min(640px, 60vw); max-height: 480px; object-fit: contain; }
 .alwb-image.alwb-pixelated { image-rendering: pixelated; image-rendering: crisp-edges; }
 .alwb-side { flex: 1 1 260px; min-width: 220px; }
@@ -1303,7 +1313,11 @@ CSS = r"""
 .alwb-key { font-family: var(--jp-code-font-family, monospace); font-size: 11px; border: 1px solid currentColor; border-radius: 3px;
   padding: 0 3px; margin-right: 5px; opacity: 0.75; }
 .alwb-actions { display: flex; gap: 6px; margin-top: 8px; flex-wrap: wrap; }
-.alwb-actions button, .alwb-submit, .alwb-guideline-ack { font: inherit; cursor: pointer; padding: 3px 9px; }
+.alwb-actions button, .alwb-submit, .alwb-guideline-ack, .alwb-reason-save, .alwb-annotator-add, .alwb-annotator-cancel {
+  font: inherit; cursor: pointer; padding: 3px 9px; color: inherit; background: var(--jp-layout-color1, #fff);
+  border: 1px solid var(--jp-border-color1, #bbb); border-radius: 3px; }
+.alwb-actions button:hover, .alwb-submit:hover, .alwb-guideline-ack:hover { background: var(--jp-layout-color2, #eee); }
+.alwb-actions button:disabled { opacity: 0.55; cursor: default; }
 .alwb-note-row { display: none; margin-top: 6px; }
 .alwb-note-row.alwb-open { display: block; }
 .alwb-note-input { width: 100%; box-sizing: border-box; font: inherit; }

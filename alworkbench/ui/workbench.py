@@ -675,11 +675,17 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
     def _handle_full_res(self, content: dict) -> str:
         """The shown image at full resolution for 1:1 / zoom (encoded on demand; the display copy stays small)."""
         item_id = content.get("item_id")
-        if item_id is None or item_id != self._current_id:
-            return ""   # another image is shown by now
-        item = self.session.items[self.session.index_of(item_id)]
+        if self.ui_mode == "review":
+            cur = self._review_entry
+            if item_id is None or cur is None or item_id != cur["item_id"]:
+                return ""   # another entry is shown by now
+            item, seq = self._review_session.item(item_id), (self.review or {}).get("shown_seq")
+        else:
+            if item_id is None or item_id != self._current_id:
+                return ""   # another image is shown by now
+            item, seq = self.session.items[self.session.index_of(item_id)], self.item.get("shown_seq")
         full = self._encoder.submit(lambda: encode_full(self._load_for_display(item, FULL_SIDE)[0])).result()
-        self.full_res = {"item_id": item_id, "shown_seq": self.item.get("shown_seq"), **full}
+        self.full_res = {"item_id": item_id, "shown_seq": seq, **full}
         return ""
 
     def _handle_qualification_retry(self) -> str:

@@ -59,6 +59,21 @@ def test_multilabel_and_warm_start_go_through_the_helper():
     assert warm.n_iter_ < cold.n_iter_
 
 
+def test_the_helper_fits_at_a_lower_cpu_priority_than_the_kernel(monkeypatch):
+    """The person never waits for the model: on a busy machine the fit yields the CPU to the kernel's UI work."""
+    X, y = _data()
+    cpu_fit.shutdown()
+    TorchHead(device="cpu").fit(X, y)
+    mine = os.getpriority(os.PRIO_PROCESS, 0)
+    assert os.getpriority(os.PRIO_PROCESS, cpu_fit.helper_pid()) == min(19, mine + cpu_fit.NICE)
+    assert os.getpriority(os.PRIO_PROCESS, 0) == mine   # the kernel's own priority is untouched
+    cpu_fit.shutdown()
+    monkeypatch.setenv("ALWB_FIT_NICE", "0")
+    TorchHead(device="cpu").fit(X, y)
+    assert os.getpriority(os.PRIO_PROCESS, cpu_fit.helper_pid()) == mine
+    cpu_fit.shutdown()
+
+
 def test_a_killed_helper_is_replaced():
     X, y = _data()
     TorchHead(device="cpu").fit(X, y)
