@@ -22,6 +22,8 @@ This module imports torch at import time: import it lazily (``alworkbench.embed`
 """
 from __future__ import annotations
 
+import contextlib
+
 import hashlib
 import os
 from typing import Callable, Optional, Sequence
@@ -305,6 +307,19 @@ def _load_into(model: nn.Module, state: dict, path: str, what: str, ignore_prefi
             f"{what}: {path!r} does not match the architecture: {len(missing)} missing key(s), e.g. {missing[0]!r}")
 
 
+#: the seed of random-init backbones (``weights="none"``): the same model in every process, so cached rows that carry
+#: the id "random-init" always come from the same weights (a kernel, ``alwb embed``, a Ray actor)
+RANDOM_INIT_SEED = 0
+
+
+@contextlib.contextmanager
+def _random_init():
+    """Build a random-init model from :data:`RANDOM_INIT_SEED` without touching the caller's torch RNG."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(RANDOM_INIT_SEED)
+        yield
+
+
 def _torchvision(name: str, weights: str, device: torch.device) -> Backbone:
     import torchvision.models as tvm
 
@@ -313,7 +328,8 @@ def _torchvision(name: str, weights: str, device: torch.device) -> Backbone:
     resize, crop = int(tf.resize_size[0]), int(tf.crop_size[0])
     prep = f"resize={resize}|crop={crop}|imagenet-norm"
     if weights in ("none", None):
-        model = tvm.get_model(name, weights=None)
+        with _random_init():
+            model = tvm.get_model(name, weights=None)
         wid = "random-init"
     elif weights == "default":
         filename = os.path.basename(urlparse(enum.url).path)
@@ -353,7 +369,8 @@ def _timm(model_name: str, weights: str, device: torch.device) -> Backbone:
         raise ConfigError(f"backbone.name: timm has no model {model_name!r}")
     name = f"timm:{model_name}"
     if weights in ("none", None):
-        model = timm.create_model(model_name, pretrained=False, num_classes=0)
+        with _random_init():
+            model = timm.create_model(model_name, pretrained=False, num_classes=0)
         wid = "random-init"
     elif weights == "default":
         cfg = timm.models.get_pretrained_cfg(model_name)

@@ -110,6 +110,31 @@ def test_resnet18_random_init_and_local_weights_file(tmp_path):
         B.get_backbone("resnet18", weights=str(tmp_path / "absent.pth"), device="cpu")
 
 
+def test_random_init_is_the_same_model_in_every_process_and_leaves_the_callers_rng_alone():
+    """Cached rows carry the backbone key "...|random-init|..." whichever process made them (the kernel, `alwb
+    embed`, a Ray actor), so a random-init model must be the same model everywhere: built from a fixed seed, without
+    consuming or resetting the caller's torch RNG."""
+    import subprocess
+    import sys
+
+    torch.manual_seed(123)
+    expected_next = torch.rand(3)
+    torch.manual_seed(123)
+    a = B.get_backbone("resnet18", weights="none", device="cpu")
+    assert torch.equal(torch.rand(3), expected_next)   # the caller's RNG stream is untouched
+    b = B.get_backbone("resnet18", weights="none", device="cpu")
+    imgs = _images(2, size=(64, 48), mode="RGB")
+    fa = a.embed_images(imgs)
+    np.testing.assert_array_equal(fa, b.embed_images(imgs))
+    # another process (another global seed) builds the same weights
+    code = ("import torch, sys; torch.manual_seed(999); from alworkbench.embed import backbones as B;"
+            "m = B.get_backbone('resnet18', weights='none', device='cpu').module;"
+            "sys.stdout.write(repr(float(sum(p.double().sum() for p in m.parameters()))))")
+    other = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    mine = float(sum(p.double().sum() for p in a.module.parameters()))
+    assert float(other) == mine
+
+
 def test_default_weights_offline_raise_missing_weights_naming_file_and_folder(tmp_path, monkeypatch):
     from urllib.error import URLError
 
