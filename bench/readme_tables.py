@@ -168,10 +168,49 @@ def ingest_md(res: dict | None = None) -> str:
             f"identical before and after: {res['store_events_and_labels_identical']}."])
 
 
+#: issue 12's second pass: the same command on the code before it and after it (each file one run, in this order)
+UI_LATENCY_RUNS = [
+    ("before (code at e28b89b), run 1", "ui_latency_issue12_pass2_before.json"),
+    ("before (code at e28b89b), run 2", "ui_latency_issue12_pass2_before_run2.json"),
+    ("after: no waiting for images ahead, 1/4-scale JPEG decode (629739a)", "ui_latency_issue12_pass2.json"),
+    ("after + the fit helper at nice 10 (a6b990c), run 1", "ui_latency_issue12_pass2_run2.json"),
+    ("after + the fit helper at nice 10 (a6b990c), run 2", "ui_latency_issue12_pass2_run3.json"),
+]
+
+
+def ui_latency_md(res: dict | None = None) -> str:
+    """Key press -> next image painted, per run: back to back and with a 1 s pause, with the models trained
+    meanwhile and the machine's load."""
+    res = res or _load("ui_latency_issue12_pass2.json")
+    args = res["args"]
+    lines = [f"`python bench/bench_ui_latency.py --photos {args['photos']} --presses {args['presses']} --scenarios photos "
+             f"--think-ms 0,1000 --backbone {args['backbone']} --backbone-weights {args['backbone_weights']} "
+             f"--json bench/results/FILE` — {res['machine']['cpu_count']} CPU cores, Chromium headless, a fit "
+             "after every answer meanwhile", "",
+             "| code | file | back to back: median / p90 (models trained) | 1 s pause: median / p90 (models trained) "
+             "| load at start / end | goal met (both) |", "|---|---|---|---|---|---|"]
+    for label, name in UI_LATENCY_RUNS:
+        if not (RESULTS / name).exists():
+            continue
+        r = _load(name)
+        sc = r["scenarios"]
+        cells = []
+        met = []
+        for key in ("photos", "photos+think1000ms"):
+            pm = sc[key]["painted_ms"]
+            cells.append(f"{pm['median']:.0f} / {pm['p90']:.0f} ms ({sc[key]['models_trained_during_run']})")
+            met.append(bool(sc[key]["goal_met"]) and sc[key]["all_answers_stored"])
+        m = r["machine"]
+        lines.append(f"| {label} | `{name}` | {cells[0]} | {cells[1]} | {m['loadavg_1min_at_start']:.1f} / "
+                     f"{m['loadavg_1min_at_end']:.1f} | {'yes' if all(met) else 'no'} ({'yes' if met[0] else 'no'} / "
+                     f"{'yes' if met[1] else 'no'}) |")
+    return "\n".join(lines)
+
+
 BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json": small_sets_md,
           "turnaround.json": turnaround_md, "calibration.json": calibration_md, "quality.json": quality_md,
           "quality_budget10.json": quality_md, "routing.json": routing_md,
-          "ingest_incremental.json": ingest_md}
+          "ingest_incremental.json": ingest_md, "ui_latency_issue12_pass2.json": ui_latency_md}
 
 
 def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
