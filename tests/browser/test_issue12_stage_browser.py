@@ -30,7 +30,7 @@ def test_the_reviewer_screen_has_the_image_stage_fit_zoom_one_to_one_and_pan(lab
     from alworkbench import Answer
     from alworkbench.project import Project
 
-    proj = _photo_project(lab.root)
+    proj = _photo_project(lab.root / "review_stage")   # its own folder: the labeller's stage test uses lab.root
     p = Project.open(proj)
     X = np.load(proj / "pixels.npy")
     names = {it.id: Path(it.uri).name for it in p.items}
