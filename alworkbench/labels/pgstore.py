@@ -38,11 +38,12 @@ from psycopg import errors as _pgerr
 
 from ..errors import DuplicateAnswerError, StoreError
 from . import store as _s
-from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, LabelStore, _CommitFailed, _one_line,
-                    _Write)
+from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, SCHEMA_VERSION_ONCE, LabelStore,
+                    _CommitFailed, _one_line, _Write)
 
 CONNECT_TIMEOUT_S = 10
 
+_APPEND_ONLY = ("events", "records", "schema_history")
 _DDL = [
     f"""CREATE TABLE IF NOT EXISTS events (
     id              BIGSERIAL PRIMARY KEY,
@@ -87,6 +88,15 @@ _DDL = [
     kind       TEXT    NOT NULL,
     value_json TEXT    NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
+)""",
+    # schema version 4: every creation and upgrade of the schema, appended (see LabelStore._schema_version)
+    """CREATE TABLE IF NOT EXISTS schema_history (
+    id           BIGSERIAL PRIMARY KEY,
+    from_version INTEGER,
+    to_version   INTEGER NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    software     TEXT    NOT NULL DEFAULT '',
+    details_json TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS events_sample_round ON events(sample_id, round)",
     "CREATE INDEX IF NOT EXISTS events_round ON events(round)",
@@ -153,18 +163,31 @@ BEGIN
 END $$""",
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_server_time BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_server_time()"
-    for t in ("events", "records", "batches")
+    for t in ("events", "records", "batches", "schema_history")
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_append_only()"
-    for t in ("events", "records") for op in ("UPDATE", "DELETE")
+    for t in _APPEND_ONLY for op in ("UPDATE", "DELETE")
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"
-    " EXECUTE FUNCTION alwb_append_only()" for t in ("events", "records")
+    " EXECUTE FUNCTION alwb_append_only()" for t in _APPEND_ONLY
+] + [
+    # meta's schema_version is written once (at creation): an alworkbench that predates schema_history cannot
+    # rewrite it (its transaction rolls back, the store is untouched)
+    f"""CREATE OR REPLACE FUNCTION alwb_schema_version_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{SCHEMA_VERSION_ONCE}' USING ERRCODE = 'restrict_violation';
+END $$""",
+    "CREATE OR REPLACE TRIGGER meta_schema_version_once BEFORE UPDATE OR DELETE ON meta FOR EACH ROW"
+    " WHEN (OLD.key = 'schema_version') EXECUTE FUNCTION alwb_schema_version_once()",
+    "CREATE OR REPLACE TRIGGER meta_no_truncate BEFORE TRUNCATE ON meta FOR EACH STATEMENT"
+    " EXECUTE FUNCTION alwb_append_only()",
 ] + [
     "CREATE OR REPLACE TRIGGER events_one_active_answer BEFORE INSERT ON events FOR EACH ROW"
     " EXECUTE FUNCTION alwb_one_active_answer()",
 ]
-_N_TRIGGERS = 10
+_TRIGGERS = tuple(f"{t}_no_{op}" for t in _APPEND_ONLY for op in ("update", "delete", "truncate")) + (
+    "events_one_active_answer", "meta_schema_version_once", "meta_no_truncate") + tuple(
+    f"{t}_server_time" for t in ("events", "records", "batches", "schema_history"))
 _WRITE_LOCK = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
 
 _JSON_EXTRACT = re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)")
@@ -478,13 +501,17 @@ class PgLabelStore(LabelStore):
         return StoreError(f"{subject}: {msg}")
 
     # -- schema -------------------------------------------------------------------------------------------
-    def _schema_version(self, conn: _PgConn) -> Optional[int]:  # type: ignore[override]
-        if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0] is not True:
-            return None
-        row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
-        return None if row is None else int(json.loads(row[0]))
+    @staticmethod
+    def _has_table(conn: _PgConn, name: str) -> bool:
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0] is True
+
+    #: PostgreSQL stores began at schema version 3; older ones are SQLite files (migrate them with alwb store migrate)
+    OLDEST = 3
 
     def _prepare(self, conn: _PgConn) -> None:
+        """Create the tables, or upgrade a store of an older schema version, in one transaction under an advisory
+        lock of this schema: a second client opening it at the same time waits, then finds it current. DDL is
+        transactional in PostgreSQL, so a failed upgrade leaves the store exactly as it was."""
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
             raise StoreError(f"cannot open label store {self.path}: no schema to create the tables in (the "
                              "search_path names none that exists); create it or fix options=-csearch_path=...")
@@ -498,14 +525,12 @@ class PgLabelStore(LabelStore):
             version = self._schema_version(conn)
             self._check_newer(version)
             if version != SCHEMA_VERSION:
-                if version is not None:  # PostgreSQL stores start at the current version
-                    raise StoreError(f"{self.path} has label-store schema version {version}; expected "
-                                     f"{SCHEMA_VERSION}")
-                for stmt in _DDL:
+                if version is not None and version < self.OLDEST:
+                    raise StoreError(f"{self.path} has label-store schema version {version}; PostgreSQL stores "
+                                     f"start at version {self.OLDEST}")
+                for stmt in _DDL:  # idempotent: creates what a version-3 store lacks
                     conn.execute(stmt)
-                conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)"
-                             " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json",
-                             (json.dumps(SCHEMA_VERSION),))
+                self._append_schema_history(conn, version)
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -541,13 +566,10 @@ class PgLabelStore(LabelStore):
     def integrity_check(self) -> str:
         """``"ok"`` when the tables and the triggers that keep the logs append-only are all in place."""
         try:
-            n = self._read("SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-                           " WHERE c.oid IN (to_regclass('events'), to_regclass('records'), to_regclass('batches'))"
-                           " AND NOT t.tgisinternal"
-                           " AND t.tgname IN ('events_no_update', 'events_no_delete', 'events_no_truncate',"
-                           " 'records_no_update', 'records_no_delete', 'records_no_truncate',"
-                           " 'events_one_active_answer', 'events_server_time', 'records_server_time',"
-                           " 'batches_server_time')")[0][0]
+            have = {r[0] for r in self._read(
+                "SELECT t.tgname FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid IN (to_regclass('events'),"
+                " to_regclass('records'), to_regclass('batches'), to_regclass('meta'), to_regclass('schema_history'))")}
         except psycopg.Error as exc:
             raise self._translate_error(exc) from exc
-        return "ok" if int(n) == _N_TRIGGERS else f"{_N_TRIGGERS - int(n)} of the store's triggers are missing"
+        missing = [t for t in _TRIGGERS if t not in have]
+        return "ok" if not missing else f"{len(missing)} of the store's triggers are missing: {', '.join(missing)}"
