@@ -39,7 +39,7 @@ from psycopg import errors as _pgerr
 from ..errors import DuplicateAnswerError, StoreError
 from . import store as _s
 from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, SCHEMA_VERSION_ONCE, LabelStore,
-                    _CommitFailed, _one_line, _Write)
+                    _CommitFailed, _one_line, _translated, _Write)
 
 CONNECT_TIMEOUT_S = 10
 
@@ -465,6 +465,17 @@ class PgLabelStore(LabelStore):
 
     def __repr__(self) -> str:
         return f"PgLabelStore({str(self.path)!r}, {'closed' if self._closed else 'open'})"
+
+    @property
+    def backend(self) -> str:
+        return "postgresql"
+
+    @_translated
+    def describe(self) -> dict:
+        """``backend``, ``location`` (``postgresql://user@host:port/db``, never a password) and the PostgreSQL
+        ``schema`` the tables are in."""
+        return {"backend": self.backend, "location": str(self.path),
+                "schema": self._read("SELECT current_schema()")[0][0]}
 
     # -- errors -------------------------------------------------------------------------------------------
     @staticmethod
