@@ -201,12 +201,15 @@ class Project:
 
                 b = self.config.backbone
                 if ray is not None:
-                    from .embed.ray_embed import embed_source_ray, import_ray
+                    from .embed.ray_embed import connect, embed_source_ray, import_ray
 
                     import_ray()  # the one-line "install the [ray] extra" error comes before any work
+                    address = None if ray == "local" else ray
+                    # before the source is scanned: a cluster that cannot be reached leaves the project untouched
+                    connect(address, progress=progress)
                     X, rep = embed_source_ray(self.source, (b.name, b.weights, b.device),
                                               EmbeddingCache(self.dir / "cache"),
-                                              address=None if ray == "local" else ray, workers=ray_workers,
+                                              address=address, workers=ray_workers,
                                               batch_size=b.batch_size, progress=progress, return_report=True)
                 else:
                     from .embed.backbones import get_backbone
