@@ -35,12 +35,20 @@ def cmd_init(a) -> int:
                      name=a.name, overwrite=a.force, **kw)
     kind = f"tags: {', '.join(p.config.tags)}" if p.config.multilabel else f"classes: {', '.join(p.config.classes)}"
     print(f"created {p.config_path} ({kind}; backbone {p.config.backbone.name})")
-    if (p.dir / "labels.sqlite").exists():  # init --force over a labelled project
+    loc = p.store_location
+    if (isinstance(loc, str) and a.force) or (not isinstance(loc, str) and Path(loc).exists()):
+        # init --force over a labelled project (its SQLite file, or the PostgreSQL store it names)
         from .classes import mismatch_message, unknown_labels
+        from .errors import StoreError
 
-        unknown = unknown_labels(p)
-        if unknown:
-            print(f"note: {mismatch_message(p, unknown)}")
+        try:
+            unknown = unknown_labels(p)
+            if unknown:
+                print(f"note: {mismatch_message(p, unknown)}")
+        except StoreError as exc:
+            print(f"note: the stored labels could not be checked against the new classes: {exc}")
+        finally:
+            p.close()
     print(f"next: alwb embed {a.dir}")
     return 0
 

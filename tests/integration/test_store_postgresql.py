@@ -344,3 +344,18 @@ def test_status_names_the_store_backend_and_location_never_a_password(backend, s
         assert st == {"backend": "postgresql", "location": where, "schema": schema, "schema_version": 4}
         assert f"  label store: PostgreSQL {where}, schema {schema} (store schema version 4)\n" in out
         assert pg_server.password not in out and not (proj / "labels.sqlite").exists()
+
+
+def test_init_force_keeps_the_team_store_the_labels_live_in(tmp_path, pg_url, monkeypatch):
+    from alworkbench import Project
+
+    monkeypatch.delenv("ALWB_STORE_URL", raising=False)
+    p = Project.init(tmp_path / "p", "digits", classes=[str(d) for d in range(10)], store=pg_url)
+    p.store.record(p.items[0].id, Answer.of_label("3"), round=1, annotator="ana")
+    p.close()
+    p = Project.init(tmp_path / "p", "digits", classes=[str(d) for d in range(10)], overwrite=True)
+    try:  # re-initialised (new classes, say): still the same store, not a new empty labels.sqlite
+        assert p.config.store == pg_url and p.store.labels() == {p.items[0].id: "3"}
+        assert not (tmp_path / "p" / "labels.sqlite").exists()
+    finally:
+        p.close()
