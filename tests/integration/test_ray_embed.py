@@ -35,10 +35,14 @@ SPEC = ("randconv", "default", "cpu")
 def cluster():
     """A local Ray cluster on 127.0.0.1 started by this process through the code under test (2 CPUs, 300 MB object
     store); its address (127.0.0.1:PORT) lets other processes join it as drivers."""
+    _DRIVER_LISTENING_BEFORE.update(_listening([psutil.Process()]))
     connect(None, num_cpus=2, object_store_memory=300 * 2**20)
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()
+
+
+_DRIVER_LISTENING_BEFORE: set = set()  # this process's listening sockets before it started Ray (other tests' own)
 
 
 def _listening(procs) -> set:
@@ -46,9 +50,22 @@ def _listening(procs) -> set:
     for proc in procs:
         try:
             conns = proc.net_connections(kind="inet")
+            name = proc.name()
         except psutil.NoSuchProcess:
             continue
-        out |= {(c.laddr.ip, c.laddr.port, proc.name()) for c in conns if c.status == psutil.CONN_LISTEN}
+        out |= {(c.laddr.ip, c.laddr.port, name) for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def _ray_processes() -> list:
+    """Ray's processes under this one (GCS, raylet, agents, workers), not other tests' servers."""
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "ray" in " ".join(proc.cmdline()).lower():
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            continue
     return out
 
 
@@ -64,8 +81,7 @@ def test_the_local_cluster_is_on_127_0_0_1_only(cluster):
     assert ray.get(where.remote()) == "127.0.0.1"
     # every socket Ray listens on (GCS, raylet, object manager, agents, workers, this driver's core worker) is a
     # loopback one: nothing is reachable from another machine
-    me = psutil.Process()
-    socks = _listening([me, *me.children(recursive=True)])
+    socks = _listening(_ray_processes()) | (_listening([psutil.Process()]) - _DRIVER_LISTENING_BEFORE)
     assert int(cluster.rsplit(":", 1)[1]) in {port for _ip, port, _name in socks}
     assert {name for *_, name in socks} >= {"gcs_server", "raylet"}
     assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, *_ in socks), sorted(socks)
