@@ -539,8 +539,20 @@ class PgLabelStore(LabelStore):
                 if version is not None and version < self.OLDEST:
                     raise StoreError(f"{self.path} has label-store schema version {version}; PostgreSQL stores "
                                      f"start at version {self.OLDEST}")
-                for stmt in _DDL:  # idempotent: creates what a version-3 store lacks
-                    conn.execute(stmt)
+                try:
+                    for stmt in _DDL:  # idempotent: creates what a version-3 store lacks
+                        conn.execute(stmt)
+                except _pgerr.InsufficientPrivilege as exc:
+                    if version is None:
+                        raise
+                    raise StoreError(
+                        f"cannot open label store {self.path}: it has schema version {version} and this alworkbench "
+                        f"uses {SCHEMA_VERSION}; the upgrade (made once, on open, by whoever opens it first) needs the "
+                        f"owner's rights on its tables ({_one_line(self._scrub(exc.diag.message_primary or exc))}): "
+                        "open it once as the owner (e.g. `alwb status DIR` with ALWB_STORE_URL naming the owner), "
+                        "then everyone can") from exc
+                if version is not None:
+                    self._share_new_tables(conn)
                 self._append_schema_history(conn, version)
         except BaseException:
             try:
@@ -549,6 +561,18 @@ class PgLabelStore(LabelStore):
                 pass
             raise
         conn.execute("COMMIT")
+
+    @staticmethod
+    def _share_new_tables(conn: _PgConn) -> None:
+        """An upgrade creates tables (schema_history) that the team's other roles need to read: whoever may read
+        ``meta`` may read them too (the roles the owner granted it to, PUBLIC included)."""
+        roles = conn.execute(
+            "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END"
+            " FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " WHERE c.oid = to_regclass('meta') AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner"
+        ).fetchall()
+        for (role,) in roles:
+            conn.execute(f"GRANT SELECT ON schema_history TO {role}")
 
     def _confirm_event(self, uid: str, sample_id: str, failure: _CommitFailed) -> int:
         """COMMIT of ``uid``'s answer raised: look for it on a fresh connection. Durable -> its id."""

@@ -112,3 +112,49 @@ def test_two_clients_opening_an_old_store_at_once_upgrade_it_once(make_store, ra
     s = make_store()
     assert [(h["from_version"], h["to_version"]) for h in s.schema_history()] == [(3, SCHEMA_VERSION)]
     assert digest(s) == before
+
+
+def test_postgresql_upgrade_needs_the_owner_once_then_every_member_reads_the_store(pg_server, pg_url):
+    """A team member with the usual rights (read and write rows, no DDL) cannot upgrade: one line says who can; the
+    store is untouched. Once the owner opened it, the member opens the upgraded store and reads its history."""
+    from alworkbench.errors import StoreError
+    from alworkbench.labels import open_store
+
+    import psycopg
+    from psycopg import sql
+
+    schema = pg_url.split("search_path%3D")[1]
+    member = f"m_{schema}"
+    with pg_server.admin() as c:
+        # the same password, so PGPASSWORD works for both
+        c.execute(sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(sql.Identifier(member),
+                                                                     sql.Literal(pg_server.password)))
+    try:
+        s = open_store(pg_url)
+        s.record("a", Answer.of_label("cat"), round=1, annotator="ana")
+        s.close()
+        with pg_server.admin() as c:
+            c.execute(f"GRANT USAGE ON SCHEMA {schema} TO {member}")
+            c.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA {schema} TO {member}")
+            c.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {schema} TO {member}")
+        raw = psycopg.connect(pg_url, autocommit=True)
+        for stmt in _TO_VERSION_3["postgresql"]:
+            raw.execute(stmt)
+        member_url = pg_url.replace(f"{pg_server.user}@", f"{member}@")
+        with pytest.raises(StoreError, match=r"^cannot open label store postgresql://m_\w+@127\.0\.0\.1:\d+/postgres: it "
+                                             r"has schema version 3 and this alworkbench uses 4; the upgrade .* needs "
+                                             r"the owner's rights .*open it once as the owner") as exc:
+            open_store(member_url)
+        assert "\n" not in str(exc.value)
+        assert raw.execute("SELECT to_regclass('schema_history')").fetchone()[0] is None  # untouched
+        with open_store(pg_url) as owner:
+            assert [(h["from_version"], h["to_version"]) for h in owner.schema_history()] == [(3, 4)]
+        with open_store(member_url) as s:  # the upgraded store opens for the member, who reads its history
+            assert s.schema_version() == 4 and len(s.schema_history()) == 1
+            s.record("b", Answer.of_label("dog"), round=1, annotator="ben")
+            assert s.labels() == {"a": "cat", "b": "dog"}
+        raw.close()
+    finally:
+        with pg_server.admin() as c:
+            c.execute(f"DROP OWNED BY {member}")
+            c.execute(f"DROP ROLE {member}")
