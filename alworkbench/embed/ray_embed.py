@@ -79,15 +79,17 @@ def _on_loopback():
     address, the GCS, the raylet and the workers are all 127.0.0.1. The switch is set in this process and in the
     environment the cluster's processes inherit while it starts, then put back: a later connection to a remote
     cluster from this process is unaffected."""
-    from ray._private import ray_constants
+    from ray._private import ray_constants  # no public API for it (ray 2.60); the loopback test checks it works
 
-    old_env, old_const = os.environ.get(_CLUSTERS_ENV), ray_constants.ENABLE_RAY_CLUSTER
+    old_env, old_const = os.environ.get(_CLUSTERS_ENV), getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
     os.environ[_CLUSTERS_ENV] = "0"
-    ray_constants.ENABLE_RAY_CLUSTER = False
+    if old_const is not None:  # read once, when ray was imported: this process sees the change only here
+        ray_constants.ENABLE_RAY_CLUSTER = False
     try:
         yield
     finally:
-        ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_const is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_const
         if old_env is None:
             os.environ.pop(_CLUSTERS_ENV, None)
         else:
@@ -129,9 +131,12 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
         if address:
             target = address
             if address == "auto":  # RAY_ADDRESS, else the cluster last started on this machine
-                from ray._private.services import get_ray_address_from_environment
-
-                target = get_ray_address_from_environment("auto", None) or address
+                try:
+                    from ray._private.services import get_ray_address_from_environment
+                except ImportError:  # another Ray: let ray.init resolve it
+                    get_ray_address_from_environment = None
+                if get_ray_address_from_environment is not None:
+                    target = get_ray_address_from_environment("auto", None) or address
             hp = split_address(target)
             if hp is not None:
                 _probe(address, *hp, probe_timeout_s)
