@@ -519,10 +519,16 @@ class PgLabelStore(LabelStore):
     #: PostgreSQL stores began at schema version 3; older ones are SQLite files (migrate them with alwb store migrate)
     OLDEST = 3
 
+    _PREPARE_LOCK = "hashtext(current_schema() || '.alwb_prepare')"
+
     def _prepare(self, conn: _PgConn) -> None:
         """Create the tables, or upgrade a store of an older schema version, in one transaction under an advisory
         lock of this schema: a second client opening it at the same time waits, then finds it current. DDL is
-        transactional in PostgreSQL, so a failed upgrade leaves the store exactly as it was."""
+        transactional in PostgreSQL, so a failed upgrade leaves the store exactly as it was.
+
+        The lock is taken before the transaction begins (a session lock, let go at the end): a transaction that
+        began before another client committed the tables could still see them as missing in its catalog caches
+        (an advisory lock does not refresh them), and create them, or append the upgrade, a second time."""
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
             raise StoreError(f"cannot open label store {self.path}: no schema to create the tables in (the "
                              "search_path names none that exists); create it or fix options=-csearch_path=...")
@@ -530,9 +536,16 @@ class PgLabelStore(LabelStore):
         self._check_newer(version)
         if version == SCHEMA_VERSION:
             return
+        conn.execute(f"SELECT pg_advisory_lock({self._PREPARE_LOCK})")
+        try:
+            self._prepare_locked(conn)
+        finally:
+            if not (conn.raw.closed or conn.raw.broken):
+                conn.execute(f"SELECT pg_advisory_unlock({self._PREPARE_LOCK})")
+
+    def _prepare_locked(self, conn: _PgConn) -> None:
         conn.execute("BEGIN")
         try:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.alwb_prepare'))")
             version = self._schema_version(conn)
             self._check_newer(version)
             if version != SCHEMA_VERSION:

@@ -5,6 +5,7 @@ store was created with (the database refuses to rewrite it)."""
 from __future__ import annotations
 
 import threading
+import time
 
 import pytest
 
@@ -158,3 +159,47 @@ def test_postgresql_upgrade_needs_the_owner_once_then_every_member_reads_the_sto
         with pg_server.admin() as c:
             c.execute(f"DROP OWNED BY {member}")
             c.execute(f"DROP ROLE {member}")
+
+
+@pytest.mark.parametrize("old", [None, 3], ids=["new", "version-3"])
+def test_postgresql_clients_queued_on_the_prepare_lock_find_the_store_ready(pg_server, pg_url, old):
+    """Two clients open a store (empty, or of version 3) while a third holds the lock under which stores are
+    created and upgraded; when it lets go, exactly one of them prepares the store and the other finds it ready
+    (its view of the catalog is fresh: no second creation, no second history row)."""
+    from alworkbench.labels import open_store
+
+    import psycopg
+
+    if old == 3:
+        open_store(pg_url).close()
+        with psycopg.connect(pg_url, autocommit=True) as raw:
+            for stmt in _TO_VERSION_3["postgresql"]:
+                raw.execute(stmt)
+    schema = pg_url.split("search_path%3D")[1]
+    holder = psycopg.connect(pg_url, autocommit=True)
+    holder.execute("SELECT pg_advisory_lock(hashtext(current_schema() || '.alwb_prepare'))")
+    errors: list[BaseException] = []
+
+    def opener():
+        try:
+            open_store(pg_url).close()
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=opener) for _ in range(2)]
+    for t in threads:
+        t.start()
+    with pg_server.admin() as watch:  # both are queued on the lock (a condition, not a sleep)
+        while watch.execute("SELECT count(*) FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid"
+                            " WHERE l.locktype = 'advisory' AND NOT l.granted AND a.query LIKE %s",
+                            ("%alwb_prepare%",)).fetchone()[0] < 2:
+            assert all(t.is_alive() for t in threads), errors
+            time.sleep(0.02)
+    holder.execute("SELECT pg_advisory_unlock(hashtext(current_schema() || '.alwb_prepare'))")
+    for t in threads:
+        t.join()
+    holder.close()
+    assert not errors, errors
+    with open_store(pg_url) as s:
+        assert [(h["from_version"], h["to_version"]) for h in s.schema_history()] == [(old, SCHEMA_VERSION)]
+        assert s.integrity_check() == "ok" and schema
