@@ -50,13 +50,23 @@ def unknown_labels(project) -> dict[str, int]:
     return dict(sorted(out.items(), key=lambda kv: (-kv[1], kv[0])))
 
 
+def store_name(project) -> str:
+    """Where the project's labels are, for messages: the SQLite file, or postgresql://user@host:port/db."""
+    loc = project.store_location
+    if isinstance(loc, str):
+        from .labels.pgstore import describe_url
+
+        return describe_url(loc)
+    return str(loc)
+
+
 def mismatch_message(project, unknown: dict[str, int]) -> str:
     kind = "tag" if project.config.multilabel else "class"
     shown = ", ".join(f"{n!r} ({c} item{'s' if c != 1 else ''})" for n, c in list(unknown.items())[:5])
     more = f" and {len(unknown) - 5} more" if len(unknown) > 5 else ""
     d = shlex.quote(str(project.dir))
     old = shlex.quote(next(iter(unknown)))
-    return (f"labels in {project.dir / 'labels.sqlite'} use {kind} name(s) that {project.config_path.name} does not "
+    return (f"labels in {store_name(project)} use {kind} name(s) that {project.config_path.name} does not "
             f"list: {shown}{more}; map them with `alwb classes rename {d} {old} NEW_NAME` "
             f"(or add the {kind} back to {'tags' if project.config.multilabel else 'classes'}: in "
             f"{project.config_path.name})")

@@ -35,12 +35,20 @@ def cmd_init(a) -> int:
                      name=a.name, overwrite=a.force, **kw)
     kind = f"tags: {', '.join(p.config.tags)}" if p.config.multilabel else f"classes: {', '.join(p.config.classes)}"
     print(f"created {p.config_path} ({kind}; backbone {p.config.backbone.name})")
-    if (p.dir / "labels.sqlite").exists():  # init --force over a labelled project
+    loc = p.store_location
+    if (isinstance(loc, str) and a.force) or (not isinstance(loc, str) and Path(loc).exists()):
+        # init --force over a labelled project (its SQLite file, or the PostgreSQL store it names)
         from .classes import mismatch_message, unknown_labels
+        from .errors import StoreError
 
-        unknown = unknown_labels(p)
-        if unknown:
-            print(f"note: {mismatch_message(p, unknown)}")
+        try:
+            unknown = unknown_labels(p)
+            if unknown:
+                print(f"note: {mismatch_message(p, unknown)}")
+        except StoreError as exc:
+            print(f"note: the stored labels could not be checked against the new classes: {exc}")
+        finally:
+            p.close()
     print(f"next: alwb embed {a.dir}")
     return 0
 
@@ -138,6 +146,7 @@ def status_dict(p) -> dict:
     reports = store.reports()  # every process's round reports, appended
     return {
         "project": p.name, "dir": str(p.dir), "mode": "multi-label" if p.config.multilabel else "single-label",
+        "store": {**store.describe(), "schema_version": store.schema_version()},
         "images": len(src.items),
         "skipped": [{"path": s.path, "reason": s.reason} for s in rep.skipped],
         "duplicates": [{"path": d.path, "duplicate_of": d.duplicate_of} for d in rep.duplicates],
@@ -210,6 +219,15 @@ def _model_summary(store) -> Optional[dict]:
     return {k: m.get(k) for k in ("version", "round", "n_labels", "cv_accuracy", "temperature", "annotator")}
 
 
+def _store_line(d: dict) -> str:
+    """Which label store: the SQLite file, or the PostgreSQL server (user@host:port/db, never a password)."""
+    if d["backend"] == "postgresql":
+        where = f"PostgreSQL {d['location']}" + (f", schema {d['schema']}" if d.get("schema") else "")
+    else:
+        where = f"SQLite {d['location']}"
+    return f"{where} (store schema version {d['schema_version']})"
+
+
 def cmd_status(a) -> int:
     from .project import Project
 
@@ -219,6 +237,7 @@ def cmd_status(a) -> int:
         print(json.dumps(st, indent=2, ensure_ascii=False))
         return 0
     print(f"project {st['project']} ({st['mode']}) in {st['dir']}")
+    print(f"  label store: {_store_line(st['store'])}")
     print(f"  images: {st['images']} ({st['held_out']} held out for evaluation), "
           f"{len(st['skipped'])} unreadable, {len(st['duplicates'])} duplicates")
     for s in st["skipped"][:20]:

@@ -59,6 +59,10 @@ class Project:
         if classes is not None and tags is not None:
             raise ConfigError("give classes or tags, not both")
         raw: dict = {"name": name or d.name, "source": _source_spec(images, d)}
+        if cfg_path.exists() and "store" not in sections:  # re-init keeps the team store the labels live in
+            old_store = _configured_store(cfg_path)
+            if old_store:
+                raw["store"] = old_store
         for key, val in sections.items():
             if key in ("source",) and isinstance(val, dict):
                 raw["source"].update(val)
@@ -201,12 +205,15 @@ class Project:
 
                 b = self.config.backbone
                 if ray is not None:
-                    from .embed.ray_embed import embed_source_ray, import_ray
+                    from .embed.ray_embed import connect, embed_source_ray, import_ray
 
                     import_ray()  # the one-line "install the [ray] extra" error comes before any work
+                    address = None if ray == "local" else ray
+                    # before the source is scanned: a cluster that cannot be reached leaves the project untouched
+                    connect(address, progress=progress)
                     X, rep = embed_source_ray(self.source, (b.name, b.weights, b.device),
                                               EmbeddingCache(self.dir / "cache"),
-                                              address=None if ray == "local" else ray, workers=ray_workers,
+                                              address=address, workers=ray_workers,
                                               batch_size=b.batch_size, progress=progress, return_report=True)
                 else:
                     from .embed.backbones import get_backbone
@@ -319,7 +326,8 @@ class Project:
         elif not self._labelled_ids():
             out["status"], why = "no_model", "no model yet (no human label)"
         wanted = set(ids)
-        if self._store is None and not (self.dir / STORE_FILENAME).exists():  # nobody labelled: no store to create
+        loc = self.store_location
+        if self._store is None and not isinstance(loc, str) and not Path(loc).exists():  # no SQLite store: none to create
             ev, ok = self.eval_mask(), self.embed_ok
             rows = [(it.id, i) for i, it in enumerate(self.source.items) if it.id in wanted]
             held = {sid for sid, i in rows if ev[i] and (ok is None or ok[i])}
@@ -375,6 +383,18 @@ class Project:
 
     def __repr__(self) -> str:
         return f"Project({str(self.dir)!r}, name={self.name!r})"
+
+
+def _configured_store(cfg_path: Path) -> Optional[str]:
+    """The ``store:`` of an existing alwb.yaml (None when it names none or cannot be read)."""
+    import yaml
+
+    try:
+        raw = yaml.safe_load(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return None
+    store = raw.get("store") if isinstance(raw, dict) else None
+    return store if isinstance(store, str) and store.strip() else None
 
 
 # ------------------------------------------------------------------------------------------------ incremental ingest

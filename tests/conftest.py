@@ -90,6 +90,25 @@ def store_url(backend, tmp_path, request):
 
 
 @pytest.fixture
+def project_backend(backend, monkeypatch, request):
+    """Projects used in this test keep their labels in ``backend``: SQLite (labels.sqlite in the project folder) or
+    a fresh PostgreSQL schema, named by ALWB_STORE_URL (as a team sets it; `alwb` subprocesses inherit it). Returns
+    the URL, or None for SQLite."""
+    monkeypatch.delenv("ALWB_STORE_URL", raising=False)
+    if backend == "sqlite":
+        yield None
+        return
+    url = request.getfixturevalue("pg_url")
+    monkeypatch.setenv("ALWB_STORE_URL", url)
+    yield url
+    # the test really labelled in PostgreSQL: its schema holds a store
+    schema = url.rsplit("search_path%3D", 1)[1]
+    with request.getfixturevalue("pg_server").admin() as c:
+        assert c.execute("SELECT to_regclass(%s)", (f"{schema}.events",)).fetchone()[0] is not None, \
+            "the test never opened its PostgreSQL store (ALWB_STORE_URL)"
+
+
+@pytest.fixture
 def make_store(store_url):
     """Open (another handle on) this test's label store: ``make_store(lease_s=...)``; all closed at teardown."""
     from alworkbench.labels import open_store

@@ -16,7 +16,10 @@ Images that cannot be read are skipped with a reason, as on the local path.
 """
 from __future__ import annotations
 
+import contextlib
+import ipaddress
 import os
+import socket
 import time
 from typing import Callable, Optional, Sequence
 
@@ -39,13 +42,82 @@ def import_ray():
     return ray
 
 
+#: seconds ``--ray ADDRESS`` waits for the address to accept a connection before it gives up with one line (Ray
+#: itself retries an unreachable cluster for many minutes)
+PROBE_TIMEOUT_S = 10.0
+#: Ray's switch for multi-machine clusters (off by default only on macOS and Windows); off, Ray keeps 127.0.0.1
+_CLUSTERS_ENV = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
+
+
+def split_address(address: str) -> Optional[tuple[str, int]]:
+    """``(host, port)`` of ``"host:port"``, ``"ray://host:port"`` or ``"[::1]:port"``; None when there is none."""
+    rest = address.split("://", 1)[1] if "://" in address else address
+    rest = rest.split("/", 1)[0]
+    host, sep, port = rest.rpartition(":")
+    if not sep or not host or not port.isdigit():
+        return None
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def _on_loopback():
+    """Keep Ray on 127.0.0.1 while a local cluster starts (or a driver joins one on 127.0.0.1).
+
+    Ray replaces 127.0.0.1 and localhost by the machine's network address everywhere (``node-ip-address``,
+    ``_node_ip_address``, the address to join: ``ray._private.services.resolve_ip_for_localhost``) and then
+    listens on every interface, unless its multi-machine switch is off (``ray_constants.ENABLE_RAY_CLUSTER``,
+    read from ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER``; the default on macOS and Windows). With it off, the node's
+    address, the GCS, the raylet and the workers are all 127.0.0.1. The switch is set in this process and in the
+    environment the cluster's processes inherit while it starts, then put back: a later connection to a remote
+    cluster from this process is unaffected."""
+    from ray._private import ray_constants  # no public API for it (ray 2.60); the loopback test checks it works
+
+    old_env, old_const = os.environ.get(_CLUSTERS_ENV), getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    os.environ[_CLUSTERS_ENV] = "0"
+    if old_const is not None:  # read once, when ray was imported: this process sees the change only here
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if old_const is not None:
+            ray_constants.ENABLE_RAY_CLUSTER = old_const
+        if old_env is None:
+            os.environ.pop(_CLUSTERS_ENV, None)
+        else:
+            os.environ[_CLUSTERS_ENV] = old_env
+
+
+def _probe(address: str, host: str, port: int, timeout_s: float) -> None:
+    """One line, within ``timeout_s``, when nothing accepts a connection at ``host:port`` (Ray would retry for
+    many minutes, printing a warning every few seconds)."""
+    try:
+        with socket.create_connection((host, port), timeout=timeout_s):
+            pass
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, socket.timeout) else (exc.strerror or type(exc).__name__).lower()
+        raise AlwbError(f"cannot connect to the Ray cluster at {address}: nothing answers at {host}:{port} "
+                        f"({why} after at most {timeout_s:g} s); start it (`ray start --head`) or fix the address"
+                        ) from None
+
+
 def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
-            object_store_memory: Optional[int] = None, progress: bool = False):
+            object_store_memory: Optional[int] = None, progress: bool = False,
+            probe_timeout_s: float = PROBE_TIMEOUT_S):
     """Connect to Ray: ``address`` (``"ray://host:port"``, ``"host:port"`` or ``"auto"``) or, without one, a
     local cluster on this machine started by this process (``num_cpus``, ``object_store_memory`` bytes), stopped
-    when the process exits. Ray binds it to the machine's own address: it turns 127.0.0.1 into that address
-    itself (``ray._private.services.resolve_ip_for_localhost``). A process already connected keeps its
-    connection. Returns the ``ray`` module."""
+    when the process exits. The local cluster is on 127.0.0.1 only (every node, the GCS, the raylet and the
+    workers: see :func:`_on_loopback`); so is a driver that joins a cluster at a loopback address. An address
+    where nothing accepts a connection within ``probe_timeout_s`` is a one-line :class:`AlwbError`. A process
+    already connected keeps its connection. Returns the ``ray`` module."""
     ray = import_ray()
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
     if ray.is_initialized():
@@ -54,15 +126,29 @@ def connect(address: Optional[str] = None, num_cpus: Optional[int] = None,
     # workers must import the same alworkbench as the driver (a source checkout on PYTHONPATH included)
     pkg_root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     pypath = os.pathsep.join(p for p in (pkg_root, os.environ.get("PYTHONPATH", "")) if p)
+    where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
     try:
         if address:
-            ray.init(address=address, runtime_env={"env_vars": {"PYTHONPATH": pypath}}, **kw)
+            target = address
+            if address == "auto":  # RAY_ADDRESS, else the cluster last started on this machine
+                try:
+                    from ray._private.services import get_ray_address_from_environment
+                except ImportError:  # another Ray: let ray.init resolve it
+                    get_ray_address_from_environment = None
+                if get_ray_address_from_environment is not None:
+                    target = get_ray_address_from_environment("auto", None) or address
+            hp = split_address(target)
+            if hp is not None:
+                _probe(address, *hp, probe_timeout_s)
+            local = hp is not None and is_loopback(hp[0])
+            with _on_loopback() if local else contextlib.nullcontext():
+                ray.init(address=target, runtime_env={"env_vars": {"PYTHONPATH": pypath}}, **kw)
         else:
             os.environ["PYTHONPATH"] = pypath  # the local cluster's workers inherit it
-            ray.init(address="local", num_cpus=num_cpus,
-                     object_store_memory=object_store_memory, **kw)
+            with _on_loopback():
+                ray.init(address="local", num_cpus=num_cpus, object_store_memory=object_store_memory,
+                         _node_ip_address="127.0.0.1", **kw)
     except (ConnectionError, RuntimeError, ValueError) as exc:
-        where = f"the Ray cluster at {address}" if address else "a local Ray cluster"
         raise AlwbError(f"cannot connect to {where}: {' '.join(str(exc).split())[:200]}") from None
     import ray.data
 

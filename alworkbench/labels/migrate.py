@@ -1,7 +1,8 @@
 """Copy a label store to another (SQLite -> PostgreSQL, or back) losslessly, and fingerprint a store.
 
 Every row of ``events``, ``records``, ``batches`` and ``meta`` is copied with its id and every column unchanged,
-inside one transaction of the target, which must be empty. ``digest`` counts the rows and hashes their full
+inside one transaction of the target, which must be empty. ``schema_history`` is not copied: each store keeps
+its own (the target's records its creation), as meta's ``schema_version`` is each store's own. ``digest`` counts the rows and hashes their full
 content (SHA-256 over canonical JSON, in id order), so the two sides can be compared: equal checksums mean the
 target holds exactly the source's history."""
 from __future__ import annotations

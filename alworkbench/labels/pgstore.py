@@ -38,11 +38,12 @@ from psycopg import errors as _pgerr
 
 from ..errors import DuplicateAnswerError, StoreError
 from . import store as _s
-from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, LabelStore, _CommitFailed, _one_line,
-                    _Write)
+from .store import (_ANSWER_KINDS_SQL, is_postgres_url, _KINDS_SQL, SCHEMA_VERSION, SCHEMA_VERSION_ONCE, LabelStore,
+                    _CommitFailed, _one_line, _translated, _Write)
 
 CONNECT_TIMEOUT_S = 10
 
+_APPEND_ONLY = ("events", "records", "schema_history")
 _DDL = [
     f"""CREATE TABLE IF NOT EXISTS events (
     id              BIGSERIAL PRIMARY KEY,
@@ -87,6 +88,15 @@ _DDL = [
     kind       TEXT    NOT NULL,
     value_json TEXT    NOT NULL,
     created_at DOUBLE PRECISION NOT NULL
+)""",
+    # schema version 4: every creation and upgrade of the schema, appended (see LabelStore._schema_version)
+    """CREATE TABLE IF NOT EXISTS schema_history (
+    id           BIGSERIAL PRIMARY KEY,
+    from_version INTEGER,
+    to_version   INTEGER NOT NULL,
+    created_at   DOUBLE PRECISION NOT NULL,
+    software     TEXT    NOT NULL DEFAULT '',
+    details_json TEXT
 )""",
     "CREATE INDEX IF NOT EXISTS events_sample_round ON events(sample_id, round)",
     "CREATE INDEX IF NOT EXISTS events_round ON events(round)",
@@ -153,18 +163,31 @@ BEGIN
 END $$""",
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_server_time BEFORE INSERT ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_server_time()"
-    for t in ("events", "records", "batches")
+    for t in ("events", "records", "batches", "schema_history")
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_{op.lower()} BEFORE {op} ON {t} FOR EACH ROW EXECUTE FUNCTION alwb_append_only()"
-    for t in ("events", "records") for op in ("UPDATE", "DELETE")
+    for t in _APPEND_ONLY for op in ("UPDATE", "DELETE")
 ] + [
     f"CREATE OR REPLACE TRIGGER {t}_no_truncate BEFORE TRUNCATE ON {t} FOR EACH STATEMENT"
-    " EXECUTE FUNCTION alwb_append_only()" for t in ("events", "records")
+    " EXECUTE FUNCTION alwb_append_only()" for t in _APPEND_ONLY
+] + [
+    # meta's schema_version is written once (at creation): an alworkbench that predates schema_history cannot
+    # rewrite it (its transaction rolls back, the store is untouched)
+    f"""CREATE OR REPLACE FUNCTION alwb_schema_version_once() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION '{SCHEMA_VERSION_ONCE}' USING ERRCODE = 'restrict_violation';
+END $$""",
+    "CREATE OR REPLACE TRIGGER meta_schema_version_once BEFORE UPDATE OR DELETE ON meta FOR EACH ROW"
+    " WHEN (OLD.key = 'schema_version') EXECUTE FUNCTION alwb_schema_version_once()",
+    "CREATE OR REPLACE TRIGGER meta_no_truncate BEFORE TRUNCATE ON meta FOR EACH STATEMENT"
+    " EXECUTE FUNCTION alwb_append_only()",
 ] + [
     "CREATE OR REPLACE TRIGGER events_one_active_answer BEFORE INSERT ON events FOR EACH ROW"
     " EXECUTE FUNCTION alwb_one_active_answer()",
 ]
-_N_TRIGGERS = 10
+_TRIGGERS = tuple(f"{t}_no_{op}" for t in _APPEND_ONLY for op in ("update", "delete", "truncate")) + (
+    "events_one_active_answer", "meta_schema_version_once", "meta_no_truncate") + tuple(
+    f"{t}_server_time" for t in ("events", "records", "batches", "schema_history"))
 _WRITE_LOCK = "LOCK TABLE events IN SHARE ROW EXCLUSIVE MODE"
 
 _JSON_EXTRACT = re.compile(r"json_extract\(([\w.]+), '\$\.(\w+)'\)")
@@ -443,6 +466,17 @@ class PgLabelStore(LabelStore):
     def __repr__(self) -> str:
         return f"PgLabelStore({str(self.path)!r}, {'closed' if self._closed else 'open'})"
 
+    @property
+    def backend(self) -> str:
+        return "postgresql"
+
+    @_translated
+    def describe(self) -> dict:
+        """``backend``, ``location`` (``postgresql://user@host:port/db``, never a password) and the PostgreSQL
+        ``schema`` the tables are in."""
+        return {"backend": self.backend, "location": str(self.path),
+                "schema": self._read("SELECT current_schema()")[0][0]}
+
     # -- errors -------------------------------------------------------------------------------------------
     @staticmethod
     def _db_errors() -> tuple:
@@ -478,13 +512,23 @@ class PgLabelStore(LabelStore):
         return StoreError(f"{subject}: {msg}")
 
     # -- schema -------------------------------------------------------------------------------------------
-    def _schema_version(self, conn: _PgConn) -> Optional[int]:  # type: ignore[override]
-        if conn.execute("SELECT to_regclass('meta') IS NOT NULL").fetchone()[0] is not True:
-            return None
-        row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
-        return None if row is None else int(json.loads(row[0]))
+    @staticmethod
+    def _has_table(conn: _PgConn, name: str) -> bool:
+        return conn.execute("SELECT to_regclass(?) IS NOT NULL", (name,)).fetchone()[0] is True
+
+    #: PostgreSQL stores began at schema version 3; older ones are SQLite files (migrate them with alwb store migrate)
+    OLDEST = 3
+
+    _PREPARE_LOCK = "hashtext(current_schema() || '.alwb_prepare')"
 
     def _prepare(self, conn: _PgConn) -> None:
+        """Create the tables, or upgrade a store of an older schema version, in one transaction under an advisory
+        lock of this schema: a second client opening it at the same time waits, then finds it current. DDL is
+        transactional in PostgreSQL, so a failed upgrade leaves the store exactly as it was.
+
+        The lock is taken before the transaction begins (a session lock, let go at the end): a transaction that
+        began before another client committed the tables could still see them as missing in its catalog caches
+        (an advisory lock does not refresh them), and create them, or append the upgrade, a second time."""
         if conn.execute("SELECT current_schema()").fetchone()[0] is None:
             raise StoreError(f"cannot open label store {self.path}: no schema to create the tables in (the "
                              "search_path names none that exists); create it or fix options=-csearch_path=...")
@@ -492,20 +536,37 @@ class PgLabelStore(LabelStore):
         self._check_newer(version)
         if version == SCHEMA_VERSION:
             return
+        conn.execute(f"SELECT pg_advisory_lock({self._PREPARE_LOCK})")
+        try:
+            self._prepare_locked(conn)
+        finally:
+            if not (conn.raw.closed or conn.raw.broken):
+                conn.execute(f"SELECT pg_advisory_unlock({self._PREPARE_LOCK})")
+
+    def _prepare_locked(self, conn: _PgConn) -> None:
         conn.execute("BEGIN")
         try:
-            conn.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.alwb_prepare'))")
             version = self._schema_version(conn)
             self._check_newer(version)
             if version != SCHEMA_VERSION:
-                if version is not None:  # PostgreSQL stores start at the current version
-                    raise StoreError(f"{self.path} has label-store schema version {version}; expected "
-                                     f"{SCHEMA_VERSION}")
-                for stmt in _DDL:
-                    conn.execute(stmt)
-                conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)"
-                             " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json",
-                             (json.dumps(SCHEMA_VERSION),))
+                if version is not None and version < self.OLDEST:
+                    raise StoreError(f"{self.path} has label-store schema version {version}; PostgreSQL stores "
+                                     f"start at version {self.OLDEST}")
+                try:
+                    for stmt in _DDL:  # idempotent: creates what a version-3 store lacks
+                        conn.execute(stmt)
+                except _pgerr.InsufficientPrivilege as exc:
+                    if version is None:
+                        raise
+                    raise StoreError(
+                        f"cannot open label store {self.path}: it has schema version {version} and this alworkbench "
+                        f"uses {SCHEMA_VERSION}; the upgrade (made once, on open, by whoever opens it first) needs the "
+                        f"owner's rights on its tables ({_one_line(self._scrub(exc.diag.message_primary or exc))}): "
+                        "open it once as the owner (e.g. `alwb status DIR` with ALWB_STORE_URL naming the owner), "
+                        "then everyone can") from exc
+                if version is not None:
+                    self._share_new_tables(conn)
+                self._append_schema_history(conn, version)
         except BaseException:
             try:
                 conn.execute("ROLLBACK")
@@ -513,6 +574,18 @@ class PgLabelStore(LabelStore):
                 pass
             raise
         conn.execute("COMMIT")
+
+    @staticmethod
+    def _share_new_tables(conn: _PgConn) -> None:
+        """An upgrade creates tables (schema_history) that the team's other roles need to read: whoever may read
+        ``meta`` may read them too (the roles the owner granted it to, PUBLIC included)."""
+        roles = conn.execute(
+            "SELECT DISTINCT CASE WHEN a.grantee = 0 THEN 'PUBLIC' ELSE quote_ident(r.rolname) END"
+            " FROM pg_class c CROSS JOIN LATERAL aclexplode(c.relacl) a LEFT JOIN pg_roles r ON r.oid = a.grantee"
+            " WHERE c.oid = to_regclass('meta') AND a.privilege_type = 'SELECT' AND a.grantee <> c.relowner"
+        ).fetchall()
+        for (role,) in roles:
+            conn.execute(f"GRANT SELECT ON schema_history TO {role}")
 
     def _confirm_event(self, uid: str, sample_id: str, failure: _CommitFailed) -> int:
         """COMMIT of ``uid``'s answer raised: look for it on a fresh connection. Durable -> its id."""
@@ -541,13 +614,10 @@ class PgLabelStore(LabelStore):
     def integrity_check(self) -> str:
         """``"ok"`` when the tables and the triggers that keep the logs append-only are all in place."""
         try:
-            n = self._read("SELECT COUNT(*) FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid"
-                           " WHERE c.oid IN (to_regclass('events'), to_regclass('records'), to_regclass('batches'))"
-                           " AND NOT t.tgisinternal"
-                           " AND t.tgname IN ('events_no_update', 'events_no_delete', 'events_no_truncate',"
-                           " 'records_no_update', 'records_no_delete', 'records_no_truncate',"
-                           " 'events_one_active_answer', 'events_server_time', 'records_server_time',"
-                           " 'batches_server_time')")[0][0]
+            have = {r[0] for r in self._read(
+                "SELECT t.tgname FROM pg_trigger t WHERE NOT t.tgisinternal AND t.tgrelid IN (to_regclass('events'),"
+                " to_regclass('records'), to_regclass('batches'), to_regclass('meta'), to_regclass('schema_history'))")}
         except psycopg.Error as exc:
             raise self._translate_error(exc) from exc
-        return "ok" if int(n) == _N_TRIGGERS else f"{_N_TRIGGERS - int(n)} of the store's triggers are missing"
+        missing = [t for t in _TRIGGERS if t not in have]
+        return "ok" if not missing else f"{len(missing)} of the store's triggers are missing: {', '.join(missing)}"

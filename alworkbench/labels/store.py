@@ -37,7 +37,9 @@ from ..errors import AnswerError, DuplicateAnswerError, NothingToUndoError, Stor
 from ..types import Answer, Prediction
 from .schema import with_ancestors
 
-SCHEMA_VERSION = 3  # 3: events.path_json (a taxonomy label's ancestors, stored explicitly)
+# 3: events.path_json (a taxonomy label's ancestors, stored explicitly); 4: schema_history (every creation and
+# upgrade appended; meta's schema_version is written once, when the store is created, and never again)
+SCHEMA_VERSION = 4
 ANSWER_KINDS = ("label", "tags", "skip", "flag")
 EVENT_KINDS = ANSWER_KINDS + ("undo", "enqueue")
 SYNCHRONOUS_MODES = ("FULL", "NORMAL", "EXTRA")
@@ -49,6 +51,8 @@ _LEGACY_KEYS = ("reports", "model_version")
 _LEGACY_ACK_PREFIX = "guideline_ack:"
 _RESERVED_RECORD_KEYS = ("id", "created_at")
 
+SCHEMA_VERSION_ONCE = ("meta key schema_version is written once: schema upgrades are appended to schema_history "
+                       "(a newer alworkbench upgraded this store: upgrade alworkbench)")
 _KINDS_SQL = ", ".join(f"'{k}'" for k in EVENT_KINDS)
 _ANSWER_KINDS_SQL = ", ".join(f"'{k}'" for k in ANSWER_KINDS)
 # an answer event is active while no undo event points at it
@@ -105,6 +109,16 @@ _DDL_TABLES = [
     value_json TEXT    NOT NULL,
     created_at REAL    NOT NULL
 )""",
+    # one row per creation (from_version NULL) or upgrade of the store's schema, appended in the transaction that
+    # made it; the current version is the highest to_version (and never less than meta's schema_version)
+    """CREATE TABLE IF NOT EXISTS schema_history (
+    id           INTEGER PRIMARY KEY AUTOINCREMENT,
+    from_version INTEGER,
+    to_version   INTEGER NOT NULL,
+    created_at   REAL    NOT NULL,
+    software     TEXT    NOT NULL DEFAULT '',
+    details_json TEXT
+)""",
 ]
 # columns added to version-1 tables: (table, column, declaration)
 _ADDED_COLUMNS = [("events", "uid", "TEXT"), ("batches", "annotator", "TEXT NOT NULL DEFAULT ''"),
@@ -121,7 +135,13 @@ _DDL_AFTER = [
 ] + [
     f"CREATE TRIGGER IF NOT EXISTS {t}_no_{op.lower()} BEFORE {op} ON {t}"
     f" BEGIN SELECT RAISE(ABORT, '{t} are append-only: {op} refused'); END"
-    for t in ("events", "records") for op in ("UPDATE", "DELETE")
+    for t in ("events", "records", "schema_history") for op in ("UPDATE", "DELETE")
+] + [
+    # an alworkbench that predates schema_history (it reads only this key) would otherwise rewrite it, and an
+    # older one re-run its version-1 migration: refused, that transaction rolls back and the store is untouched
+    f"CREATE TRIGGER IF NOT EXISTS meta_schema_version_{op.lower()} BEFORE {op} ON meta"
+    f" WHEN OLD.key = 'schema_version' BEGIN SELECT RAISE(ABORT, '{SCHEMA_VERSION_ONCE}'); END"
+    for op in ("UPDATE", "DELETE")
 ]
 
 _EVENT_COLUMNS = ("id", "kind", "sample_id", "value_json", "note", "round", "batch_id", "annotator",
@@ -375,18 +395,44 @@ class LabelStore:
 
     # -- schema and migration ----------------------------------------------------------------------------
     @staticmethod
-    def _schema_version(conn: sqlite3.Connection) -> Optional[int]:
-        if conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'meta'").fetchone() is None:
+    def _has_table(conn, name: str) -> bool:
+        return conn.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?", (name,)).fetchone() \
+            is not None
+
+    def _schema_version(self, conn) -> Optional[int]:
+        """The store's schema version: the highest of meta's ``schema_version`` (written once, at creation) and
+        the ``to_version`` of every appended ``schema_history`` row; None for an empty database."""
+        if not self._has_table(conn, "meta"):
             return None
         row = conn.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()
-        return None if row is None else int(json.loads(row[0]))
+        versions = [] if row is None else [int(json.loads(row[0]))]
+        if self._has_table(conn, "schema_history"):
+            top = conn.execute("SELECT MAX(to_version) FROM schema_history").fetchone()[0]
+            if top is not None:
+                versions.append(int(top))
+        return max(versions) if versions else None
 
     def _check_newer(self, version: Optional[int]) -> None:
         if version is not None and version > SCHEMA_VERSION:
             raise StoreError(f"{self.path} has label-store schema version {version}; this "
                              f"alworkbench reads up to version {SCHEMA_VERSION}: upgrade alworkbench")
 
+    def _append_schema_history(self, conn, from_version: Optional[int], details: Optional[dict] = None) -> None:
+        """One row for this creation or upgrade (the only write a schema change makes to the store's bookkeeping:
+        meta's schema_version is inserted at creation and never rewritten)."""
+        from .. import __version__
+
+        if from_version is None:
+            conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)",
+                         (json.dumps(SCHEMA_VERSION),))
+        conn.execute("INSERT INTO schema_history(from_version, to_version, created_at, software, details_json)"
+                     " VALUES (?, ?, ?, ?, ?)", (from_version, SCHEMA_VERSION, self._now(conn),
+                                                 f"alworkbench {__version__}",
+                                                 None if details is None else json.dumps(details)))
+
     def _prepare(self, conn: sqlite3.Connection) -> None:
+        """Create the tables, or upgrade an older store, in one write transaction (BEGIN IMMEDIATE: a second
+        process opening the store at the same time waits, then finds it current and writes nothing)."""
         version = self._schema_version(conn)
         self._check_newer(version)
         if version == SCHEMA_VERSION:
@@ -404,16 +450,16 @@ class LabelStore:
                     conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {decl}")
             for stmt in _DDL_AFTER:
                 conn.execute(stmt)
+            details = None
             if version == 1:
-                self._migrate_v1(conn)  # version 2 -> 3 only adds the nullable column events.path_json
-            conn.execute("INSERT INTO meta(key, value_json) VALUES ('schema_version', ?)"
-                         " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json",
-                         (json.dumps(SCHEMA_VERSION),))
+                details = self._migrate_v1(conn)  # 2 -> 3 adds events.path_json, 3 -> 4 schema_history
+            self._append_schema_history(conn, version, details)
 
-    def _migrate_v1(self, conn: sqlite3.Connection) -> None:
+    def _migrate_v1(self, conn: sqlite3.Connection) -> dict:
         """Version 1 kept round reports, the model version and guideline acknowledgements in overwritten meta
         keys. Turn them into appended records (once: this runs inside the transaction that bumps the schema
-        version). The old keys stay untouched for the record and are never written again."""
+        version). The old keys stay untouched for the record and are never written again. Returns the counts
+        (kept in the upgrade's schema_history row)."""
         now = time.time()
         meta = {k: json.loads(v) for k, v in conn.execute("SELECT key, value_json FROM meta")}
         n = {"reports": 0, "models": 0, "acks": 0}
@@ -434,8 +480,9 @@ class LabelStore:
         conn.execute("UPDATE batches SET annotator = COALESCE((SELECT e.annotator FROM events e"
                      " WHERE e.batch_id = batches.batch_id AND e.kind != 'undo' ORDER BY e.id LIMIT 1), '')"
                      " WHERE annotator = ''")
-        conn.execute("INSERT OR REPLACE INTO meta(key, value_json) VALUES ('migrated_v1_to_v2', ?)",
+        conn.execute("INSERT INTO meta(key, value_json) VALUES ('migrated_v1_to_v2', ?)",
                      (json.dumps({"at": now, **n}),))
+        return {"migrated_v1": n}
 
     # -- connections and transactions -------------------------------------------------------------------
     def _conn(self) -> sqlite3.Connection:
@@ -1166,6 +1213,8 @@ class LabelStore:
         if isinstance(key, str) and key.startswith(_LEGACY_ACK_PREFIX):
             ack = self.acknowledged_guideline(key[len(_LEGACY_ACK_PREFIX):])
             return default if ack is None else ack
+        if key == "schema_version":  # the current version (meta keeps the one the store was created at)
+            return self.schema_version()
         rows = self._read("SELECT value_json FROM meta WHERE key = ?", (key,))
         return json.loads(rows[0][0]) if rows else default
 
@@ -1186,6 +1235,30 @@ class LabelStore:
         with self._write(conn):
             conn.execute("INSERT INTO meta(key, value_json) VALUES (?, ?)"
                          " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json", (key, raw))
+
+    # -- schema -------------------------------------------------------------------------------------------
+    @_translated
+    def schema_version(self) -> int:
+        """The store's schema version (SCHEMA_VERSION once opened: an older store is upgraded on open)."""
+        return int(self._schema_version(self._conn()) or 0)
+
+    @_translated
+    def schema_history(self) -> list[dict]:
+        """Every creation and upgrade of the store's schema, oldest first: ``from_version`` (None: created),
+        ``to_version``, ``created_at``, ``software`` and ``details``. A store upgraded from before version 4 has
+        no row for its creation or earlier upgrades (meta's ``schema_version`` keeps the version it had)."""
+        return [{"id": i, "from_version": f, "to_version": t, "created_at": at, "software": sw,
+                 "details": None if d is None else json.loads(d)}
+                for i, f, t, at, sw, d in self._read("SELECT id, from_version, to_version, created_at, software,"
+                                                      " details_json FROM schema_history ORDER BY id")]
+
+    @property
+    def backend(self) -> str:
+        return "sqlite"
+
+    def describe(self) -> dict:
+        """Which store this is, for people: ``backend`` and ``location`` (never a password)."""
+        return {"backend": self.backend, "location": str(self.path)}
 
     # -- maintenance --------------------------------------------------------------------------------------
     @_translated

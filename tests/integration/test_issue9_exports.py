@@ -1,7 +1,8 @@
 """Issue 9, findings 1 (export data loss) and 2 (path traversal, CSV formula injection), with real files and the
 real `alwb` command (the FiftyOne exporters: test_issue9_exports_fiftyone.py).
 
-Labels are written straight into the project's real SQLite store (no model needed to export)."""
+Labels are written straight into the project's real store (no model needed to export): every test that exports
+runs on SQLite and on PostgreSQL (``project_backend``)."""
 from __future__ import annotations
 
 import csv
@@ -52,7 +53,7 @@ def _snapshot(d: Path) -> dict:
 
 # ------------------------------------------------------------------------------------------------ finding 1
 @pytest.mark.parametrize("fmt", ["csv", "folders"])
-def test_finding1_export_refuses_project_folder(tmp_path, fmt):
+def test_finding1_export_refuses_project_folder(tmp_path, fmt, project_backend):
     proj = make_project(tmp_path)
     before = _snapshot(proj.dir)
     with pytest.raises(AlwbError, match="is the project folder"):
@@ -62,7 +63,7 @@ def test_finding1_export_refuses_project_folder(tmp_path, fmt):
     assert _snapshot(proj.dir) == before  # alwb.yaml, labels.sqlite, cache/ untouched
 
 
-def test_finding1_export_refuses_folders_containing_the_project_or_inside_its_cache(tmp_path):
+def test_finding1_export_refuses_folders_containing_the_project_or_inside_its_cache(tmp_path, project_backend):
     proj = make_project(tmp_path)
     (proj.dir / "cache").mkdir(exist_ok=True)
     before = _snapshot(tmp_path)
@@ -73,7 +74,7 @@ def test_finding1_export_refuses_folders_containing_the_project_or_inside_its_ca
     assert _snapshot(tmp_path) == before
 
 
-def test_finding1_export_refuses_non_empty_out_unless_overwrite(tmp_path):
+def test_finding1_export_refuses_non_empty_out_unless_overwrite(tmp_path, project_backend):
     proj = make_project(tmp_path)
     out = tmp_path / "out"
     out.mkdir()
@@ -94,7 +95,7 @@ def test_finding1_export_refuses_non_empty_out_unless_overwrite(tmp_path):
     assert f.read_text().startswith("id,path,label")
 
 
-def test_finding1_overwrite_replaces_only_the_previous_export(tmp_path):
+def test_finding1_overwrite_replaces_only_the_previous_export(tmp_path, project_backend):
     proj = make_project(tmp_path)
     out = tmp_path / "out"
     export(proj, out, "folders")
@@ -113,7 +114,7 @@ def test_finding1_overwrite_replaces_only_the_previous_export(tmp_path):
         assert alwb("export", proj.dir, "--format", "folders").returncode == 0
 
 
-def test_finding1_failed_export_leaves_out_untouched(tmp_path, monkeypatch):
+def test_finding1_failed_export_leaves_out_untouched(tmp_path, monkeypatch, project_backend):
     proj = make_project(tmp_path)
     out = tmp_path / "out"
     export(proj, out, "folders")
@@ -147,7 +148,7 @@ def test_finding2_manifest_class_traversal_refused_at_init(tmp_path):
         Project.init(tmp_path / "p", str(manifest))
 
 
-def test_finding2_folder_names_stay_inside_out(tmp_path):
+def test_finding2_folder_names_stay_inside_out(tmp_path, project_backend):
     proj = make_project(tmp_path, classes=WEIRD, label_with=WEIRD)
     out = tmp_path / "deep" / "out"
     export(proj, out, "folders")
@@ -160,7 +161,7 @@ def test_finding2_folder_names_stay_inside_out(tmp_path):
     assert all("/" not in f and f not in (".", "..") and f.upper() != "CON" for f in folders)
 
 
-def test_finding2_csv_formula_cells_are_neutralised(tmp_path):
+def test_finding2_csv_formula_cells_are_neutralised(tmp_path, project_backend):
     proj = make_project(tmp_path, classes=WEIRD, label_with=WEIRD, n_per_class=4)
     out = tmp_path / "labels.csv"
     export(proj, out, "csv")

@@ -1,8 +1,10 @@
 """Issue 9, finding 5 (silent wrong labels in the interactive `alwb label`) and finding 6 (class renames,
 `init --force` with new classes, ground truth outside the class list), with the real `alwb` command, the real
-SQLite store and the offline backbone."""
+store and the offline backbone. The tests whose subject is what reaches the store run on SQLite and on PostgreSQL
+(``project_backend``: `alwb` subprocesses inherit ALWB_STORE_URL); the ones about reading the prompt run on SQLite."""
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import subprocess
@@ -12,7 +14,6 @@ import numpy as np
 import pytest
 
 from alworkbench import Answer, Project
-from alworkbench.labels import LabelStore
 
 
 def alwb(*args, input=None):
@@ -30,13 +31,23 @@ def _init(tmp_path, classes=None, name="p", batch=4, limit=40):
     return proj
 
 
+@contextlib.contextmanager
+def _store(proj):
+    """The project's label store, wherever it lives (labels.sqlite, or ALWB_STORE_URL)."""
+    p = Project.open(proj)
+    try:
+        yield p.store
+    finally:
+        p.close()
+
+
 def _active(proj):
-    with LabelStore(proj / "labels.sqlite") as st:
+    with _store(proj) as st:
         return sorted((e["kind"], e["value"], e["note"]) for e in st.active_answers().values())
 
 
 # ------------------------------------------------------------------------------------------------ finding 5
-def test_finding5_answers_starting_with_f_are_classes_not_flags(tmp_path):
+def test_finding5_answers_starting_with_f_are_classes_not_flags(tmp_path, project_backend):
     proj = _init(tmp_path, ["fox", "foo", "dog"])
     r = alwb("label", proj, "--annotator", "tty", input="fox\nfoo\n2\nf\n:flag is it a fox?\n:quit\n")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -54,7 +65,7 @@ def test_finding5_zero_and_out_of_range_numbers_reask(tmp_path):
     assert _active(proj) == [("label", "cat", "")]  # only "1" answered; "0" did not pick the last class
 
 
-def test_finding5_undo_at_first_prompt_says_nothing_to_undo(tmp_path):
+def test_finding5_undo_at_first_prompt_says_nothing_to_undo(tmp_path, project_backend):
     proj = _init(tmp_path, ["cat", "dog"])
     r = alwb("label", proj, input=":undo\n:u\n2\n:undo\n1\n:quit\n")
     assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr
@@ -99,8 +110,9 @@ def _label_in_store(proj, n, cls, round_=1):
     return ids
 
 
-@pytest.mark.parametrize("how", ["edit", "init-force"])
-def test_finding6_renamed_class_explained_then_mapped(tmp_path, how):
+# PostgreSQL once: both ways end in the same store calls; init --force is the one that reads the store itself
+@pytest.mark.parametrize("backend,how", [("sqlite", "edit"), ("sqlite", "init-force"), ("postgresql", "init-force")])
+def test_finding6_renamed_class_explained_then_mapped(tmp_path, how, project_backend):
     proj = _init(tmp_path, ["Bag", "Shoe"])
     ids = _label_in_store(proj, 5, "Bag")
     if how == "edit":
@@ -109,6 +121,8 @@ def test_finding6_renamed_class_explained_then_mapped(tmp_path, how):
     else:
         r = alwb("init", proj, "--images", "digits", "--limit", 40, "--classes", "Handbag,Shoe", "--force")
         assert r.returncode == 0 and "alwb classes rename" in r.stdout, r.stdout + r.stderr
+        where = "labels.sqlite" if project_backend is None else "postgresql://alwb@127.0.0.1:"
+        assert f"labels in {proj / 'labels.sqlite' if project_backend is None else where}" in r.stdout, r.stdout
     # every command explains it in one line naming the command that maps them; none crashes
     r = alwb("label", proj, "--oracle")
     assert r.returncode == 2 and "Traceback" not in r.stderr and "is not in list" not in r.stderr
@@ -122,7 +136,7 @@ def test_finding6_renamed_class_explained_then_mapped(tmp_path, how):
     # map them: appended events, the old ones kept
     r = alwb("classes", "rename", proj, "Bag", "Handbag")
     assert r.returncode == 0 and "5 label(s) mapped" in r.stdout, r.stderr
-    with LabelStore(proj / "labels.sqlite") as s:
+    with _store(proj) as s:
         evs = s.events()
         assert [e["value"] for e in evs if e["kind"] == "label"].count("Bag") == 5  # history kept
         new = [e for e in evs if e["annotator"] == "alwb:rename"]
@@ -142,7 +156,7 @@ def test_finding6_renamed_class_explained_then_mapped(tmp_path, how):
     assert r.returncode == 2 and "nothing to rename" in r.stderr
 
 
-def test_finding6_rename_in_config_and_labels_together(tmp_path):
+def test_finding6_rename_in_config_and_labels_together(tmp_path, project_backend):
     proj = _init(tmp_path, ["Bag", "Shoe"])
     _label_in_store(proj, 3, "Bag")
     r = alwb("classes", "rename", proj, "Bag", "Handbag")
@@ -153,7 +167,7 @@ def test_finding6_rename_in_config_and_labels_together(tmp_path):
     assert r.returncode == 2 and "looks like a relative file path" in r.stderr
 
 
-def test_finding6_oracle_ground_truth_outside_class_list_never_blocks(tmp_path):
+def test_finding6_oracle_ground_truth_outside_class_list_never_blocks(tmp_path, project_backend):
     """digits' ground truth 9 is not a class here: those items are flagged with the reason, the batch
     completes, and the next run goes on (before: every rerun failed on the same pending item)."""
     from sklearn.linear_model import LogisticRegression

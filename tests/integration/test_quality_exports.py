@@ -19,7 +19,7 @@ def answer(p, X, annotator, answers: dict):
 
 
 @pytest.fixture
-def team(tmp_path):
+def team(tmp_path, project_backend):  # on SQLite and on PostgreSQL
     """Items 0-5 and 10 of a digits project:
     0: ana 0, ben 0, accepted by rita      -> 0 (review, accepted)
     1: ana 1, ben 7                        -> a tie: not exported
@@ -97,7 +97,7 @@ def test_folders_export_and_the_cli_report_the_tie(team, tmp_path, capsys):
                      f"{p.items[10].label}/{stem[i[10]]}"}
 
 
-def test_multilabel_consensus_and_tie(tmp_path):
+def test_multilabel_consensus_and_tie(tmp_path, project_backend):
     p = Project.init(tmp_path / "m", "digits", tags=["round", "straight", "closed"], quality={"review_sample": 0.0})
     X = p.source.pixels.reshape(len(p.items), -1).astype("float32") / 16.0
     i = [it.id for it in p.items[:3]]

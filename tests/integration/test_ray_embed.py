@@ -1,4 +1,4 @@
-"""Issue 13, part 3: embedding on Ray Data against a real local Ray cluster on this machine (one per test module, 2
+"""Issue 13, part 3: embedding on Ray Data against a real local Ray cluster on 127.0.0.1 (one per test module, 2
 CPUs, a small object store, stopped at the end). Same rows and cache keys as the local path, the same commit
 markers, unreadable images skipped with the same reasons, a killed run resumed with only the missing rows."""
 from __future__ import annotations
@@ -17,6 +17,7 @@ import pytest
 
 pytest.importorskip("torch")
 ray = pytest.importorskip("ray")
+psutil = pytest.importorskip("psutil")
 
 from PIL import Image  # noqa: E402
 
@@ -32,12 +33,58 @@ SPEC = ("randconv", "default", "cpu")
 
 @pytest.fixture(scope="module")
 def cluster():
-    """A local Ray cluster started by this process (2 CPUs, 300 MB object store); its address lets
-    other processes join it as drivers."""
+    """A local Ray cluster on 127.0.0.1 started by this process through the code under test (2 CPUs, 300 MB object
+    store); its address (127.0.0.1:PORT) lets other processes join it as drivers."""
+    _DRIVER_LISTENING_BEFORE.update(_listening([psutil.Process()]))
     connect(None, num_cpus=2, object_store_memory=300 * 2**20)
     address = ray.get_runtime_context().gcs_address
     yield address
     ray.shutdown()
+
+
+_DRIVER_LISTENING_BEFORE: set = set()  # this process's listening sockets before it started Ray (other tests' own)
+
+
+def _listening(procs) -> set:
+    out = set()
+    for proc in procs:
+        try:
+            conns = proc.net_connections(kind="inet")
+            name = proc.name()
+        except psutil.NoSuchProcess:
+            continue
+        out |= {(c.laddr.ip, c.laddr.port, name) for c in conns if c.status == psutil.CONN_LISTEN}
+    return out
+
+
+def _ray_processes() -> list:
+    """Ray's processes under this one (GCS, raylet, agents, workers), not other tests' servers."""
+    out = []
+    for proc in psutil.Process().children(recursive=True):
+        try:
+            if "ray" in " ".join(proc.cmdline()).lower():
+                out.append(proc)
+        except psutil.NoSuchProcess:
+            continue
+    return out
+
+
+def test_the_local_cluster_is_on_127_0_0_1_only(cluster):
+    assert cluster.startswith("127.0.0.1:")
+    nodes = ray.nodes()
+    assert nodes and all(n["NodeManagerAddress"] == "127.0.0.1" for n in nodes), nodes
+
+    @ray.remote
+    def where():
+        return ray.util.get_node_ip_address()
+
+    assert ray.get(where.remote()) == "127.0.0.1"
+    # every socket Ray listens on (GCS, raylet, object manager, agents, workers, this driver's core worker) is a
+    # loopback one: nothing is reachable from another machine
+    socks = _listening(_ray_processes()) | (_listening([psutil.Process()]) - _DRIVER_LISTENING_BEFORE)
+    assert int(cluster.rsplit(":", 1)[1]) in {port for _ip, port, _name in socks}
+    assert {name for *_, name in socks} >= {"gcs_server", "raylet"}
+    assert all(ip in ("127.0.0.1", "::ffff:127.0.0.1") for ip, *_ in socks), sorted(socks)
 
 
 def _source(root: Path, n: int, seed: int = 0, bad: bool = True) -> ImageSource:
@@ -182,3 +229,42 @@ def test_a_failing_ray_worker_is_one_line_and_nothing_half_written(cluster, tmp_
         embed_source_ray(src, ("randconv", "default", "cuda"), cache, workers=1, batch_size=4, progress=False)
     assert "\n" not in str(exc.value)
     assert not [p for p in tmp_path.joinpath("cache").rglob("*") if p.suffix in (".npy", ".tmp")]
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _files(root: Path) -> dict:
+    return {str(p.relative_to(root)): (p.stat().st_size, p.stat().st_mtime_ns) for p in root.rglob("*") if p.is_file()}
+
+
+def test_cli_embed_at_an_address_nobody_answers_is_one_line_and_touches_nothing(tmp_path):
+    make_messy_folder(tmp_path / "images", large=False)
+    proj = tmp_path / "proj"
+    assert _alwb("init", proj, "--images", tmp_path / "images", "--batch-size", 4).returncode == 0
+    before = _files(proj)
+    address = f"127.0.0.1:{_free_port()}"  # a free port: nothing listens there (Ray alone would retry for minutes)
+    r = subprocess.run([sys.executable, "-m", "alworkbench.cli", "embed", str(proj), "--quiet", "--ray", address],
+                       capture_output=True, text=True, timeout=300, cwd=str(REPO))  # timeout: a liveness bound
+    assert r.returncode == 2, r.stdout + r.stderr
+    assert r.stderr.strip().count("\n") == 0 and "Traceback" not in r.stderr, r.stderr
+    assert r.stderr.startswith(f"alwb: error: cannot connect to the Ray cluster at {address}: nothing answers at {address} "
+                               "(connection refused"), r.stderr
+    assert "ray start --head" in r.stderr and not r.stdout
+    assert _files(proj) == before  # no cache folder, no scan index, no store: the project is as it was
+
+
+def test_ray_addresses_are_parsed_for_the_probe():
+    from alworkbench.embed.ray_embed import is_loopback, split_address
+
+    assert split_address("10.0.0.5:6379") == ("10.0.0.5", 6379)
+    assert split_address("ray://head.example.org:10001") == ("head.example.org", 10001)
+    assert split_address("[::1]:6379") == ("::1", 6379)
+    assert split_address("auto") is None and split_address("host") is None
+    assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost")
+    assert not is_loopback("10.0.0.5") and not is_loopback("head.example.org")

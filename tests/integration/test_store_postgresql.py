@@ -317,3 +317,45 @@ def test_leases_are_measured_on_the_server_clock(pg_url, monkeypatch):
     finally:
         ana.close()
         ben.close()
+
+
+def test_status_names_the_store_backend_and_location_never_a_password(backend, store_url, tmp_path, monkeypatch,
+                                                                        capsys, request):
+    import json
+
+    from alworkbench import Project
+
+    monkeypatch.delenv("ALWB_STORE_URL", raising=False)
+    proj = tmp_path / "proj"
+    Project.init(proj, "digits", query={"batch_size": 5}).close()
+    if backend == "postgresql":
+        monkeypatch.setenv("ALWB_STORE_URL", store_url)
+    assert main(["status", str(proj)]) == 0
+    out = capsys.readouterr().out
+    assert main(["status", str(proj), "--json"]) == 0
+    st = json.loads(capsys.readouterr().out)["store"]
+    if backend == "sqlite":
+        assert st == {"backend": "sqlite", "location": str(proj / "labels.sqlite"), "schema_version": 4}
+        assert f"  label store: SQLite {proj / 'labels.sqlite'} (store schema version 4)\n" in out
+    else:
+        pg_server = request.getfixturevalue("pg_server")
+        schema = store_url.split("search_path%3D")[1]
+        where = f"postgresql://alwb@127.0.0.1:{pg_server.port}/postgres"
+        assert st == {"backend": "postgresql", "location": where, "schema": schema, "schema_version": 4}
+        assert f"  label store: PostgreSQL {where}, schema {schema} (store schema version 4)\n" in out
+        assert pg_server.password not in out and not (proj / "labels.sqlite").exists()
+
+
+def test_init_force_keeps_the_team_store_the_labels_live_in(tmp_path, pg_url, monkeypatch):
+    from alworkbench import Project
+
+    monkeypatch.delenv("ALWB_STORE_URL", raising=False)
+    p = Project.init(tmp_path / "p", "digits", classes=[str(d) for d in range(10)], store=pg_url)
+    p.store.record(p.items[0].id, Answer.of_label("3"), round=1, annotator="ana")
+    p.close()
+    p = Project.init(tmp_path / "p", "digits", classes=[str(d) for d in range(10)], overwrite=True)
+    try:  # re-initialised (new classes, say): still the same store, not a new empty labels.sqlite
+        assert p.config.store == pg_url and p.store.labels() == {p.items[0].id: "3"}
+        assert not (tmp_path / "p" / "labels.sqlite").exists()
+    finally:
+        p.close()

@@ -9,7 +9,7 @@ from alworkbench import Answer, Project
 
 
 @pytest.fixture
-def proj(tmp_path):
+def proj(tmp_path, project_backend):  # every test runs on SQLite and on PostgreSQL
     p = Project.init(tmp_path / "p", "digits", query={"batch_size": 10, "strategy": "random"},
                      guideline={"version": "1", "text": "be careful"})
     yield p

@@ -156,13 +156,17 @@ def test_version1_file_is_migrated_once(tmp_path):
     path = tmp_path / "labels.sqlite"
     make_v1_file(path)
     with LabelStore(path) as s:
-        assert s.get_meta("schema_version") == SCHEMA_VERSION == 3
+        assert s.get_meta("schema_version") == SCHEMA_VERSION == 4
         assert [(r["round"], r["n_labels"]) for r in s.reports()] == [(1, 2), (2, 3)]
         assert s.model_version() == 2 and len(s.models()) == 1
         assert s.acknowledged_guideline("ana") == "3" and s.acknowledged_guideline("ben") == "1"
         assert s.get_meta("fiftyone_stamp") == "abc"
         marker = s.get_meta("migrated_v1_to_v2")
         assert (marker["reports"], marker["models"], marker["acks"]) == (2, 1, 2)
+        # the upgrade is one appended schema_history row; meta's schema_version keeps the file's first version
+        [h] = s.schema_history()
+        assert (h["from_version"], h["to_version"]) == (1, SCHEMA_VERSION)
+        assert h["details"] == {"migrated_v1": {"reports": 2, "models": 1, "acks": 2}}
         # batches belong to whoever answered in them; an unanswered one to nobody (it reserves nothing)
         assert [(b["batch_id"], b["annotator"], b["supersedes"]) for b in s.batches()] == [
             ("r1-a", "ana", None), ("r2-b", "ben", None), ("r3-c", "", None)]
@@ -182,6 +186,7 @@ def test_version1_file_is_migrated_once(tmp_path):
     raw = sqlite3.connect(path)
     try:  # the old keys were left as they were, never rewritten
         assert json.loads(raw.execute("SELECT value_json FROM meta WHERE key = 'model_version'").fetchone()[0]) == 2
+        assert json.loads(raw.execute("SELECT value_json FROM meta WHERE key = 'schema_version'").fetchone()[0]) == 1
     finally:
         raw.close()
 
@@ -207,6 +212,7 @@ def test_version1_file_opened_by_two_writers_at_once_is_migrated_once(tmp_path):
     assert not errors, errors
     with LabelStore(path) as s:
         assert len(s.reports()) == 2 and len(s.models()) == 1 and len(s.records("guideline_ack")) == 2
+        assert [(h["from_version"], h["to_version"]) for h in s.schema_history()] == [(1, SCHEMA_VERSION)]
 
 
 # -- finding 3: per-annotator batches ---------------------------------------------------------------------------

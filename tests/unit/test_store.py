@@ -8,6 +8,7 @@ import pytest
 
 from alworkbench.errors import AnswerError, DuplicateAnswerError, NothingToUndoError, StoreError
 from alworkbench.labels import LabelStore
+from alworkbench.labels.store import SCHEMA_VERSION
 from alworkbench.types import Answer, Prediction
 
 
@@ -22,7 +23,7 @@ def test_file_is_wal_and_full_sync(tmp_path):
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
     assert store.integrity_check() == "ok"
-    assert store.get_meta("schema_version") == 3
+    assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
     store.close()
 
 
@@ -33,7 +34,7 @@ def test_postgresql_store_is_durable_and_complete(pg_url):
         assert conn.execute("SHOW synchronous_commit").fetchone()[0] in ("on", "remote_write", "remote_apply")
         assert conn.execute("SHOW fsync").fetchone()[0] == "on"
         assert store.integrity_check() == "ok"
-        assert store.get_meta("schema_version") == 3
+        assert store.get_meta("schema_version") == SCHEMA_VERSION == 4
         assert "PgLabelStore" in repr(store) and "127.0.0.1" in str(store.path)
 
 
@@ -257,8 +258,9 @@ def test_bad_paths(tmp_path):
 
 def test_newer_schema_version_refused(make_store, raw_db):
     make_store().close()
-    raw_db().execute("UPDATE meta SET value_json = '99' WHERE key = 'schema_version'")
-    with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 3"):
+    # what a newer alworkbench writes when it upgrades a store: a schema_history row
+    raw_db().execute("INSERT INTO schema_history(from_version, to_version, created_at) VALUES (4, 99, 0)")
+    with pytest.raises(StoreError, match="schema version 99; this alworkbench reads up to version 4"):
         make_store()
 
 

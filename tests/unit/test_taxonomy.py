@@ -193,11 +193,15 @@ def test_version_2_store_gains_the_path_column_and_keeps_its_answers(tmp_path):
                       "CREATE TABLE ev2 AS SELECT id, kind, sample_id, value_json, note, round, batch_id, annotator,"
                       " created_at, shown_at, time_spent_s, model_version, strategy, score, prediction_json, undoes,"
                       " uid FROM events; DROP TABLE events; ALTER TABLE ev2 RENAME TO events;"
+                      # version 2 had no schema_history and no triggers guarding meta's schema_version
+                      "DROP TABLE schema_history; DROP TRIGGER meta_schema_version_update;"
+                      " DROP TRIGGER meta_schema_version_delete;"
                       "UPDATE meta SET value_json = '2' WHERE key = 'schema_version';")
     raw.commit()
     raw.close()
     with LabelStore(path) as s:
-        assert s.get_meta("schema_version") == 3
+        assert s.get_meta("schema_version") == 4
+        assert [(h["from_version"], h["to_version"]) for h in s.schema_history()] == [(2, 4)]
         assert s.labels() == {"a": "cat"} and s.events()[0]["path"] is None and s.paths() == {}
         assert s.get_meta("migrated_v1_to_v2") is None  # the version-1 migration did not run again
         s.record("b", Answer.of_label("dog", path=("animal", "dog")), round=1, annotator="x")
