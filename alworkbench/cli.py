@@ -75,6 +75,22 @@ def cmd_embed(a) -> int:
     return 0
 
 
+def _stop_on_sigterm():
+    """SIGTERM raises KeyboardInterrupt in the main thread (so a long-running command stops as on Ctrl-C); returns the
+    function that puts the previous handler back."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def stop(_signum, _frame):
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    return lambda: signal.signal(signal.SIGTERM, previous)
+
+
 def cmd_ingest(a) -> int:
     """`alwb ingest DIR [--watch SECONDS] [--route | --no-route]`: find new, changed and removed images, embed only
     what is new and route the new images (auto-accept with the saved model, or queue for people)."""
@@ -100,6 +116,7 @@ def cmd_ingest(a) -> int:
     if a.watch <= 0:
         raise AlwbError(f"--watch takes a positive number of seconds, got {a.watch}")
     totals = {"polls": 0, "new": 0, "changed": 0, "removed": 0, "embedded": 0, "auto_labelled": 0, "queued": 0}
+    restore = _stop_on_sigterm()   # `kill`, systemd and docker stop end the watch like Ctrl-C: summary, exit 0
     try:
         rep = p.ingest(progress=False, route=route)
         totals["polls"] += 1
@@ -131,6 +148,7 @@ def cmd_ingest(a) -> int:
             print(summary, flush=True)
         return 0
     finally:
+        restore()
         p.close()
 
 

@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 
 from alworkbench import Answer, Project
@@ -24,6 +25,13 @@ REPO = Path(__file__).resolve().parents[2]
 CLASSES = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
 ENV = dict(os.environ, PYTHONPATH=str(REPO) + os.pathsep + os.environ.get("PYTHONPATH", ""), TQDM_DISABLE="1")
 
+
+
+def _sigint_as_a_terminal_gives_it():
+    """Run in the watch subprocess before exec: SIGINT back to its default. A test run started as a background job
+    (``cmd &`` in a non-interactive shell, as CI scripts and nohup do) has SIGINT ignored, the child inherits that,
+    and Python then installs no Ctrl-C handler at all: the watch would never see the test's Ctrl-C."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _errfile(tmp_path):
@@ -189,11 +197,14 @@ def test_builtin_dataset_ingest_says_it_does_not_change(tmp_path):
     assert r.returncode == 0 and "built-in dataset 'digits' does not change: nothing to ingest" in r.stdout
 
 
-def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl_c", "sigterm"])
+def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tmp_path, stop):
+    """Ctrl-C, and SIGTERM (kill, systemd, docker stop), end the watch the same way: a summary, exit 0."""
     images = make_folder(tmp_path / "images", per_class=4)
     Project.init(tmp_path / "proj", str(images)).close()
     proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV)
+                             "0.2"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV,
+                            preexec_fn=_sigint_as_a_terminal_gives_it)
     lines: queue.Queue = queue.Queue()
     def read() -> None:
         for ln in proc.stdout:
@@ -224,7 +235,7 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
         line = wait_for(lambda ln: "blue/dropped.png" in ln)
         assert line.strip() == "new (1): blue/dropped.png"
         assert any("1 new, 0 changed, 0 removed" in ln and "1 embedded" in ln for ln in seen), seen
-        proc.send_signal(signal.SIGINT)
+        proc.send_signal(stop)
         proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
         reader.join(timeout=60)
         err = _errfile(tmp_path).read_text()
@@ -358,7 +369,8 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
 
     # --watch routes what each poll finds
     proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV)
+                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV,
+                            preexec_fn=_sigint_as_a_terminal_gives_it)
     lines: queue.Queue = queue.Queue()
     threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
     seen: list[str] = []
