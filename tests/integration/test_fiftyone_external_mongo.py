@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 
-pytest.importorskip("fiftyone")
-pymongo = pytest.importorskip("pymongo")
+import fiftyone  # noqa: E402,F401 - required (setup installs it): a missing package fails, never skips
+import pymongo  # noqa: E402
 
 pytestmark = pytest.mark.fiftyone
 

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-ray = pytest.importorskip("ray")
-psutil = pytest.importorskip("psutil")
+import psutil  # noqa: E402 - required (setup installs the ray extra): a missing package fails, never skips
+import ray  # noqa: E402
+import torch  # noqa: E402,F401
 
 from PIL import Image  # noqa: E402
 

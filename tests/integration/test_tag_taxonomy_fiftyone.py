@@ -11,7 +11,7 @@ import pytest
 os.environ.setdefault("FIFTYONE_DATABASE_DIR", tempfile.mkdtemp(prefix="alwb-fo-db-"))
 os.environ.setdefault("FIFTYONE_DO_NOT_TRACK", "true")
 
-pytest.importorskip("fiftyone")
+import fiftyone  # noqa: E402,F401 - required: a missing package fails, never skips
 pytestmark = pytest.mark.fiftyone
 
 from sklearn.linear_model import LogisticRegression  # noqa: E402

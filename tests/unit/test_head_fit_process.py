@@ -13,7 +13,7 @@ import time
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
+import torch  # noqa: E402,F401 - required: a missing package fails, never skips
 from threadpoolctl import threadpool_info  # noqa: E402
 
 from alworkbench.head import cpu_fit  # noqa: E402
