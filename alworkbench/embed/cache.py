@@ -551,22 +551,8 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
     shas = [it.sha256 for it in items]
     key = backbone.key
     report = EmbedReport(n_items=n)
-    if cache is not None:
-        X, found = cache.lookup(key, shas, backbone.dim)
-        if X.shape[1] != backbone.dim:
-            X = np.zeros((n, backbone.dim), dtype=np.float32)
-            found = np.zeros(n, dtype=bool)
-    else:
-        X, found = np.zeros((n, backbone.dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    X, found, todo, first_of = plan_rows(cache, key, shas, backbone.dim)
     report.n_cached = int(found.sum())
-
-    # one computation per distinct missing sha
-    todo: list[int] = []
-    first_of: dict[str, int] = {}
-    for i in np.flatnonzero(~found).tolist():
-        if shas[i] not in first_of:
-            first_of[shas[i]] = i
-            todo.append(i)
 
     failed_rows: dict[int, str] = {}
     if todo:
@@ -616,6 +602,26 @@ def embed_source(source, backbone, cache: Optional[EmbeddingCache], batch_size: 
         fill_duplicates(X, found, shas, first_of, failed_rows)
     finish_report(report, items, failed_rows, n, t0)
     return (X, report) if return_report else X
+
+
+def plan_rows(cache: Optional["EmbeddingCache"], key: str, shas: Sequence[str], dim: int):
+    """What an embedding run must compute: ``(X, found, todo, first_of)``. ``X`` holds the cached rows (zeros
+    elsewhere), ``found`` marks them; ``todo`` is one row per distinct missing sha (its first occurrence, recorded in
+    ``first_of``), so an image that appears twice is computed once. Shared by the local and the Ray path."""
+    n = len(shas)
+    if cache is not None:
+        X, found = cache.lookup(key, shas, dim)
+        if X.shape[1] != dim:
+            X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    else:
+        X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    todo: list[int] = []
+    first_of: dict[str, int] = {}
+    for i in np.flatnonzero(~found).tolist():
+        if shas[i] not in first_of:
+            first_of[shas[i]] = i
+            todo.append(i)
+    return X, found, todo, first_of
 
 
 def fill_duplicates(X: np.ndarray, found: np.ndarray, shas: Sequence[str], first_of: dict, failed_rows: dict) -> None:

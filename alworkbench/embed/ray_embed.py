@@ -26,7 +26,8 @@ from typing import Callable, Optional, Sequence
 import numpy as np
 
 from ..errors import AlwbError, MissingDependencyError
-from .cache import EmbedReport, EmbeddingCache, _LOAD_ERRORS, fill_duplicates, finish_report, load_bound
+from .cache import (EmbedReport, EmbeddingCache, _LOAD_ERRORS, fill_duplicates, finish_report, load_bound,
+                    plan_rows)
 
 #: every actor seeds torch with this before building its backbone, so random-init weights agree across actors
 RANDOM_INIT_SEED = 0
@@ -254,20 +255,8 @@ def embed_source_ray(source, spec: Sequence, cache: Optional[EmbeddingCache], ad
     n = len(items)
     shas = [it.sha256 for it in items]
     report = EmbedReport(n_items=n)
-    if cache is not None:
-        X, found = cache.lookup(key, shas, dim)
-        if X.shape[1] != dim:
-            X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
-    else:
-        X, found = np.zeros((n, dim), dtype=np.float32), np.zeros(n, dtype=bool)
+    X, found, todo, first_of = plan_rows(cache, key, shas, dim)
     report.n_cached = int(found.sum())
-
-    todo: list[int] = []
-    first_of: dict[str, int] = {}
-    for i in np.flatnonzero(~found).tolist():
-        if shas[i] not in first_of:
-            first_of[shas[i]] = i
-            todo.append(i)
 
     failed_rows: dict[int, str] = {}
     if todo:
