@@ -699,8 +699,8 @@ class Session:
                 self.mark_shown(bi.item.id)
             return bi, self._batch
 
-    def submit(self, item_id: str, answer: Answer) -> int:
-        """Store an answer for an item of the current batch. Durable when this returns."""
+    def _checked(self, answer: Answer) -> Answer:
+        """An answer as the schema normalises it, once the annotator has read the current guideline."""
         if not isinstance(answer, Answer):
             raise AnswerError(f"expected an alworkbench.Answer, got {type(answer).__name__}")
         answer = self.schema.validate(answer)
@@ -708,6 +708,11 @@ class Session:
             raise GuidelineChangedError(
                 f"the guideline changed to version {self.guideline_version}; read it and call "
                 "acknowledge_guideline() before answering")
+        return answer
+
+    def submit(self, item_id: str, answer: Answer) -> int:
+        """Store an answer for an item of the current batch. Durable when this returns."""
+        answer = self._checked(answer)
         with self._lock:
             b = self._batch
             if b is None:
@@ -769,13 +774,7 @@ class Session:
         """Change one of this annotator's earlier answers (from the history): a new answer event that supersedes it
         (the old one is undone by an appended undo event, in the same transaction; nothing is overwritten). Answers on
         gold items (a qualification test, hidden gold) cannot be changed. Returns the new event's id."""
-        if not isinstance(answer, Answer):
-            raise AnswerError(f"expected an alworkbench.Answer, got {type(answer).__name__}")
-        answer = self.schema.validate(answer)
-        if not self.guideline_acknowledged():
-            raise GuidelineChangedError(
-                f"the guideline changed to version {self.guideline_version}; read it and call "
-                "acknowledge_guideline() before answering")
+        answer = self._checked(answer)
         with self._lock:
             return self.store.supersede(int(event_id), answer, annotator=self.annotator)
 
