@@ -39,6 +39,59 @@ def _errfile(tmp_path):
     block the child."""
     return tmp_path / "watch-stderr.txt"
 
+
+class _Watch:
+    """``alwb ingest DIR --watch 0.2 [args]`` in a subprocess, its stdout read line by line on a thread (stderr goes
+    to a file: a pipe nobody reads until the end can fill up and block the child)."""
+
+    def __init__(self, tmp_path, *args):
+        self.err = _errfile(tmp_path)
+        self.proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"),
+                                      "--watch", "0.2", *args], stdout=subprocess.PIPE, stderr=self.err.open("w"),
+                                     text=True, env=ENV, preexec_fn=_sigint_as_a_terminal_gives_it)
+        self.lines: queue.Queue = queue.Queue()
+        self.seen: list[str] = []
+        self.reader = threading.Thread(target=self._read, daemon=True)
+        self.reader.start()
+
+    def _read(self) -> None:
+        for ln in self.proc.stdout:
+            self.lines.put(ln)
+        self.lines.put(None)  # end of output
+
+    def wait_for(self, pred, timeout=240.0) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                ln = self.lines.get(timeout=0.5)
+            except queue.Empty:
+                assert self.proc.poll() is None, f"alwb ingest --watch exited early: {self.seen} {self.err.read_text()}"
+                continue
+            assert ln is not None, f"alwb ingest --watch ended early: {self.seen} {self.err.read_text()}"
+            self.seen.append(ln)
+            if pred(ln):
+                return ln
+        raise AssertionError(f"no matching line before the deadline; output so far: {self.seen}")
+
+    def stop(self, sig=signal.SIGINT) -> int:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
+        self.reader.join(timeout=60)
+        return self.proc.returncode
+
+    def rest(self) -> str:
+        """Everything it printed (call after stop)."""
+        while not self.lines.empty():
+            ln = self.lines.get()
+            if ln is not None:
+                self.seen.append(ln)
+        return "".join(self.seen)
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
 def _png(path: Path, rgb, seed: int) -> None:
     rng = np.random.default_rng(seed)
     a = np.clip(np.array(rgb) + rng.integers(-25, 25, (12, 12, 3)), 0, 255).astype(np.uint8)
@@ -202,53 +255,19 @@ def test_alwb_ingest_watch_reports_a_dropped_file_and_exits_cleanly_on_ctrl_c(tm
     """Ctrl-C, and SIGTERM (kill, systemd, docker stop), end the watch the same way: a summary, exit 0."""
     images = make_folder(tmp_path / "images", per_class=4)
     Project.init(tmp_path / "proj", str(images)).close()
-    proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV,
-                            preexec_fn=_sigint_as_a_terminal_gives_it)
-    lines: queue.Queue = queue.Queue()
-    def read() -> None:
-        for ln in proc.stdout:
-            lines.put(ln)
-        lines.put(None)  # end of output
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    seen: list[str] = []
-
-    def wait_for(pred, timeout=240.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                ln = lines.get(timeout=0.5)
-            except queue.Empty:
-                assert proc.poll() is None, f"alwb ingest --watch exited early: {seen} {_errfile(tmp_path).read_text()}"
-                continue
-            assert ln is not None, f"alwb ingest --watch ended early: {seen}"
-            seen.append(ln)
-            if pred(ln):
-                return ln
-        raise AssertionError(f"no matching line before the deadline; output so far: {seen}")
-
+    w = _Watch(tmp_path)
     try:
-        wait_for(lambda ln: ln.startswith("watching "))
+        w.wait_for(lambda ln: ln.startswith("watching "))
         _png(images / "blue" / "dropped.png", CLASSES["blue"], seed=31337)
-        line = wait_for(lambda ln: "blue/dropped.png" in ln)
+        line = w.wait_for(lambda ln: "blue/dropped.png" in ln)
         assert line.strip() == "new (1): blue/dropped.png"
-        assert any("1 new, 0 changed, 0 removed" in ln and "1 embedded" in ln for ln in seen), seen
-        proc.send_signal(stop)
-        proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
-        reader.join(timeout=60)
-        err = _errfile(tmp_path).read_text()
+        assert any("1 new, 0 changed, 0 removed" in ln and "1 embedded" in ln for ln in w.seen), w.seen
+        rc = w.stop(stop)
+        err = w.err.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0, err
-    while not lines.empty():
-        ln = lines.get()
-        if ln is not None:
-            seen.append(ln)
-    rest = "".join(seen)
+        w.kill()
+    assert rc == 0, err
+    rest = w.rest()
     summary = [ln for ln in rest.splitlines() if ln.startswith("watch stopped after ")]
     assert len(summary) == 1 and "1 new, 0 changed, 0 removed, 1 embedded" in summary[0], rest
     assert "Traceback" not in err
@@ -368,41 +387,19 @@ def test_alwb_ingest_cli_routes_only_when_on_and_watch_routes_each_poll(tmp_path
     p.close()
 
     # --watch routes what each poll finds
-    proc = subprocess.Popen([sys.executable, "-m", "alworkbench.cli", "ingest", str(tmp_path / "proj"), "--watch",
-                             "0.2", "--route"], stdout=subprocess.PIPE, stderr=_errfile(tmp_path).open("w"), text=True, env=ENV,
-                            preexec_fn=_sigint_as_a_terminal_gives_it)
-    lines: queue.Queue = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(ln) for ln in proc.stdout] + [lines.put(None)], daemon=True).start()
-    seen: list[str] = []
-
-    def wait_for(pred, timeout=240.0) -> str:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            try:
-                ln = lines.get(timeout=0.5)
-            except queue.Empty:
-                continue
-            assert ln is not None, f"alwb ingest --watch ended early: {seen} {_errfile(tmp_path).read_text()}"
-            seen.append(ln)
-            if pred(ln):
-                return ln
-        raise AssertionError(f"no matching line before the deadline; output so far: {seen}")
-
+    w = _Watch(tmp_path, "--route")
     try:
-        wait_for(lambda ln: ln.startswith("watching "))
+        w.wait_for(lambda ln: ln.startswith("watching "))
         _png(images / "red" / "watched.png", CLASSES["red"], seed=6200)
-        line = wait_for(lambda ln: ln.startswith("routing with model"))
+        line = w.wait_for(lambda ln: ln.startswith("routing with model"))
         assert line.strip() == f"routing with model v{version}: 1 auto-labelled (0 sampled for review), " \
-                               "0 queued for people", seen
-        proc.send_signal(signal.SIGINT)
-        proc.wait(timeout=600)  # a liveness bound for a loaded machine, not a speed check
-        line = wait_for(lambda ln: ln.startswith("watch stopped after "))
-        assert "1 new, 0 changed, 0 removed, 1 embedded, 1 auto-labelled, 0 queued" in line, seen
+                               "0 queued for people", w.seen
+        rc = w.stop()
+        line = w.wait_for(lambda ln: ln.startswith("watch stopped after "))
+        assert "1 new, 0 changed, 0 removed, 1 embedded, 1 auto-labelled, 0 queued" in line, w.seen
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    assert proc.returncode == 0
+        w.kill()
+    assert rc == 0
     p = Project.open(tmp_path / "proj")
     assert "red/watched.png" in {x["item_id"] for x in p.store.records(AUTO_LABEL)} and _events_dump(p) == before
     p.close()
