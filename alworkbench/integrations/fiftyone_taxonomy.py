@@ -73,41 +73,66 @@ def sync_levels(fo, ds, project, states: dict, session=None) -> list[str]:
         return _sync_tag_levels(fo, ds, project, tree, states, session)
     ids = list(ds.values("alwb_id"))
     items = {it.id: it for it in project.source.items}
-    written: list[str] = []
+
+    def levels(sid):
+        final = (states.get(sid) or {}).get("label")
+        it = items.get(sid)
+        gt = it.label if it is not None and it.label in tree.leaves else None
+        return (list(tree.levels(final)) if final in tree.leaves else [None] * tree.depth,
+                list(tree.levels(gt)) if gt is not None else [None] * tree.depth)
+
+    written = _write_levels(fo, ds, tree, ids, levels, _write)
+    pred = _new_predictions(ds, session, ids)
+    if pred is not None:
+        p, classes, version = pred
+        paths = tree.predict_paths(p, classes)
+        node_p = tree.node_proba(p, classes)
+        for k in range(tree.depth):
+            labels = [path[k] for path in paths]
+            conf = [node_p[n][r] for r, n in enumerate(labels)]
+            _write(fo, ds, "pred_" + level_name(k + 1), labels, conf)
+            written.append("pred_" + level_name(k + 1))
+        _predictions_written(ds, version)
+    return written
+
+
+def _write_levels(fo, ds, tree, ids: list, levels, write) -> list[str]:
+    """The final and ground-truth level fields: ``levels(sid)`` gives one item's (final, truth) per level, ``write``
+    sets one field (:func:`_write` or :func:`_write_tags`). Returns the fields that changed."""
     final_cols: list[list] = [[] for _ in range(tree.depth)]
     gt_cols: list[list] = [[] for _ in range(tree.depth)]
     for sid in ids:
-        final = (states.get(sid) or {}).get("label")
-        lv = list(tree.levels(final)) if final in tree.leaves else [None] * tree.depth
-        it = items.get(sid)
-        gt = it.label if it is not None and it.label in tree.leaves else None
-        glv = list(tree.levels(gt)) if gt is not None else [None] * tree.depth
+        lv, glv = levels(sid)
         for k in range(tree.depth):
             final_cols[k].append(lv[k])
             gt_cols[k].append(glv[k])
+    written: list[str] = []
     for k in range(tree.depth):
-        if _write(fo, ds, level_name(k + 1), final_cols[k]):
+        if write(fo, ds, level_name(k + 1), final_cols[k]):
             written.append(level_name(k + 1))
-        if _write(fo, ds, "gt_" + level_name(k + 1), gt_cols[k]):
+        if write(fo, ds, "gt_" + level_name(k + 1), gt_cols[k]):
             written.append("gt_" + level_name(k + 1))
-    got = session.predict_proba_all() if session is not None else None
-    if got is not None:
-        item_ids, proba, classes = got
-        version = int(session.model_version)
-        if ds.info.get("level_predictions_version") != version or "pred_" + level_name(1) not in ds.get_field_schema():
-            row = {sid: r for r, sid in enumerate(item_ids)}
-            order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
-            p = np.asarray(proba)[order]
-            paths = tree.predict_paths(p, classes)
-            node_p = tree.node_proba(p, classes)
-            for k in range(tree.depth):
-                labels = [path[k] for path in paths]
-                conf = [node_p[n][r] for r, n in enumerate(labels)]
-                _write(fo, ds, "pred_" + level_name(k + 1), labels, conf)
-                written.append("pred_" + level_name(k + 1))
-            ds.info["level_predictions_version"] = version
-            ds.save()
     return written
+
+
+def _new_predictions(ds, session, ids: list):
+    """``(proba in the dataset's row order, classes, model version)`` when the session has a model whose level
+    predictions the dataset does not hold yet, else None."""
+    got = session.predict_proba_all() if session is not None else None
+    if got is None:
+        return None
+    item_ids, proba, classes = got
+    version = int(session.model_version)
+    if ds.info.get("level_predictions_version") == version and "pred_" + level_name(1) in ds.get_field_schema():
+        return None
+    row = {sid: r for r, sid in enumerate(item_ids)}
+    order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
+    return np.asarray(proba)[order], classes, version
+
+
+def _predictions_written(ds, version: int) -> None:
+    ds.info["level_predictions_version"] = version
+    ds.save()
 
 
 def _write_tags(fo, ds, name: str, tag_lists: list, conf: Optional[list] = None) -> bool:
@@ -135,38 +160,25 @@ def _sync_tag_levels(fo, ds, project, tree, states: dict, session=None) -> list[
     """A tag tree's level fields (see the module docstring)."""
     ids = list(ds.values("alwb_id"))
     truth = dict(zip((it.id for it in project.source.items), project.source.ground_truth()))
-    written: list[str] = []
-    final_cols: list[list] = [[] for _ in range(tree.depth)]
-    gt_cols: list[list] = [[] for _ in range(tree.depth)]
-    for sid in ids:
+
+    def levels(sid):
         final = (states.get(sid) or {}).get("label")
-        lv = tree.tag_levels(list(final)) if isinstance(final, (list, tuple)) else [None] * tree.depth
         gt = truth.get(sid)
         gt = [gt] if isinstance(gt, str) else gt  # a single-label source used with tags: its class is its one tag
-        glv = tree.tag_levels(list(gt)) if gt else [None] * tree.depth
+        return (tree.tag_levels(list(final)) if isinstance(final, (list, tuple)) else [None] * tree.depth,
+                tree.tag_levels(list(gt)) if gt else [None] * tree.depth)
+
+    written = _write_levels(fo, ds, tree, ids, levels, _write_tags)
+    pred = _new_predictions(ds, session, ids)
+    if pred is not None:
+        p, classes, version = pred
+        p = tree.consistent_tag_proba(p, classes)  # the session's already is; idempotent
+        col = {t: j for j, t in enumerate(classes)}
         for k in range(tree.depth):
-            final_cols[k].append(lv[k])
-            gt_cols[k].append(glv[k])
-    for k in range(tree.depth):
-        if _write_tags(fo, ds, level_name(k + 1), final_cols[k]):
-            written.append(level_name(k + 1))
-        if _write_tags(fo, ds, "gt_" + level_name(k + 1), gt_cols[k]):
-            written.append("gt_" + level_name(k + 1))
-    got = session.predict_proba_all() if session is not None else None
-    if got is not None:
-        item_ids, proba, classes = got
-        version = int(session.model_version)
-        if ds.info.get("level_predictions_version") != version or "pred_" + level_name(1) not in ds.get_field_schema():
-            row = {sid: r for r, sid in enumerate(item_ids)}
-            order = np.fromiter((row[s] for s in ids), dtype=np.int64, count=len(ids))
-            p = tree.consistent_tag_proba(np.asarray(proba)[order], classes)  # the session's already is; idempotent
-            col = {t: j for j, t in enumerate(classes)}
-            for k in range(tree.depth):
-                nodes = [n for n in tree.tag_level_nodes(k + 1) if n in col]
-                tags = [[n for n in nodes if p[r, col[n]] >= 0.5] for r in range(len(ids))]
-                conf = [[p[r, col[n]] for n in t] for r, t in enumerate(tags)]
-                _write_tags(fo, ds, "pred_" + level_name(k + 1), tags, conf)
-                written.append("pred_" + level_name(k + 1))
-            ds.info["level_predictions_version"] = version
-            ds.save()
+            nodes = [n for n in tree.tag_level_nodes(k + 1) if n in col]
+            tags = [[n for n in nodes if p[r, col[n]] >= 0.5] for r in range(len(ids))]
+            conf = [[p[r, col[n]] for n in t] for r, t in enumerate(tags)]
+            _write_tags(fo, ds, "pred_" + level_name(k + 1), tags, conf)
+            written.append("pred_" + level_name(k + 1))
+        _predictions_written(ds, version)
     return written

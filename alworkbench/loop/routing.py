@@ -113,18 +113,7 @@ def _pool_cut(pool_proba: np.ndarray, j: int, t: float, target: float) -> tuple:
     p = np.asarray(pool_proba, dtype=np.float64)
     if not len(p):
         return t, None, 0
-    conf = p.max(axis=1)
-    m = np.flatnonzero((p.argmax(axis=1) == j) & (conf >= t))
-    cf = np.sort(conf[m])[::-1]
-    if not len(cf):
-        return t, None, 0
-    mean = np.cumsum(cf) / np.arange(1, len(cf) + 1)
-    cut_ok = np.r_[cf[1:] < cf[:-1], True]
-    good = np.flatnonzero((mean >= target) & cut_ok)
-    if not len(good):
-        return None, None, 0
-    k = int(good[-1])
-    return max(float(cf[k]), t), float(mean[k]), k + 1
+    return _conf_cut(p.max(axis=1)[p.argmax(axis=1) == j], t, target)
 
 
 def _walk_cut(cf: np.ndarray, ok: np.ndarray, target: float, min_support: int) -> Optional[int]:
