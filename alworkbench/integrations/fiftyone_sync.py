@@ -55,7 +55,7 @@ from typing import Iterable, Optional, Sequence
 
 import numpy as np
 
-from ..errors import AlwbError, FiftyOneUnavailableError, MissingDependencyError
+from ..errors import AlwbError, FiftyOneUnavailableError, MissingDependencyError, StoreError
 
 STATUS_TAGS = ("flagged", "skipped")
 PRED_PREFIX = "predictions_r"
@@ -192,8 +192,11 @@ def _store_stamp(project) -> str:
     if not stamp:
         import uuid
 
-        stamp = uuid.uuid4().hex
-        project.store.set_meta(STAMP_KEY, stamp)
+        try:
+            project.store.set_meta(STAMP_KEY, uuid.uuid4().hex)
+        except StoreError:  # another process wrote its stamp first: meta is written once, theirs holds
+            pass
+        stamp = project.store.get_meta(STAMP_KEY)
     return stamp
 
 

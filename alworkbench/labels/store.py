@@ -1220,6 +1220,8 @@ class LabelStore:
 
     @_translated
     def set_meta(self, key: str, value: Any) -> None:
+        """Write a meta key once. Writing the value it already holds is a no-op; another value raises StoreError
+        (meta is never overwritten: what changes over time is an appended record)."""
         _check_id(key, "meta key")
         if key == "schema_version":
             raise StoreError("meta key 'schema_version' is managed by the label store")
@@ -1232,9 +1234,13 @@ class LabelStore:
         except (TypeError, ValueError) as exc:
             raise StoreError(f"meta value for {key!r} is not JSON-serialisable: {exc}") from exc
         conn = self._conn()
-        with self._write(conn):
-            conn.execute("INSERT INTO meta(key, value_json) VALUES (?, ?)"
-                         " ON CONFLICT(key) DO UPDATE SET value_json = excluded.value_json", (key, raw))
+        with self._write(conn):  # the writers' lock: the check and the insert are one step for every client
+            row = conn.execute("SELECT value_json FROM meta WHERE key = ?", (key,)).fetchone()
+            if row is None:
+                conn.execute("INSERT INTO meta(key, value_json) VALUES (?, ?)", (key, raw))
+            elif json.loads(row[0]) != json.loads(raw):
+                raise StoreError(f"meta key {key!r} is written once and already holds another value: meta is never "
+                                 "overwritten (keep changing values as appended records: append_record)")
 
     # -- schema -------------------------------------------------------------------------------------------
     @_translated

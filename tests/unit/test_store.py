@@ -188,14 +188,18 @@ def test_meta_roundtrip_and_persistence(make_store):
     with make_store() as s:
         assert s.get_meta("missing", default=7) == 7
         s.set_meta("guideline_ack", {"alice": "2"})
-        s.set_meta("guideline_ack", {"alice": "3", "bob": "1"})
+        s.set_meta("guideline_ack", {"alice": "2"})  # the value it holds: a no-op
+        with pytest.raises(StoreError, match="written once"):  # never overwritten
+            s.set_meta("guideline_ack", {"alice": "3", "bob": "1"})
         s.set_meta("n", 5)
+        with pytest.raises(StoreError, match="written once"):
+            s.set_meta("n", 6)
         with pytest.raises(StoreError, match="not JSON-serialisable"):
             s.set_meta("bad", object())
         with pytest.raises(StoreError, match="managed by the label store"):
             s.set_meta("schema_version", 99)
     with make_store() as s:
-        assert s.get_meta("guideline_ack") == {"alice": "3", "bob": "1"}
+        assert s.get_meta("guideline_ack") == {"alice": "2"}
         assert s.get_meta("n") == 5
 
 
