@@ -28,6 +28,11 @@ class Calibration:
 
     temperature: float = 1.0
     cv_accuracy: Optional[float] = None  # single-label accuracy / multi-label micro-F1, out of fold
+    # out-of-fold accuracy on the labels chosen uniformly at random (the random strategy, the random share of an
+    # adaptive batch): a sample of the pool, where cv_accuracy is biased low by the hard items uncertainty sampling
+    # asks for. The adaptive strategy's skill signal (see Session, SKILL_SOURCE)
+    skill_accuracy: Optional[float] = None
+    n_skill: int = 0
     n_folds: int = 0
     n_used: int = 0
     ece_before: Optional[float] = None  # top-1 expected calibration error of the OOF predictions, T = 1
@@ -38,7 +43,8 @@ class Calibration:
 
     def to_dict(self) -> dict:
         return {"temperature": self.temperature, "cv_accuracy": self.cv_accuracy, "n_folds": self.n_folds,
-                "n_used": self.n_used, "ece_before": self.ece_before, "ece_after": self.ece_after}
+                "n_used": self.n_used, "ece_before": self.ece_before, "ece_after": self.ece_after,
+                "skill_accuracy": self.skill_accuracy, "n_skill": self.n_skill}
 
 
 def chance_corrected(accuracy: Optional[float], n_classes: int, multilabel: bool = False) -> Optional[float]:

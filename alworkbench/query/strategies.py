@@ -51,6 +51,13 @@ SKILL_HIGH = 0.8
 # what the weak-model share of an adaptive batch is: "random" (measured: typicality seeded with the labelled set lost
 # to random after ~3 items per class on the real colour set, see bench/bench_small_sets.py) or "typical"
 ADAPTIVE_WEAK = "random"
+# adaptive with labelled items but no model yet (the batch opened while the first model trains, as the widget and the
+# asynchronous loop do): "cold_start" = TypiClust seeded with the labelled set, "weak" = the weak-model choice above.
+# Chosen on validation splits (bench/choose_adaptive.py --knob no_model, bench/results/choose_no_model.json, async,
+# 5 seeds; mean gap over the curve / worst round vs random): photo crops (crop seed 1) cold_start +0.84 / -3.06 pts,
+# weak +0.04 / -2.65 (an earlier run of the same command: +3.90 / -0.41 vs +0.39 / -4.90); digits +4.53 / +1.77 vs
+# +4.82 / +2.52. Cold start is better on the colour set, even on digits.
+ADAPTIVE_NO_MODEL = "cold_start"
 CORESET_MAX_POOL = 20_000
 CORESET_MAX_LABELLED = 20_000
 DIVERSE_BETA = 10
@@ -420,17 +427,26 @@ def _adaptive(ctx: _Ctx, n: int, name: str) -> Selection:
     chance-corrected. Low-budget active learning loses to random when a weak model picks by uncertainty (Hacohen et
     al. 2022, TypiClust; Yehuda et al. 2022, ProbCover); typicality/coverage wins there. A share
     ``u = clip((skill - SKILL_LOW) / (SKILL_HIGH - SKILL_LOW), 0, 1)`` of the batch goes to diverse margin, the rest
-    to TypiClust seeded with the labelled set (and with the uncertainty picks, so the two halves do not overlap).
+    to the weak-model choice (:data:`ADAPTIVE_WEAK`: random among the unlabelled items, or TypiClust seeded with the
+    labelled set and the uncertainty picks, so the two parts do not overlap). With no model and no labels: cold
+    start. With labelled items but no model yet (the batch opened while the first model trains): cold
+    start seeded with the labelled set (:data:`ADAPTIVE_NO_MODEL`; ``no_model="weak"`` takes the weak-model choice).
     """
-    if not ctx.has_model():
+    has_labels = ctx.X_labelled is not None and _n_rows(ctx.X_labelled) > 0
+    no_model = ctx.options.get("no_model", ADAPTIVE_NO_MODEL)
+    if no_model not in ("weak", "cold_start"):
+        raise ConfigError(f"adaptive: no_model must be 'weak' or 'cold_start', got {no_model!r}")
+    if not ctx.has_model() and (not has_labels or no_model == "cold_start"):
         return _cold_start(ctx, n, "cold_start", requested=name)
-    skill = ctx.options.get("model_skill")
+    skill = ctx.options.get("model_skill") if ctx.has_model() else None
     lo = float(ctx.options.get("skill_low", SKILL_LOW))
     hi = float(ctx.options.get("skill_high", SKILL_HIGH))
     u = 0.0 if skill is None else float(np.clip((float(skill) - lo) / max(hi - lo, 1e-9), 0.0, 1.0))
     n_unc = int(round(u * n))
     details = {"model_skill": None if skill is None else round(float(skill), 4), "uncertain_share": round(u, 4),
                "n_uncertain": n_unc, "n_coverage": n - n_unc}
+    if not ctx.has_model():
+        details["reason"] = "no model yet: labelled items, chosen as for a weak model (no_model=weak)"
     parts_idx, parts_sc = [], []
     if n_unc > 0:
         sel = _diverse("margin")(ctx, n_unc, "diverse_margin")

@@ -157,6 +157,44 @@ def test_session_second_cold_start_sees_the_first(proj, X):
     s.close()
 
 
+def test_the_default_opened_before_the_first_model_can_choose_as_for_a_weak_model(proj, X, monkeypatch):
+    """ADAPTIVE_NO_MODEL='weak' (measured worse on validation, kept as an option): the session hands the adaptive
+    default the labelled items and it picks as for its weakest model, recorded as adaptive with no scores."""
+    from alworkbench.query import strategies as st
+
+    monkeypatch.setattr(st, "ADAPTIVE_NO_MODEL", "weak")
+    s = proj.session(embeddings=X)
+    o = Oracle(s)
+    b1 = s.next_batch()
+    assert b1.strategy == "cold_start"  # nothing labelled: cold start
+    _answer_all(s, o)
+    b2 = s.next_batch()
+    rec = [r for r in proj.store.batches() if r["batch_id"] == b2.batch_id][-1]
+    if rec["model_version"] == 0:  # opened before v1 landed (nearly always)
+        assert b2.strategy == rec["strategy"] == "adaptive" and rec["scores"] == [None] * len(b2)
+    assert not {bi.item.id for bi in b1.items} & {bi.item.id for bi in b2.items}
+    s.close()
+
+
+def test_adaptive_without_a_model_cold_starts_only_without_labels(X):
+    from alworkbench.errors import ConfigError
+    from alworkbench.query import strategies as st
+
+    first = select("adaptive", 10, X_pool=X, rng=0)
+    assert first.strategy == "cold_start"
+    rest = np.setdiff1d(np.arange(len(X)), first.indices)
+    seeded = select("adaptive", 10, X_pool=X[rest], X_labelled=X[first.indices], rng=0)
+    assert st.ADAPTIVE_NO_MODEL == "cold_start"
+    assert seeded.strategy == "cold_start" and seeded.details["n_labelled_used"] == 10
+    sel = select("adaptive", 10, X_pool=X[rest], X_labelled=X[first.indices], rng=0, no_model="weak")
+    assert sel.strategy == "adaptive" and sel.details["reason"].startswith("no model yet")
+    assert sel.details["model_skill"] is None and sel.details["n_uncertain"] == 0
+    assert sel.details["coverage"] == {"mode": st.ADAPTIVE_WEAK} and np.isnan(sel.scores).all()
+    assert len(set(sel.indices.tolist())) == 10
+    with pytest.raises(ConfigError, match="no_model"):
+        select("adaptive", 10, X_pool=X[rest], X_labelled=X[first.indices], no_model="typical")
+
+
 def test_reopen_without_new_labels_restores_the_last_model(proj, X):
     s = proj.session(embeddings=X)
     o = Oracle(s)
@@ -213,6 +251,68 @@ def test_shown_confidences_are_calibrated(proj, X):
     shown = s.predict_proba_all()[1][ev]
     raw = s._full_proba(s.model)[0][ev]
     assert top1_ece(shown, y) <= top1_ece(raw, y) + 0.01
+    s.close()
+
+
+def _margin_rounds(s, o, n_rounds):
+    b1 = s.next_batch()
+    _answer_all(s, o)
+    s.retrain()
+    for _ in range(n_rounds):  # margin batches: every item carries a score
+        b = s.next_batch()
+        assert b.strategy == "margin"
+        _answer_all(s, o)
+    s.retrain()
+    return b1
+
+
+def test_the_skill_signal_is_measured_on_the_labels_chosen_at_random(tmp_path, monkeypatch):
+    """Out-of-fold accuracy on every label is biased low once margin sampling adds the hard items (and cold-start
+    picks are the easy, typical ones); the adaptive default's skill is measured on the uniform random picks, and the
+    stored calibration carries it across a reopen."""
+    from alworkbench.loop import session as session_mod
+    from alworkbench.loop.calibration import chance_corrected
+
+    proj = Project.init(tmp_path / "p", "digits", query={"batch_size": 30, "cold_start": "random"})
+    X = proj.source.pixels.reshape(len(proj.items), -1).astype("float32") / 16.0
+    s = proj.session(embeddings=X, strategy="margin")
+    o = Oracle(s)
+    b1 = _margin_rounds(s, o, 3)
+    assert b1.strategy == "random"
+    m = s._model
+    cal = m.calibration
+    first = {bi.item.id for bi in b1.items}
+    ids = [proj.items[i].id for i in m.train_idx]
+    rep = np.array([i in first for i in ids]) & cal.usable
+    assert len(ids) == 120 and cal.n_skill == int(rep.sum()) >= session_mod.MIN_SKILL_LABELS
+    codes = np.array([s.classes.index(proj.items[i].label) for i in m.train_idx])
+    expect = float((cal.oof_proba[rep].argmax(axis=1) == codes[rep]).mean())
+    assert cal.skill_accuracy == pytest.approx(expect) and cal.skill_accuracy != cal.cv_accuracy
+    assert m.skill == pytest.approx(chance_corrected(expect, len(s.classes)))
+    assert s.model_info["skill"] == m.skill and s.model_info["n_skill"] == cal.n_skill
+    monkeypatch.setattr(session_mod, "SKILL_SOURCE", "all")
+    assert m.skill == pytest.approx(chance_corrected(cal.cv_accuracy, len(s.classes)))
+    monkeypatch.setattr(session_mod, "SKILL_SOURCE", "representative")
+    version = s.model_version
+    s.close()
+    s2 = proj.session(embeddings=X, strategy="margin")  # reopened: the stored calibration carries the signal
+    assert s2.restored and s2.model_version == version
+    assert s2._model.calibration.skill_accuracy == pytest.approx(expect) and s2._model.skill == pytest.approx(m.skill)
+    s2.close()
+    proj.close()
+
+
+def test_without_random_picks_the_skill_is_the_accuracy_on_every_label(proj, X):
+    """Typical cold-start picks and margin picks are no sample of the pool: no skill_accuracy, the signal falls back
+    to the out-of-fold accuracy on every label."""
+    from alworkbench.loop.calibration import chance_corrected
+
+    s = proj.session(embeddings=X, strategy="margin", batch_size=30)
+    b1 = _margin_rounds(s, Oracle(s), 2)
+    assert b1.strategy == "cold_start"
+    cal = s._model.calibration
+    assert cal.n_skill == 0 and cal.skill_accuracy is None and cal.cv_accuracy is not None
+    assert s._model.skill == pytest.approx(chance_corrected(cal.cv_accuracy, len(s.classes)))
     s.close()
 
 
