@@ -36,8 +36,9 @@ def _fit_line(res: dict) -> str:
                 models.append(curve[-1].get("n_models", 0))
     if not fits:
         return "retrain time not recorded"
-    return (f"a background retrain took {min(fits):.1f}-{max(fits):.1f} s on average per run, "
-            f"{min(models)}-{max(models)} models per run")
+    span = lambda lo, hi, f: f.format(lo) if f.format(lo) == f.format(hi) else f.format(lo) + "-" + f.format(hi)  # noqa: E731
+    return (f"a background retrain took {span(min(fits), max(fits), '{:.1f}')} s on average per run, "
+            f"{span(min(models), max(models), '{}')} models per run")
 
 
 def label_efficiency_md(res: dict | None = None) -> str:
@@ -210,7 +211,8 @@ def ui_latency_md(res: dict | None = None) -> str:
 BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json": small_sets_md,
           "turnaround.json": turnaround_md, "calibration.json": calibration_md, "quality.json": quality_md,
           "quality_budget10.json": quality_md, "routing.json": routing_md,
-          "ingest_incremental.json": ingest_md, "ui_latency_issue12_pass2.json": ui_latency_md}
+          "ingest_incremental.json": ingest_md, "ui_latency_issue12_pass2.json": ui_latency_md,
+          "small_sets_20seeds.json": small_sets_md}
 
 
 def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
