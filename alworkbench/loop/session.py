@@ -560,7 +560,8 @@ class Session:
         strategy = self.strategy
         if model is None:
             # no model yet -> cold start (representative images) or random, as configured; the adaptive default with
-            # labelled items already chooses as for its weakest model (query.strategies.ADAPTIVE_NO_MODEL)
+            # labelled items decides itself (query.strategies.ADAPTIVE_NO_MODEL: seeded cold start, or as for its
+            # weakest model)
             from ..query.strategies import DEFAULT_STRATEGY
 
             adaptive = not self.multilabel and (DEFAULT_STRATEGY if self.strategy == "default" else self.strategy) == "adaptive"
@@ -844,10 +845,14 @@ class Session:
 
         random_strategies = {"random"} | ({"adaptive"} if st.ADAPTIVE_WEAK == "random" else set())
         at_random: dict[str, bool] = {}
+        by_batch: dict[str, dict[str, bool]] = {}
         for b in self.store.batches():  # oldest first: the latest record of an item wins
             plain = b["strategy"] in random_strategies
+            # a re-selection keeps answered and on-screen items of the batch it supersedes: they were chosen there
+            kept = by_batch.get(b["supersedes"] or "", {})
+            mine = by_batch[b["batch_id"]] = {}
             for iid, sc in zip(b["item_ids"], b["scores"]):
-                at_random[iid] = plain and sc is None
+                mine[iid] = at_random[iid] = kept[iid] if iid in kept else (plain and sc is None)
         return np.fromiter((at_random.get(i, False) for i in ids), dtype=bool, count=len(ids))
 
     def _training_data(self):

@@ -302,6 +302,27 @@ def test_the_skill_signal_is_measured_on_the_labels_chosen_at_random(tmp_path, m
     proj.close()
 
 
+def test_items_kept_by_a_reselection_keep_the_strategy_that_chose_them(proj, X):
+    """A re-selection record lists the answered/on-screen items it keeps (with their old scores) under the new
+    strategy: a typical cold-start pick kept by an adaptive re-selection is still no random pick."""
+    s = proj.session(embeddings=X)
+    ids = [it.id for it in proj.items if not s.eval_mask[s._index[it.id]]][:40]
+    first = proj.store.create_batch(s.annotator, "cold_start", 0, [(i, None, None) for i in ids[:10]], 10)
+    again = proj.store.create_batch(s.annotator, "adaptive", 1, [(i, None, None) for i in ids[10:16]] +
+                                    [(i, 0.3, None) for i in ids[16:20]], 10, round=first["round"],
+                                    supersedes=first["batch_id"], keep=ids[:4])
+    assert again["item_ids"][:4] == ids[:4] and again["strategy"] == "adaptive"
+    rnd = proj.store.create_batch(s.annotator, "random", 1, [(i, None, None) for i in ids[20:25]], 5)
+    assert rnd["strategy"] == "random"
+    got = dict(zip(ids[:25] + ids[30:32], s._chosen_at_random(ids[:25] + ids[30:32]).tolist()))
+    assert not any(got[i] for i in ids[:4])  # kept cold-start picks
+    assert all(got[i] for i in ids[10:16])  # the re-selection's random share
+    assert not any(got[i] for i in ids[16:20])  # its uncertainty picks (scored)
+    assert all(got[i] for i in ids[20:25])  # the random strategy
+    assert not any(got[i] for i in ids[30:32])  # never handed out
+    s.close()
+
+
 def test_without_random_picks_the_skill_is_the_accuracy_on_every_label(proj, X):
     """Typical cold-start picks and margin picks are no sample of the pool: no skill_accuracy, the signal falls back
     to the out-of-fold accuracy on every label."""
