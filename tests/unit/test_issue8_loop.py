@@ -273,6 +273,7 @@ def test_the_skill_signal_is_measured_on_the_labels_chosen_at_random(tmp_path, m
     from alworkbench.loop import session as session_mod
     from alworkbench.loop.calibration import chance_corrected
 
+    monkeypatch.setattr(session_mod, "SKILL_SOURCE", "representative")
     proj = Project.init(tmp_path / "p", "digits", query={"batch_size": 30, "cold_start": "random"})
     X = proj.source.pixels.reshape(len(proj.items), -1).astype("float32") / 16.0
     s = proj.session(embeddings=X, strategy="margin")
