@@ -562,9 +562,9 @@ class Session:
             # no model yet -> cold start (representative images) or random, as configured; the adaptive default with
             # labelled items decides itself (query.strategies.ADAPTIVE_NO_MODEL: seeded cold start, or as for its
             # weakest model)
-            from ..query.strategies import DEFAULT_STRATEGY
+            from ..query.strategies import resolve_strategy
 
-            adaptive = not self.multilabel and (DEFAULT_STRATEGY if self.strategy == "default" else self.strategy) == "adaptive"
+            adaptive = resolve_strategy(self.strategy, self.multilabel) == "adaptive"
             if self.strategy == "random" or self.config.query.cold_start == "random":
                 strategy = "random"
             elif not (adaptive and len(lab_idx)):

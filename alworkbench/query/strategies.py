@@ -506,6 +506,13 @@ def _n_rows(a) -> int:
     return int(a.shape[0]) if hasattr(a, "shape") else len(a)
 
 
+def resolve_strategy(strategy: str, multilabel: bool = False) -> str:
+    """``"default"`` -> :data:`DEFAULT_STRATEGY` (or :data:`DEFAULT_MULTILABEL_STRATEGY`); any other name as is."""
+    if strategy == "default":
+        return DEFAULT_MULTILABEL_STRATEGY if multilabel else DEFAULT_STRATEGY
+    return strategy
+
+
 def select(strategy: str, n: int, *, X_pool=None, proba=None, model=None, X_labelled=None, y_labelled=None,
            multilabel: bool = False, classes: Optional[Sequence[str]] = None, rng=None,
            cold_start: str = "typical", **options) -> Selection:
@@ -526,8 +533,7 @@ def select(strategy: str, n: int, *, X_pool=None, proba=None, model=None, X_labe
         cold_start: ``typical`` | ``centroid`` | ``random`` (how round 0 is chosen).
         options: strategy knobs: ``beta`` (diverse pre-filter factor), ``max_pool`` (coreset subsample size).
     """
-    if strategy == "default":
-        strategy = DEFAULT_MULTILABEL_STRATEGY if multilabel else DEFAULT_STRATEGY
+    strategy = resolve_strategy(strategy, multilabel)
     spec = STRATEGIES.get(strategy)
     kind = "multi-label" if multilabel else "single-label"
     if spec is None or not spec[2 if multilabel else 1]:
