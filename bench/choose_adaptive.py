@@ -30,7 +30,7 @@ sys.path.insert(0, str(ROOT))
 from alworkbench.loop import session as session_mod  # noqa: E402
 from alworkbench.loop.simulation import simulate  # noqa: E402
 from alworkbench.query import strategies as st  # noqa: E402
-from photo_patches import make_patches  # noqa: E402
+from choose_default import validation_sets  # noqa: E402
 
 # knob -> (module, attribute, values; the first is the one compared against)
 KNOBS = {"no_model": (st, "ADAPTIVE_NO_MODEL", ("cold_start", "weak")),
@@ -57,14 +57,9 @@ def main() -> None:
     out: dict = {"command": "python bench/choose_adaptive.py " + " ".join(sys.argv[1:]), "knob": a.knob,
                  "evaluated_on": "validation", "pace_seconds_per_answer": a.pace, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-adaptive-") as tmp:
-        every = {"photo": ("photo-patches (crop seed 1)", None, 120, 12, None),
-                 "digits": ("digits", "digits", 200, 20, None),
-                 "fmnist12k": ("fashion-mnist 12k", "fashion-mnist", 300, 20, 12000),
-                 "fmnist": ("fashion-mnist", "fashion-mnist", 1000, 50, None)}
+        every = validation_sets(Path(tmp), photo="photo" in a.sets.split(","))
         for key in a.sets.split(","):
             name, ds, budget, batch, limit = every[key]
-            if ds is None:
-                ds = str(make_patches(Path(tmp) / "photo-patches-seed1", per_class=100, seed=1))
             rows = out["sets"][name] = {"budget": budget, "batch_size": batch, "seeds": seeds}
             for value in values:
                 setattr(module, attr, value)  # read at call time

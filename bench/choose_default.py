@@ -43,6 +43,16 @@ from alworkbench.loop.simulation import simulate  # noqa: E402
 from photo_patches import make_patches  # noqa: E402
 
 
+def validation_sets(tmp: Path, photo: bool = True) -> dict:
+    """The validation sets the default's choices are made on: key -> (name, dataset, budget, batch, limit). The photo
+    crops (crop seed 1; the README's set uses crop seed 0) are written under ``tmp`` when ``photo``."""
+    photos = str(make_patches(Path(tmp) / "photo-patches-seed1", per_class=100, seed=1)) if photo else None
+    return {"photo": ("photo-patches (crop seed 1)", photos, 120, 12, None),
+            "digits": ("digits", "digits", 200, 20, None),
+            "fmnist12k": ("fashion-mnist 12k", "fashion-mnist", 300, 20, 12000),
+            "fmnist": ("fashion-mnist", "fashion-mnist", 1000, 50, None)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2")
@@ -56,10 +66,9 @@ def main() -> None:
     seeds = [int(s) for s in a.seeds.split(",")]
     out: dict = {"command": "python bench/choose_default.py " + " ".join(sys.argv[1:]), "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-choose-") as tmp:
-        photos = make_patches(Path(tmp) / "photo-patches-seed1", per_class=100, seed=1)
-        sets = (("photo-patches (crop seed 1)", str(photos), None, 120, 12), ("digits", "digits", None, 200, 20),
-                ("fashion-mnist 12k", "fashion-mnist", 12000, 300, 20))
-        for name, ds, limit, budget, batch in sets:
+        every = validation_sets(Path(tmp))
+        sets = [every[k] for k in ("photo", "digits", "fmnist12k")]
+        for name, ds, budget, batch, limit in sets:
             res = simulate(ds, strategies=a.strategies.split(","), budget=budget, batch_size=batch, initial=batch,
                            seeds=seeds, limit=limit, workdir=Path(tmp) / "work", progress=False, mode="async",
                            validation=0.2, log=lambda m: print(m, flush=True))
@@ -84,10 +93,7 @@ def choose_thresholds(a) -> None:
     out: dict = {"command": "python bench/choose_default.py " + " ".join(sys.argv[1:]), "evaluated_on": "validation",
                  "pairs": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-choose-") as tmp:
-        photos = make_patches(Path(tmp) / "photo-patches-seed1", per_class=100, seed=1)
-        every = {"photo": ("photo-patches (crop seed 1)", str(photos), 120, 12, None),
-                 "digits": ("digits", "digits", 200, 20, None),
-                 "fmnist12k": ("fashion-mnist 12k", "fashion-mnist", 300, 20, 12000)}
+        every = validation_sets(Path(tmp), photo="photo" in a.grid_sets.split(","))
         sets = [every[k] for k in a.grid_sets.split(",")]
         for lo, hi in pairs:
             st.SKILL_LOW, st.SKILL_HIGH = lo, hi  # read at call time by the adaptive strategy
