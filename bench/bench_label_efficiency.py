@@ -37,13 +37,17 @@ def main() -> None:
     ap.add_argument("--out", default=str(ROOT / "bench" / "out"))
     ap.add_argument("--pace", type=float, default=0.05, help="seconds per simulated answer")
     ap.add_argument("--mode", default="async", choices=["async", "sync"])
+    ap.add_argument("--clock", default="real", choices=["real", "virtual"],
+                    help="virtual: the asynchronous loop on a virtual clock (fits cost their measured time, nothing "
+                         "sleeps), so a person's pace (--pace 1) runs in the time the fits take")
     ap.add_argument("--compare-sync", action="store_true")
     ap.add_argument("--json", default=None, help="also write the raw results here (e.g. bench/results/...)")
     a = ap.parse_args()
     t0 = time.perf_counter()
     res = simulate(a.dataset, strategies=a.strategies.split(","), budget=a.budget, batch_size=a.batch_size,
                    initial=a.initial, seeds=[int(s) for s in a.seeds.split(",")], backbone=a.backbone, limit=a.limit,
-                   log=lambda m: print(m, flush=True), mode=a.mode, pace=a.pace, compare_sync=a.compare_sync)
+                   log=lambda m: print(m, flush=True), mode=a.mode, pace=a.pace, compare_sync=a.compare_sync,
+                   clock=a.clock)
     res["command"] = "python bench/bench_label_efficiency.py " + " ".join(sys.argv[1:])
     wall = time.perf_counter() - t0
     table = format_table(res)
@@ -62,7 +66,7 @@ def main() -> None:
     fits = [f for f in fits if f]
     lines = [f"Fashion-MNIST ({res['n_pool']} pool, {res['n_eval']} held-out test images), backbone "
              f"`{res['backbone']}`, head `{res['head']}`, batches of {a.batch_size} after {a.initial} cold-start "
-             f"labels, seeds {a.seeds}, {a.mode} loop (one answer every {a.pace} s; mean retrain "
+             f"labels, seeds {a.seeds}, {a.mode} loop (one answer every {a.pace} s, {a.clock} clock; mean retrain "
              f"{(sum(fits) / len(fits)) if fits else float('nan'):.2f} s); `{res['command']}` "
              f"({wall / 60:.1f} min on 2 CPU cores).",
              "", f"random's accuracy at {a.budget} labels: **{base:.4f}**", "",

@@ -3,6 +3,8 @@ random on (a) a real colour set made from six photographs (bench/photo_patches.p
 (b) scikit-learn's digits (10 classes). Budget 120 labels in batches of 12, and 200 in batches of 20; 5 seeds.
 
     .venv/bin/python bench/bench_small_sets.py [--seeds 0,1,2,3,4] [--pace 0.02] --json bench/results/small_sets.json
+    .venv/bin/python bench/bench_small_sets.py --seeds 0,...,19 --clock virtual --pace 1 --compare-sync \
+        --json bench/results/small_sets_person_pace.json   # a person's pace, one answer a second (virtual)
 
 Prints, per set: the mean curves, the mean accuracy over the curve, and the worst round of the default vs random.
 Goal (issue 8): the default's mean curve not below random's, no round more than 1 point below.
@@ -27,7 +29,10 @@ from photo_patches import make_patches  # noqa: E402
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", default="0,1,2,3,4")
-    ap.add_argument("--pace", type=float, default=0.02)
+    ap.add_argument("--pace", type=float, default=0.02, help="seconds per simulated answer (virtual with --clock virtual)")
+    ap.add_argument("--clock", default="real", choices=["real", "virtual"],
+                    help="virtual: the asynchronous loop on a virtual clock (fits cost their measured time, nothing "
+                         "sleeps), so a person's pace (--pace 1) runs in the time the fits take")
     ap.add_argument("--strategies", default="random,default")
     ap.add_argument("--json", default=None)
     ap.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop, reported beside")
@@ -40,9 +45,9 @@ def main() -> None:
             t0 = time.perf_counter()
             res = simulate(ds, strategies=a.strategies.split(","), budget=budget, batch_size=batch, initial=batch,
                            seeds=seeds, workdir=Path(tmp) / "work", progress=False, mode="async", pace=a.pace,
-                           compare_sync=a.compare_sync, log=lambda m: print(m, flush=True))
+                           clock=a.clock, compare_sync=a.compare_sync, log=lambda m: print(m, flush=True))
             print(f"\n== {name}: {res['n_pool']} pool, {res['n_eval']} held out, budget {budget}, batches of {batch}, "
-                  f"{len(seeds)} seeds, async (pace {a.pace} s) ==")
+                  f"{len(seeds)} seeds, async (pace {a.pace} s, {a.clock} clock) ==")
             print(format_table(res))
             summ = res["summary"]["strategies"]
             for s, e in summ.items():

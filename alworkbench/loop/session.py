@@ -121,8 +121,12 @@ class Session:
 
     def __init__(self, project, annotator: Optional[str] = None, *, embeddings: Optional[np.ndarray] = None,
                  head_factory: Optional[Callable] = None, strategy: Optional[str] = None,
-                 batch_size: Optional[int] = None, seed: Optional[int] = None, warm_start: bool = True):
+                 batch_size: Optional[int] = None, seed: Optional[int] = None, warm_start: bool = True,
+                 clock=None):
         self.project = project
+        # a VirtualClock (alworkbench.loop.clock) in simulations: the worker waits at fixed points of each fit until
+        # the simulated annotator's virtual time reaches them; None (the notebook, the CLI): real time
+        self._clock = clock
         self.config = project.config
         self.annotator = annotator or self.config.annotator
         self.store = project.store
@@ -894,8 +898,18 @@ class Session:
 
     def retrain(self, timeout: Optional[float] = None) -> RoundReport:
         """Fit on every current label and wait: the fit runs on the session's one worker, after any fit already
-        queued there, so a blocking retrain can never be overtaken by an older background fit."""
-        return self.retrain_async().result(timeout)
+        queued there, so a blocking retrain can never be overtaken by an older background fit. Under a virtual
+        clock, virtual time runs on until the fit (and any fit queued before it) is over."""
+        fut = self.retrain_async()
+        if self._clock is not None:
+            self._clock.drain()
+        return fut.result(timeout)
+
+    def _tick(self, step: str) -> None:
+        """A point of a fit where, under a virtual clock, the worker waits for virtual time to catch up (never
+        called with the lock held)."""
+        if self._clock is not None:
+            self._clock.checkpoint(step)
 
     def _add_training(self, delta: int) -> None:
         with self._lock:
@@ -969,6 +983,7 @@ class Session:
                         calibration=Calibration(temperature=T_prev) if prev is None else replace(
                             prev.calibration, oof_proba=None))
         t_score = time.perf_counter()
+        self._tick("land")
         with self._lock:
             cur = self._model
             if cur is not None and cur.snapshot >= snapshot:
@@ -1007,6 +1022,7 @@ class Session:
             model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
                            self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
             model.train_idx = idx
+            self._tick("calibrated")
             with self._lock:
                 if self._model is landed:
                     self._model = model
@@ -1194,6 +1210,7 @@ class Session:
         if len(pool) == 0:
             return 0
         chosen, scores, strategy = self._select(pool, min(n, len(pool)), model)
+        self._tick("reselect")
         with self._lock:
             if self._batch is not b or self._model is not model:
                 return 0  # the batch or the model changed meanwhile: the next landing re-selects
@@ -1219,10 +1236,18 @@ class Session:
                 return q  # a follow-up fit is waiting: it will snapshot the labels when it starts
             self._training += 1  # counts as training from the moment it is requested
             round_ = self._current_round()  # the batch just finished, not the one opened after this call
+            clock = self._clock
+            requested_at = clock.request() if clock is not None else None
 
             def job():
                 try:
-                    report = self._retrain(round_)
+                    if clock is not None:
+                        clock.begin(requested_at)
+                    try:
+                        report = self._retrain(round_)
+                    finally:
+                        if clock is not None:
+                            clock.end()
                 finally:
                     self._add_training(-1)
                 self._notify(report)  # listeners see is_training already False
@@ -1237,7 +1262,9 @@ class Session:
 
     def wait(self, timeout: Optional[float] = None) -> None:
         """Block until background training has finished, including fits requested meanwhile (for scripts and
-        tests); re-raises the error of a failed fit."""
+        tests); re-raises the error of a failed fit. Under a virtual clock, virtual time runs on until then."""
+        if self._clock is not None:
+            self._clock.drain()
         seen: set[int] = set()
         while True:
             with self._lock:
@@ -1268,6 +1295,8 @@ class Session:
 
     def close(self) -> None:
         """Wait for the running fit, then release the open batch's unanswered items to the pool."""
+        if self._clock is not None:
+            self._clock.drain()
         self._executor.shutdown(wait=True)
         if not self._closed:
             self._closed = True

@@ -38,17 +38,22 @@ def _base_project(dataset: str, backbone: Optional[str], workdir: Path, limit: O
 
 
 MODES = ("async", "sync")
+CLOCKS = ("real", "virtual")
 
 
 def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, initial: int,
             head_factory: Optional[Callable] = None, mode: str = "async", pace: float = 0.0,
-            validation: float = 0.0) -> list[dict]:
+            validation: float = 0.0, clock: str = "real", clock_costs: Optional[dict] = None) -> list[dict]:
     """One simulated run; returns the learning curve [{n_labels, accuracy, seconds, ...}] at each batch end.
 
     ``mode="async"`` is the loop a person gets in the notebook: after each batch the model retrains on the session's
     background worker while the oracle goes on answering the next batch (chosen by whatever model is current), one
     answer every ``pace`` seconds; when a model lands, the unanswered rest of the open batch is selected again.
-    ``mode="sync"`` waits for every fit before the next batch (the idealised loop). Accuracy at each point is that
+    ``clock="virtual"`` runs the same asynchronous loop on a :class:`~alworkbench.loop.clock.VirtualClock`: ``pace``
+    is virtual seconds per answer, each step of a fit costs the real time it took (or ``clock_costs``, fixed virtual
+    seconds per step: deterministic), and nothing sleeps, so a person's pace (about a second per answer) can be
+    simulated in the time the fits take. ``mode="sync"`` waits for every fit before the next batch (the idealised
+    loop). Accuracy at each point is that
     of a head fitted on exactly the labels answered so far (so both modes are measured the same way); each point
     also says which model version chose the batch and how many labels that model had seen.
     """
@@ -56,14 +61,19 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
     from .oracle import Oracle
     from .session import Session
 
+    from .clock import VirtualClock
+
     if mode not in MODES:
         raise ConfigError(f"simulate mode must be one of {', '.join(MODES)}, got {mode!r}")
+    if clock not in CLOCKS:
+        raise ConfigError(f"simulate clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    vclock = VirtualClock(clock_costs) if clock == "virtual" and mode == "async" else None
     with tempfile.TemporaryDirectory(prefix="alwb-sim-") as tmp:
         proj = Project(Path(tmp), base.config)
         proj._source = base.source
         proj._embeddings = X
         s = Session(proj, annotator="oracle", embeddings=X, strategy=strategy, seed=seed,
-                    head_factory=head_factory, warm_start=False)
+                    head_factory=head_factory, warm_start=False, clock=vclock)
         if validation > 0:
             # choose on a validation split: part of the pool is held back and evaluated on; the test split is
             # neither queried nor evaluated on
@@ -83,7 +93,9 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
                     bi, _ = s.show_next()  # what the widget does: pick and mark shown in one step
                     if bi is None:
                         break
-                    if pace > 0:
+                    if vclock is not None:
+                        vclock.advance(pace)  # fits that land while the person looks at this image land first
+                    elif pace > 0:
                         time.sleep(pace)
                     s.submit(bi.item.id, oracle.answer_for(bi.item))
                 if mode == "sync":
@@ -92,7 +104,8 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
                     s.retrain_async()
                 idx, _ = s._training_data()
                 chooser["reselected"] = s.current_batch is not None and s.current_batch.batch_id != batch.batch_id
-                points.append((idx.tolist(), {**chooser, "seconds": round(time.perf_counter() - t0, 4)}))
+                points.append((idx.tolist(), {**chooser, "seconds": round(time.perf_counter() - t0, 4),
+                                              **({"virtual_seconds": round(vclock.now, 4)} if vclock else {})}))
                 remaining = budget - len(idx)
                 if remaining <= 0 or len(s.pool_indices()) == 0:
                     break
@@ -194,12 +207,13 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
              backbone: Optional[str] = None, limit: Optional[int] = None, workdir: Optional[str | Path] = None,
              head: Optional[dict] = None, progress: bool = True, log: Optional[Callable[[str], None]] = None,
              mode: str = "async", pace: float = 0.0, compare_sync: bool = False, validation: float = 0.0,
-             taxonomy: Optional[dict] = None) -> dict:
+             taxonomy: Optional[dict] = None, clock: str = "real", clock_costs: Optional[dict] = None) -> dict:
     """Compare strategies with a simulated oracle. Returns a JSON-ready dict:
     ``results[strategy][seed] = [{"n_labels", "accuracy", ...}, ...]`` plus ``ingest`` and ``summary``.
 
     ``mode="async"`` (default) drives the loop a person gets (background retrains, one answer per ``pace``
-    seconds, stale-batch re-selection); ``compare_sync=True`` also runs the synchronous loop and reports it beside
+    seconds, stale-batch re-selection; ``clock="virtual"``: at a virtual pace, see :func:`run_one`);
+    ``compare_sync=True`` also runs the synchronous loop and reports it beside
     (``results_sync``, ``summary_sync``). ``validation=0.2`` holds back 20% of the pool and reports accuracy on
     it instead of the test split (for choosing defaults without looking at the test split). ``taxonomy`` (a nested
     mapping as in ``alwb.yaml``, its leaves the dataset's classes) adds ``level_accuracy`` to every curve point and
@@ -210,6 +224,8 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         raise ConfigError(f"--budget ({budget}) must be >= --initial ({initial})")
     if initial < 1 or batch_size < 1:
         raise ConfigError(f"--initial ({initial}) and --batch-size ({batch_size}) must be >= 1")
+    if clock not in CLOCKS:
+        raise ConfigError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
     strategies = list(dict.fromkeys(strategies))
     if "random" not in strategies:
         strategies.insert(0, "random")
@@ -243,7 +259,7 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
             for seed in seeds:
                 t1 = time.perf_counter()
                 curve = run_one(base, X, strat, int(seed), budget, batch_size, initial, mode=m, pace=pace,
-                                validation=validation)
+                                validation=validation, clock=clock, clock_costs=clock_costs)
                 results[strat][str(seed)] = curve
                 if log:
                     log(f"[{m}] {strat:>16s} seed {seed}: {curve[-1]['n_labels']} labels -> "
@@ -259,7 +275,8 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         "ingest": {"n_images": report.n_images,
                    "skipped": [{"path": s.path, "reason": s.reason} for s in report.skipped],
                    "duplicates": [{"path": d.path, "duplicate_of": d.duplicate_of} for d in report.duplicates]},
-        "mode": mode, "pace_seconds_per_answer": pace,
+        "mode": mode, "pace_seconds_per_answer": pace, "clock": clock if mode == "async" else "none",
+        **({"clock_costs": clock_costs} if clock_costs is not None and mode == "async" else {}),
         "results": results,
         "summary": summarise(results),
         **({"levels": base.config.tree.level_names(), "taxonomy": base.config.taxonomy}
