@@ -95,7 +95,7 @@ def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, ini
                         break
                     if vclock is not None:
                         vclock.advance(pace)  # fits that land while the person looks at this image land first
-                    elif pace > 0:
+                    elif pace > 0 and mode == "async":  # a synchronous loop's outcome does not depend on the pace
                         time.sleep(pace)
                     s.submit(bi.item.id, oracle.answer_for(bi.item))
                 if mode == "sync":
