@@ -835,7 +835,8 @@ def cmd_simulate(a) -> int:
     res = simulate(dataset, strategies=_names(a.strategy), budget=a.budget, batch_size=a.batch_size,
                    initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=limit, workdir=a.workdir,
                    progress=not a.quiet, log=None if a.quiet else (lambda m: print(m, file=sys.stderr)),
-                   mode=a.mode, pace=a.pace, compare_sync=a.compare_sync, taxonomy=taxonomy)
+                   mode=a.mode, pace=a.pace, compare_sync=a.compare_sync, taxonomy=taxonomy,
+                   clock=a.clock)
     print(format_table(res))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -1038,6 +1039,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="async (default): the loop a person gets, retraining in the background while answering; "
                         "sync: wait for every fit")
     p.add_argument("--pace", type=float, default=0.0, help="seconds per simulated answer (async)")
+    p.add_argument("--clock", default="real", choices=["real", "virtual"],
+                   help="virtual: the async loop on a virtual clock (each fit costs its measured time, nothing "
+                        "sleeps), so a person's pace (--pace 1) runs in the time the fits take")
     p.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop and report it beside")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_simulate)

@@ -59,7 +59,14 @@ def main() -> None:
     ap.add_argument("--strategies", default="random,default,diverse_margin,margin")
     ap.add_argument("--json", default=None)
     ap.add_argument("--grid", default=None, help="LOW:HIGH pairs for the adaptive thresholds, comma-separated")
-    ap.add_argument("--grid-sets", default="photo,digits", help="sets for --grid: photo, digits, fmnist12k")
+    ap.add_argument("--grid-sets", default="photo,digits", help="sets for --grid: photo, digits, fmnist12k, fmnist")
+    ap.add_argument("--set-seeds", default="", help="per-set seeds for --grid, e.g. 'fmnist=0,1;photo=0-9' "
+                    "(other sets use --seeds)")
+    ap.add_argument("--pace", type=float, default=0.0, help="seconds per simulated answer (virtual with --clock "
+                    "virtual); 0 = the annotator never waits")
+    ap.add_argument("--clock", default="real", choices=["real", "virtual"],
+                    help="virtual: the asynchronous loop on a virtual clock, so a person's pace (--pace 1) runs "
+                         "without sleeping")
     a = ap.parse_args()
     if a.grid:
         return choose_thresholds(a)
@@ -71,7 +78,7 @@ def main() -> None:
         for name, ds, budget, batch, limit in sets:
             res = simulate(ds, strategies=a.strategies.split(","), budget=budget, batch_size=batch, initial=batch,
                            seeds=seeds, limit=limit, workdir=Path(tmp) / "work", progress=False, mode="async",
-                           validation=0.2, log=lambda m: print(m, flush=True))
+                           validation=0.2, pace=a.pace, clock=a.clock, log=lambda m: print(m, flush=True))
             print(f"\n== {name}: validation accuracy, budget {budget}, batches of {batch}, {len(seeds)} seeds ==")
             for s, e in res["summary"]["strategies"].items():
                 print(f"  {s:>16s}: mean over the curve {e['mean_accuracy_over_curve']:.4f}, worst round vs random "
@@ -85,31 +92,46 @@ def main() -> None:
         print(f"wrote {a.json}")
 
 
+def _seed_list(text: str) -> list[int]:
+    """'0,1,2' or a range '0-9'."""
+    if "-" in text:
+        lo, hi = (int(v) for v in text.split("-"))
+        return list(range(lo, hi + 1))
+    return [int(v) for v in text.split(",")]
+
+
 def choose_thresholds(a) -> None:
     from alworkbench.query import strategies as st
 
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = _seed_list(a.seeds)
+    per_set = {k: _seed_list(v) for k, v in (kv.split("=") for kv in a.set_seeds.split(";") if kv)}
     pairs = [tuple(float(v) for v in p.split(":")) for p in a.grid.split(",")]
     out: dict = {"command": "python bench/choose_default.py " + " ".join(sys.argv[1:]), "evaluated_on": "validation",
-                 "pairs": {}}
+                 "pace_seconds_per_answer": a.pace, "clock": a.clock, "pairs": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-choose-") as tmp:
         every = validation_sets(Path(tmp), photo="photo" in a.grid_sets.split(","))
-        sets = [every[k] for k in a.grid_sets.split(",")]
+        keys = a.grid_sets.split(",")
+        unknown = sorted(set(keys) - set(every)) + sorted(set(per_set) - set(keys))
+        if unknown:
+            raise SystemExit(f"unknown or unused set(s): {', '.join(unknown)}; sets: {', '.join(every)}")
         for lo, hi in pairs:
             st.SKILL_LOW, st.SKILL_HIGH = lo, hi  # read at call time by the adaptive strategy
             key = f"{lo}:{hi}"
             out["pairs"][key] = {}
-            for name, ds, budget, batch, limit in sets:
+            for k in keys:
+                name, ds, budget, batch, limit = every[k]
                 res = simulate(ds, strategies=["random", "adaptive"], budget=budget, batch_size=batch,
-                               initial=batch, seeds=seeds, limit=limit, workdir=Path(tmp) / "work", progress=False, mode="async",
-                               validation=0.2)
+                               initial=batch, seeds=per_set.get(k, seeds), limit=limit, workdir=Path(tmp) / "work",
+                               progress=False, mode="async", validation=0.2, pace=a.pace, clock=a.clock)
                 e, r = res["summary"]["strategies"]["adaptive"], res["summary"]["strategies"]["random"]
                 row = {"mean_gap": e["mean_accuracy_over_curve"] - r["mean_accuracy_over_curve"],
                        "worst_round": e["worst_gap_vs_baseline"], "final": e["final_accuracy"],
-                       "random_final": r["final_accuracy"]}
+                       "random_final": r["final_accuracy"], "seeds": res["seeds"],
+                       "labels_to_reach_random_final": e.get("labels_to_reach_baseline_final")}
                 out["pairs"][key][name] = row
                 print(f"  thresholds {key:>8s} {name:>28s}: mean over the curve vs random {row['mean_gap'] * 100:+.2f} "
-                      f"pts, worst round {row['worst_round'] * 100:+.2f} pts", flush=True)
+                      f"pts, worst round {row['worst_round'] * 100:+.2f} pts, labels to reach random's final "
+                      f"{row['labels_to_reach_random_final']}", flush=True)
     score = {k: (min(v["mean_gap"] for v in rows.values()), min(v["worst_round"] for v in rows.values()))
              for k, rows in out["pairs"].items()}
     best = max(score, key=lambda k: score[k])

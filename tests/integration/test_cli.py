@@ -100,6 +100,19 @@ def test_simulate_digits_beats_random_json_shape(tmp_path):
     assert s["default"]["final_accuracy"] > s["random"]["final_accuracy"]
 
 
+def test_simulate_at_a_persons_pace_on_the_virtual_clock(tmp_path):
+    out = tmp_path / "sim.json"
+    alwb("simulate", "--dataset", "digits", "--strategy", "default", "--budget", 40, "--batch-size", 10,
+         "--initial", 10, "--seeds", "0", "--json", out, "--workdir", tmp_path / "w", "--quiet", "--clock", "virtual",
+         "--pace", 1)
+    res = json.loads(out.read_text())
+    assert res["mode"] == "async" and res["clock"] == "virtual" and res["pace_seconds_per_answer"] == 1.0
+    # ten answers a batch at one virtual second each
+    assert [r["virtual_seconds"] for r in res["results"]["default"]["0"]] == [10.0, 20.0, 30.0, 40.0]
+    r = alwb("simulate", "--dataset", "digits", "--clock", "wall", check=False)
+    assert r.returncode == 2 and "--clock: invalid choice: 'wall'" in r.stderr
+
+
 def test_simulate_on_a_folder_tree_reports_skips(messy, tmp_path):
     root, info = messy
     out = tmp_path / "sim.json"
