@@ -288,6 +288,9 @@ function renderLabeller({ model, el }) {
     else t += ", " + m.cv_metric + " " + pct(m.cv_accuracy) + " in cross-validation";
     // how much that figure rests on: 100% over 20 labels is not 100% over 2,000
     if (m.cv_accuracy !== null && m.cv_accuracy !== undefined && m.n_labels) t += " on " + m.n_labels + " labels";
+    // the same, measured on the labels chosen at random only (not biased low by the hard items uncertainty picks)
+    if (m.random_accuracy !== null && m.random_accuracy !== undefined && m.n_random)
+      t += " (" + pct(m.random_accuracy) + " on the " + m.n_random + " picked at random)";
     return t + " \u2014 suggests (a accepts):";
   }
   const SUGGESTIONS_OFF = "suggestions are turned off for this project (ui.show_suggestions: false): pick the class yourself";

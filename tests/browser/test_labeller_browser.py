@@ -2,6 +2,7 @@
 tied to the image that was shown; undo, skip, flag, suggestions, multi-label tags and a killed kernel."""
 from __future__ import annotations
 
+import math
 import os
 import signal
 import time
@@ -425,7 +426,9 @@ def _store_view(project_dir: Path, annotator: str) -> dict:
 
     with LabelStore(project_dir / "labels.sqlite") as st:
         model, report = st.latest_model_summary(), st.reports()[-1]
+        cal = [r for r in st.records("calibration") if r["version"] == model["version"]]
         return {"labels": len(st.labels()), "open_round": st.open_batch(annotator=annotator)["round"],
+                "random": (cal[-1].get("skill_accuracy"), cal[-1].get("n_skill") or 0) if cal else (None, 0),
                 "version": model["version"], "trained_on": model["n_labels"], "cv": model.get("cv_accuracy"),
                 "report_round": report["round"], "report_version": report["model_version"],
                 "report_labels": report["n_labels"]}
@@ -484,6 +487,13 @@ def test_header_and_round_summary_agree_with_the_store(lab, page):
     # the suggestions name that model and its cross-validated accuracy
     title = page.locator(f"{ROOT} .alwb-pred-title").inner_text()
     assert f"model v{h_version}, {h_cv}% accurate in cross-validation" in title
+    # and, from 10 labels chosen at random on (the seed annotator's adaptive batches hold some), the out-of-fold
+    # accuracy on those only, as the store's calibration record of that model has it
+    skill, n_random = store["random"]
+    if skill is not None and n_random >= 10:
+        assert f"({math.floor(100 * skill + 0.5)}% on the {n_random} picked at random)" in title
+    else:
+        assert "picked at random" not in title
     assert page.locator(f"{ROOT} .alwb-pred").count() == 3
     assert_clean(page)
 

@@ -73,7 +73,7 @@ def test_header_and_round_summary_name_the_same_model_round_and_label_count(tmp_
     assert info["version"] == rep.model_version >= 1 and info["n_labels"] == rep.n_labels == 30
     m = w.progress["model"]
     assert m == {"version": info["version"], "n_labels": 30, "cv_accuracy": info["cv_accuracy"], "cv_metric": "accuracy",
-                 "round": rep.round}
+                 "random_accuracy": None, "n_random": 0, "round": rep.round}  # cold-start picks are not random
     assert info["cv_accuracy"] is not None  # 30 labels: enough for cross-validation
     # the store's figures: the open round and the label count, in the header and in the summary
     open_round = s.current_batch.round
@@ -92,6 +92,25 @@ def test_header_and_round_summary_name_the_same_model_round_and_label_count(tmp_
     assert v.answer(w.item["prediction"][0][0], via="accept")["ok"]  # what the accept key sends
     assert w.progress["labelled"] == len(p.store.labels()) == 31
     assert "31 labels in the store" in text(w.report_html) and line in text(w.report_html)
+    s.close()
+
+
+def test_the_suggestions_carry_the_accuracy_on_the_labels_picked_at_random(tmp_path, pixels):
+    """Under uncertainty sampling the cross-validated accuracy over every label is biased low (the hard items); the
+    widget also shows the out-of-fold accuracy on the labels chosen at random, once there are 10 of them."""
+    p, s = make(tmp_path, pixels, batch_size=30)
+    s.strategy = "random"
+    w = Workbench(s)
+    v = View(w)
+    truth = {it.id: it.label for it in s.items}
+    label_batch(w, v, truth)
+    w.wait(120)
+    info = s.model_info
+    # every label was picked at random; those of a class too rare for out-of-fold prediction are not usable
+    assert 10 <= info["n_skill"] <= 30 and info["skill_accuracy"] is not None
+    m = w.progress["model"]
+    assert m["random_accuracy"] == info["skill_accuracy"] and m["n_random"] == info["n_skill"]
+    assert w.item["model"]["random_accuracy"] == info["skill_accuracy"]
     s.close()
 
 
