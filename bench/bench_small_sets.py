@@ -1,8 +1,8 @@
 """Small budgets on small real image sets, as a person gets it (asynchronous loop): the default strategy against
 random on (a) a real colour set made from six photographs (bench/photo_patches.py: 6 classes x 100 crops, 48x48) and
-(b) scikit-learn's digits (10 classes). Budget 120 labels in batches of 12, and 200 in batches of 20; 5 seeds.
+(b) scikit-learn's digits (10 classes). Budget 120 labels in batches of 12, and 200 in batches of 20; 5 seeds by default (the README's runs: 20).
 
-    .venv/bin/python bench/bench_small_sets.py [--seeds 0,1,2,3,4] [--pace 0.02] --json bench/results/small_sets.json
+    .venv/bin/python bench/bench_small_sets.py --seeds 0,...,19 --pace 0.02 --json bench/results/small_sets_20seeds.json
     .venv/bin/python bench/bench_small_sets.py --seeds 0,...,19 --clock virtual --pace 1 --compare-sync \
         --json bench/results/small_sets_person_pace.json   # a person's pace, one answer a second (virtual)
 

@@ -41,6 +41,12 @@ def _fit_line(res: dict) -> str:
             f"{span(min(models), max(models), '{}')} models per run")
 
 
+def _clock(res: dict) -> str:
+    """How the answers were paced: real time (the annotator sleeps) or the virtual clock (fits cost their measured
+    time, nothing sleeps)."""
+    return " on the virtual clock" if res.get("clock") == "virtual" else " in real time"
+
+
 def label_efficiency_md(res: dict | None = None) -> str:
     res = res or _load("label_efficiency_fmnist.json")
     summ = res["summary"]
@@ -48,7 +54,7 @@ def label_efficiency_md(res: dict | None = None) -> str:
     lines = [f"`{res['command']}` — {res['dataset']}, {res['n_pool']} pool, {res['n_eval']} held-out test images, "
              f"backbone `{res['backbone']}`, batches of {res['batch_size']} after {res['initial']}, seeds "
              f"{','.join(map(str, res['seeds']))}, {res['mode']} loop (one answer every "
-             f"{res['pace_seconds_per_answer']} s; {_fit_line(res)}). random's accuracy at {budget} labels: "
+             f"{res['pace_seconds_per_answer']} s{_clock(res)}; {_fit_line(res)}). random's accuracy at {budget} labels: "
              f"**{summ['baseline_final_accuracy']:.4f}**.", "",
              f"| strategy | @ 200 | @ 400 | @ {budget} | labels to reach random@{budget} | worst round vs random "
              f"| mean over the curve |",
@@ -62,7 +68,7 @@ def label_efficiency_md(res: dict | None = None) -> str:
 
 
 def small_sets_md(res: dict | None = None) -> str:
-    res = res or _load("small_sets.json")
+    res = res or _load("small_sets_20seeds.json")
     lines = [f"`{res['command']}`", "",
              "| set | budget (batch) | seeds | strategy | mean over the curve, async | worst round vs random, async "
              "| mean over the curve, sync | worst round vs random, sync |",
@@ -208,11 +214,12 @@ def ui_latency_md(res: dict | None = None) -> str:
     return "\n".join(lines)
 
 
-BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md, "small_sets.json": small_sets_md,
+BLOCKS = {"label_efficiency_fmnist.json": label_efficiency_md,
           "turnaround.json": turnaround_md, "calibration.json": calibration_md, "quality.json": quality_md,
           "quality_budget10.json": quality_md, "routing.json": routing_md,
           "ingest_incremental.json": ingest_md, "ui_latency_issue12_pass2.json": ui_latency_md,
-          "small_sets_20seeds.json": small_sets_md}
+          "small_sets_20seeds.json": small_sets_md, "small_sets_person_pace.json": small_sets_md,
+          "label_efficiency_fmnist_person_pace.json": label_efficiency_md}
 
 
 def write_readme(readme: Path = RESULTS.parents[1] / "README.md") -> None:
