@@ -2,8 +2,8 @@
 random on (a) a real colour set made from six photographs (bench/photo_patches.py: 6 classes x 100 crops, 48x48) and
 (b) scikit-learn's digits (10 classes). Budget 120 labels in batches of 12, and 200 in batches of 20; 5 seeds by default (the README's runs: 20).
 
-    .venv/bin/python bench/bench_small_sets.py --seeds 0,...,19 --pace 0.02 --json bench/results/small_sets_20seeds.json
-    .venv/bin/python bench/bench_small_sets.py --seeds 0,...,19 --clock virtual --pace 1 --compare-sync \
+    .venv/bin/python bench/bench_small_sets.py --seeds 0-19 --pace 0.02 --json bench/results/small_sets_20seeds.json
+    .venv/bin/python bench/bench_small_sets.py --seeds 0-19 --clock virtual --pace 1 --compare-sync \
         --json bench/results/small_sets_person_pace.json   # a person's pace, one answer a second (virtual)
 
 Prints, per set: the mean curves, the mean accuracy over the curve, and the worst round of the default vs random.
@@ -28,7 +28,7 @@ from photo_patches import make_patches  # noqa: E402
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--seeds", default="0,1,2,3,4")
+    ap.add_argument("--seeds", default="0,1,2,3,4", help="0,1,2 or a range 0-19")
     ap.add_argument("--pace", type=float, default=0.02, help="seconds per simulated answer (virtual with --clock virtual)")
     ap.add_argument("--clock", default="real", choices=["real", "virtual"],
                     help="virtual: the asynchronous loop on a virtual clock (fits cost their measured time, nothing "
@@ -37,7 +37,8 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop, reported beside")
     a = ap.parse_args()
-    seeds = [int(s) for s in a.seeds.split(",")]
+    lo, _, hi = a.seeds.partition("-")
+    seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in a.seeds.split(",")]
     out: dict = {"command": "python bench/bench_small_sets.py " + " ".join(sys.argv[1:]), "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-small-") as tmp:
         photos = make_patches(Path(tmp) / "photo-patches", per_class=100, seed=0)
