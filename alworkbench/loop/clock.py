@@ -82,10 +82,8 @@ class VirtualClock:
                     break
                 self.now = max(self.now, vt)
                 self.events.append((vt, step))
-                self._posted = None
+                self._posted = None  # release the worker; the loop then waits for its next point or its end
                 self._cv.notify_all()
-                # wait until the worker has taken this point (it may post the next one, or end)
-                self._cv.wait_for(lambda: self._posted is None)
             if math.isfinite(target):
                 self.now = max(self.now, target)
 
