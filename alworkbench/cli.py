@@ -816,7 +816,7 @@ def cmd_route(a) -> int:
 
 
 def cmd_simulate(a) -> int:
-    from .loop.simulation import format_table, simulate
+    from .loop.simulation import format_table, parse_clock_costs, simulate
 
     dataset, taxonomy, limit = a.dataset, None, a.limit
     if a.config:  # a project config: its built-in dataset, its taxonomy and its source.limit
@@ -836,7 +836,7 @@ def cmd_simulate(a) -> int:
                    initial=a.initial, seeds=a.seeds, backbone=a.backbone, limit=limit, workdir=a.workdir,
                    progress=not a.quiet, log=None if a.quiet else (lambda m: print(m, file=sys.stderr)),
                    mode=a.mode, pace=a.pace, compare_sync=a.compare_sync, taxonomy=taxonomy,
-                   clock=a.clock)
+                   clock=a.clock, clock_costs=parse_clock_costs(a.clock_costs))
     print(format_table(res))
     if a.json:
         Path(a.json).parent.mkdir(parents=True, exist_ok=True)
@@ -1042,6 +1042,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--clock", default="real", choices=["real", "virtual"],
                    help="virtual: the async loop on a virtual clock (each fit costs its measured time, nothing "
                         "sleeps), so a person's pace (--pace 1) runs in the time the fits take")
+    p.add_argument("--clock-costs", default=None, metavar="STEP=SECONDS,...",
+                   help="with --clock virtual: fixed virtual seconds per fit step (start, land, reselect, calibrated, "
+                        "end; e.g. land=0.8,calibrated=0.4) instead of the measured times: a deterministic run")
     p.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop and report it beside")
     p.add_argument("--quiet", action="store_true")
     p.set_defaults(fn=cmd_simulate)

@@ -41,6 +41,28 @@ MODES = ("async", "sync")
 CLOCKS = ("real", "virtual")
 
 
+def parse_clock_costs(text: Optional[str]) -> Optional[dict]:
+    """``"land=0.8,calibrated=0.4"`` -> ``{"land": 0.8, "calibrated": 0.4}`` (virtual seconds per worker step, see
+    :mod:`.clock`; steps left out cost 0); None or "" -> None (each step costs its measured time)."""
+    from .clock import STEPS
+
+    if not text:
+        return None
+    out = {}
+    for part in text.split(","):
+        key, sep, val = part.partition("=")
+        key = key.strip()
+        if not sep or key not in STEPS:
+            raise ConfigError(f"--clock-costs: {part.strip()!r} is not STEP=SECONDS with STEP one of {', '.join(STEPS)}")
+        try:
+            out[key] = float(val)
+        except ValueError:
+            raise ConfigError(f"--clock-costs: {val.strip()!r} is not a number of seconds") from None
+        if not out[key] >= 0:
+            raise ConfigError(f"--clock-costs: {key} must be >= 0 seconds")
+    return out
+
+
 def run_one(base, X, strategy: str, seed: int, budget: int, batch_size: int, initial: int,
             head_factory: Optional[Callable] = None, mode: str = "async", pace: float = 0.0,
             validation: float = 0.0, clock: str = "real", clock_costs: Optional[dict] = None) -> list[dict]:
@@ -226,6 +248,8 @@ def simulate(dataset: str, strategies: Sequence[str] = ("random", "default"), bu
         raise ConfigError(f"--initial ({initial}) and --batch-size ({batch_size}) must be >= 1")
     if clock not in CLOCKS:
         raise ConfigError(f"--clock must be one of {', '.join(CLOCKS)}, got {clock!r}")
+    if clock_costs is not None and clock != "virtual":
+        raise ConfigError("clock costs apply to the virtual clock only (--clock virtual)")
     strategies = list(dict.fromkeys(strategies))
     if "random" not in strategies:
         strategies.insert(0, "random")

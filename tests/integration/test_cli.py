@@ -113,6 +113,27 @@ def test_simulate_at_a_persons_pace_on_the_virtual_clock(tmp_path):
     assert r.returncode == 2 and "--clock: invalid choice: 'wall'" in r.stderr
 
 
+def test_simulate_with_fixed_clock_costs_is_deterministic_and_bad_costs_are_refused(tmp_path):
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"sim{k}.json"
+        alwb("simulate", "--dataset", "digits", "--strategy", "default", "--budget", 40, "--batch-size", 10,
+             "--initial", 10, "--seeds", "0", "--json", out, "--workdir", tmp_path / "w", "--quiet", "--clock",
+             "virtual", "--pace", 0.1, "--clock-costs", "land=0.35,calibrated=0.4")
+        runs.append(json.loads(out.read_text()))
+    assert runs[0]["clock_costs"] == {"land": 0.35, "calibrated": 0.4}
+    keys = ("n_labels", "accuracy", "strategy", "chosen_by_version", "model_labels", "reselected", "virtual_seconds")
+    trace = [[{k: p[k] for k in keys} for p in r["results"]["default"]["0"]] for r in runs]
+    assert trace[0] == trace[1]
+    for costs, clock, msg in (("fit=1", "virtual", "'fit=1' is not STEP=SECONDS"),
+                              ("land=soon", "virtual", "'soon' is not a number of seconds"),
+                              ("land=-1", "virtual", "land must be >= 0 seconds"),
+                              ("land=1", "real", "clock costs apply to the virtual clock only")):
+        r = alwb("simulate", "--dataset", "digits", "--budget", 20, "--batch-size", 10, "--initial", 10,
+                 "--workdir", tmp_path / "w", "--quiet", "--clock", clock, "--clock-costs", costs, check=False)
+        assert r.returncode == 2 and msg in r.stderr, r.stderr
+
+
 def test_simulate_on_a_folder_tree_reports_skips(messy, tmp_path):
     root, info = messy
     out = tmp_path / "sim.json"
