@@ -77,7 +77,9 @@ class GuidelineConfig:
 @dataclass
 class UIConfig:
     show_suggestions: bool = True  # false: the labeller shows no predictions (teams that fear anchoring)
-    calibrate: bool = True  # temperature-scale the shown confidences on out-of-fold predictions
+    # temperature-scale the shown confidences on out-of-fold predictions (the cross-validation runs either way: it
+    # gives the accuracy shown beside suggestions and the adaptive default's skill signal)
+    calibrate: bool = True
     keys: dict = field(default_factory=dict)  # class -> key in the labeller, e.g. {cat: c, dog: d} (alworkbench.keymap)
 
 

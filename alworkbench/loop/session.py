@@ -998,35 +998,39 @@ class Session:
             self._model = landed
         n_re = self._reselect(landed)
         t_select = time.perf_counter()
-        model = landed
-        if self.config_calibrate:
-            from .calibration import stable_folds
+        # out-of-fold predictions of the human labels: the accuracy shown, the skill signal, routing's thresholds;
+        # ui.calibrate decides only whether the fitted temperature is applied to the shown probabilities
+        from .calibration import stable_folds
 
-            ids = [self.items[i].id for i in idx]
-            cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
-                            seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
-                            warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
-            if self.tree is not None and self.multilabel and cal.oof_proba is not None and cal.cv_accuracy is not None:
-                # a tag tree: cross-validated micro-F1 of the decisions the model makes (tree-consistent)
-                from sklearn.metrics import f1_score
+        ids = [self.items[i].id for i in idx]
+        cal = calibrate(self._head_factory, self.X[idx], target, self.multilabel, len(self.classes),
+                        seed=int(self.seed), warm_from=head, folds=stable_folds(ids),
+                        warm_fold_heads=prev.calibration.fold_heads if prev is not None else None)
+        if not self.config_calibrate:
+            # ui.calibrate: false shows the head's own probabilities; the cross-validation still runs, or the
+            # adaptive default would lose its skill signal and sample at random for ever
+            cal = replace(cal, temperature=1.0, ece_after=cal.ece_before)
+        if self.tree is not None and self.multilabel and cal.oof_proba is not None and cal.cv_accuracy is not None:
+            # a tag tree: cross-validated micro-F1 of the decisions the model makes (tree-consistent)
+            from sklearn.metrics import f1_score
 
-                o = self.tree.consistent_tag_proba(cal.oof_proba, self.classes) >= 0.5
-                cal = replace(cal, cv_accuracy=float(f1_score(np.asarray(target), o.astype(int), average="micro",
-                                                               zero_division=0)))
-            if not self.multilabel and cal.oof_proba is not None and cal.usable is not None:
-                rep = cal.usable & self._chosen_at_random(ids)
-                if rep.any():
-                    o = cal.oof_proba[rep]
-                    cal = replace(cal, skill_accuracy=float((o.argmax(axis=1) == np.asarray(target)[rep]).mean()),
-                                  n_skill=int(rep.sum()))
-            model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
-                           self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
-            model.train_idx = idx
-            self._tick("calibrated")
-            with self._lock:
-                if self._model is landed:
-                    self._model = model
-            self._record_calibration(model)
+            o = self.tree.consistent_tag_proba(cal.oof_proba, self.classes) >= 0.5
+            cal = replace(cal, cv_accuracy=float(f1_score(np.asarray(target), o.astype(int), average="micro",
+                                                           zero_division=0)))
+        if not self.multilabel and cal.oof_proba is not None and cal.usable is not None:
+            rep = cal.usable & self._chosen_at_random(ids)
+            if rep.any():
+                o = cal.oof_proba[rep]
+                cal = replace(cal, skill_accuracy=float((o.argmax(axis=1) == np.asarray(target)[rep]).mean()),
+                              n_skill=int(rep.sum()))
+        model = _Model(head, landed.version, apply_temperature(raw, cal.temperature, self.multilabel), classes,
+                       self.multilabel, n_labels=len(idx), snapshot=snapshot, calibration=cal, tree=self.tree)
+        model.train_idx = idx
+        self._tick("calibrated")
+        with self._lock:
+            if self._model is landed:
+                self._model = model
+        self._record_calibration(model)
         t_cal = time.perf_counter()
         acc, n_eval = self._evaluate(model)
         levels = self._levels(model, target) if self.tree is not None else None

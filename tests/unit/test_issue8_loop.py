@@ -367,6 +367,27 @@ def test_calibrate_is_out_of_fold(proj, X):
     assert cal.ece_after <= cal.ece_before + 1e-9
 
 
+def test_calibrate_false_shows_raw_probabilities_but_keeps_the_cross_validation(tmp_path, X):
+    """ui.calibrate: false only leaves the temperature at 1: the out-of-fold accuracy (shown beside suggestions) and
+    the adaptive default's skill signal are still measured, so the default does not fall back to random for ever."""
+    p = Project.init(tmp_path / "nocal", "digits", query={"batch_size": 20, "strategy": "random"},
+                     ui={"calibrate": False})
+    s = p.session(embeddings=X)
+    o = Oracle(s)
+    for _ in range(2):
+        s.next_batch()
+        _answer_all(s, o)
+        s.retrain()
+    info = s.model_info
+    assert info["temperature"] == 1.0 and info["cv_accuracy"] is not None
+    assert info["n_skill"] >= 10 and info["skill"] is not None and info["skill"] > 0.2
+    m = s._model
+    raw, _ = s._full_proba(m.head)
+    np.testing.assert_allclose(m.proba, raw, rtol=1e-6)  # the head's own probabilities are shown
+    s.close()
+    p.close()
+
+
 def test_hidden_suggestions(tmp_path, X):
     p = Project.init(tmp_path / "h", "digits", query={"batch_size": 10})
     p.config.ui = type("UI", (), {"show_suggestions": False, "calibrate": True})()
