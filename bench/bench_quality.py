@@ -27,7 +27,8 @@ No qualification test (that would keep ben's answers out of training altogether;
 Features: the project's offline default backbone (randconv) embeddings of Fashion-MNIST (``fmnist.embedded()``, the
 features of bench_label_efficiency.py), reduced by PCA to ``--dim`` (default 64) fitted on the pool without labels,
 so one linear-head fit takes a fraction of a second; the shown confidences are not temperature-calibrated
-(``ui.calibrate: false``: it does not change the predicted class). Per arm and seed the JSON keeps: accuracy,
+(``ui.calibrate: false``: it does not change the predicted class; the cross-validation behind the default strategy's
+skill signal still runs, so the default strategy is the one a user gets). Per arm and seed the JSON keeps: accuracy,
 training labels, the share of training labels that are wrong, answers given (ordinary, hidden gold, overlap second
 answers), reviews spent (accepted / corrected), the queue left unreviewed, each annotator's measured accuracy and
 tier at the end and when ben's tier first became probation, and wall time.
