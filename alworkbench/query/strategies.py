@@ -29,9 +29,10 @@ __all__ = [
 
 # adaptive (issue 8): the previous default, diverse_margin, lost to random at small budgets on a real colour set when
 # the model was weak; adaptive uses uncertainty only as far as the model's cross-validated accuracy supports it.
-# Measured (README, bench/results/): above random in every round on Fashion-MNIST (async loop, 3 seeds) and on the
-# photo-patch set and digits at 120-200 labels (5 seeds); on validation splits (bench/choose_default.py, 2 seeds)
-# one round fell 4 points below random on the photo crops and 1.9 on digits, within the noise of ~100 held-back items.
+# Measured (README, bench/results/, test splits, 20 seeds on the small sets): at a person's pace (virtual clock) above
+# random in every round on Fashion-MNIST (3 seeds), the photo-patch set and digits at 120-200 labels, and the
+# Fashion-MNIST taxonomy subset; with an annotator who never waits (pace 0) it can fall below random (taxonomy subset:
+# -1.32 points in its worst round), see SKILL_LOW below.
 # Round 0 (no model) uses cold_start automatically.
 # Multi-label: the analogue of margin (the tag nearest its 0.5 threshold decides); not measured.
 DEFAULT_STRATEGY = "adaptive"
