@@ -23,6 +23,7 @@ sys.path.insert(0, str(ROOT.parent))
 sys.path.insert(0, str(ROOT))
 
 from alworkbench.loop.simulation import format_table, simulate  # noqa: E402
+from choose_default import seed_list  # noqa: E402
 from photo_patches import make_patches  # noqa: E402
 
 
@@ -37,8 +38,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     ap.add_argument("--compare-sync", action="store_true", help="also run the synchronous loop, reported beside")
     a = ap.parse_args()
-    lo, _, hi = a.seeds.partition("-")
-    seeds = list(range(int(lo), int(hi) + 1)) if hi else [int(s) for s in a.seeds.split(",")]
+    seeds = seed_list(a.seeds)
     out: dict = {"command": "python bench/bench_small_sets.py " + " ".join(sys.argv[1:]), "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-small-") as tmp:
         photos = make_patches(Path(tmp) / "photo-patches", per_class=100, seed=0)

@@ -30,18 +30,11 @@ sys.path.insert(0, str(ROOT))
 from alworkbench.loop import session as session_mod  # noqa: E402
 from alworkbench.loop.simulation import simulate  # noqa: E402
 from alworkbench.query import strategies as st  # noqa: E402
-from choose_default import validation_sets  # noqa: E402
+from choose_default import seed_list, validation_sets  # noqa: E402
 
 # knob -> (module, attribute, values; the first is the one compared against)
 KNOBS = {"no_model": (st, "ADAPTIVE_NO_MODEL", ("cold_start", "weak")),
          "skill_source": (session_mod, "SKILL_SOURCE", ("all", "representative"))}
-
-
-def _seeds(text: str) -> list[int]:
-    if "-" in text:
-        lo, hi = text.split("-")
-        return list(range(int(lo), int(hi) + 1))
-    return [int(s) for s in text.split(",")]
 
 
 def main() -> None:
@@ -53,7 +46,7 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     module, attr, values = KNOBS[a.knob]
-    seeds = _seeds(a.seeds)
+    seeds = seed_list(a.seeds)
     out: dict = {"command": "python bench/choose_adaptive.py " + " ".join(sys.argv[1:]), "knob": a.knob,
                  "evaluated_on": "validation", "pace_seconds_per_answer": a.pace, "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-adaptive-") as tmp:

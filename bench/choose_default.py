@@ -77,7 +77,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.grid:
         return choose_thresholds(a)
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = seed_list(a.seeds)
     out: dict = {"command": "python bench/choose_default.py " + " ".join(sys.argv[1:]), "sets": {}}
     with tempfile.TemporaryDirectory(prefix="alwb-choose-") as tmp:
         every = validation_sets(Path(tmp))
@@ -99,8 +99,8 @@ def main() -> None:
         print(f"wrote {a.json}")
 
 
-def _seed_list(text: str) -> list[int]:
-    """'0,1,2' or a range '0-9'."""
+def seed_list(text: str) -> list[int]:
+    """'0,1,2' or a range '0-9' (the benches' --seeds)."""
     if "-" in text:
         lo, hi = (int(v) for v in text.split("-"))
         return list(range(lo, hi + 1))
@@ -110,8 +110,8 @@ def _seed_list(text: str) -> list[int]:
 def choose_thresholds(a) -> None:
     from alworkbench.query import strategies as st
 
-    seeds = _seed_list(a.seeds)
-    per_set = {k: _seed_list(v) for k, v in (kv.split("=") for kv in a.set_seeds.split(";") if kv)}
+    seeds = seed_list(a.seeds)
+    per_set = {k: seed_list(v) for k, v in (kv.split("=") for kv in a.set_seeds.split(";") if kv)}
     pairs = [tuple(float(v) for v in p.split(":")) for p in a.grid.split(",")]
     out: dict = {"command": "python bench/choose_default.py " + " ".join(sys.argv[1:]), "evaluated_on": "validation",
                  "pace_seconds_per_answer": a.pace, "clock": a.clock, "pairs": {}}
