@@ -85,11 +85,17 @@ class _Model:
         of the pool) once there are MIN_SKILL_LABELS of them; the accuracy on every label is biased low as soon as
         uncertainty sampling adds the hard items, which kept the adaptive default choosing at random long after the
         model was good (Fashion-MNIST), and the cold-start picks are the typical, easy items."""
-        cal = self.calibration
-        acc = cal.cv_accuracy
-        if SKILL_SOURCE == "representative" and cal.skill_accuracy is not None and cal.n_skill >= MIN_SKILL_LABELS:
-            acc = cal.skill_accuracy
+        acc = self.calibration.cv_accuracy
+        if SKILL_SOURCE == "representative" and self.random_accuracy is not None:
+            acc = self.random_accuracy
         return chance_corrected(acc, len(self.classes), self.multilabel)
+
+    @property
+    def random_accuracy(self) -> Optional[float]:
+        """Out-of-fold accuracy on the labels chosen uniformly at random, once there are MIN_SKILL_LABELS of them
+        (the skill signal, and the figure the widget shows beside the cross-validated one); else None."""
+        cal = self.calibration
+        return cal.skill_accuracy if cal.skill_accuracy is not None and cal.n_skill >= MIN_SKILL_LABELS else None
 
 
 # where the adaptive strategy's skill signal is measured: "representative" (out of fold, on the labels chosen
@@ -239,7 +245,7 @@ class Session:
         return {"version": m.version, "n_labels": m.n_labels, "cv_accuracy": m.cv_accuracy,
                 "temperature": m.calibration.temperature, "n_folds": m.calibration.n_folds,
                 "skill_accuracy": m.calibration.skill_accuracy, "n_skill": m.calibration.n_skill,
-                "skill": m.skill, "round": rounds[-1] if rounds else None}
+                "random_accuracy": m.random_accuracy, "skill": m.skill, "round": rounds[-1] if rounds else None}
 
     def _stored_reports(self) -> list[dict]:
         if hasattr(self.store, "reports"):

@@ -344,14 +344,12 @@ class Workbench(HistoryMixin, anywidget.AnyWidget):
         info = getattr(s, "model_info", None)
         if not info:
             return None
-        from ..loop.session import MIN_SKILL_LABELS
-
         v = int(info["version"])
         cv = info.get("cv_accuracy")
         # the out-of-fold accuracy on the labels chosen at random: the cross-validated figure over every label is
-        # biased low once uncertainty sampling has added the hard items, this one is not (shown from 10 such labels)
+        # biased low once uncertainty sampling has added the hard items, this one is not (the session says from when)
+        skill = info.get("random_accuracy")
         n_skill = int(info.get("n_skill") or 0)
-        skill = info.get("skill_accuracy") if n_skill >= MIN_SKILL_LABELS else None
         return {"version": v, "n_labels": int(info.get("n_labels") or 0),
                 "cv_accuracy": None if cv is None else float(cv),
                 "cv_metric": "micro-F1" if s.multilabel else "accuracy",
