@@ -100,11 +100,16 @@ def cmd_ingest(a) -> int:
 
     p = Project.open(a.dir)
 
+    writing = [False]  # a line is being written: Ctrl-C there must not glue the summary onto it
+
+    def emit(text: str) -> None:
+        writing[0] = True
+        sys.stdout.write(text + "\n")  # one write with its newline (print writes the newline separately)
+        sys.stdout.flush()
+        writing[0] = False
+
     def show(rep) -> None:
-        if a.json:
-            print(json.dumps(rep.to_dict(), ensure_ascii=False), flush=True)
-        else:
-            print("\n".join(rep.lines()), flush=True)
+        emit(json.dumps(rep.to_dict(), ensure_ascii=False) if a.json else "\n".join(rep.lines()))
 
     route = a.route  # None: the config's routing.on_ingest
     if a.watch is None:
@@ -124,7 +129,7 @@ def cmd_ingest(a) -> int:
         if rep.builtin:
             return 0
         if not a.json:
-            print(f"watching {rep.source} every {a.watch:g} s (Ctrl-C to stop)", flush=True)
+            emit(f"watching {rep.source} every {a.watch:g} s (Ctrl-C to stop)")
         last_skipped = rep.skipped
         while True:
             time.sleep(a.watch)
@@ -142,10 +147,9 @@ def cmd_ingest(a) -> int:
         summary = (f"watch stopped after {totals['polls']} poll(s): {totals['new']} new, {totals['changed']} "
                    f"changed, {totals['removed']} removed, {totals['embedded']} embedded, {totals['auto_labelled']} "
                    f"auto-labelled, {totals['queued']} queued since it started")
-        if a.json:
-            print(json.dumps({"watch_summary": totals}), flush=True)
-        else:
-            print(summary, flush=True)
+        if writing[0]:  # interrupted mid-line: end that line first
+            sys.stdout.write("\n")
+        emit(json.dumps({"watch_summary": totals}) if a.json else summary)
         return 0
     finally:
         restore()
