@@ -494,6 +494,8 @@ def cmd_label(a) -> int:
     s = p.session(annotator=a.annotator)
     try:
         s.wait()
+        if s.opening_fit is not None:  # answers since the last stored model (by anyone): rebuilt on opening
+            _print_report(s.opening_fit.result(), "rebuilt on opening: ")
         for _ in range(a.rounds):
             batch = s.next_batch()
             print(f"round {batch.round}: {len(s.pending())} image(s) chosen by {batch.strategy}")
@@ -504,18 +506,24 @@ def cmd_label(a) -> int:
                     print(f"  {oracle.summary()}")
             elif not _label_interactively(s):
                 return 0
-            rep = s.retrain()
-            acc = f", held-out {rep.metric} {rep.accuracy:.3f}" if rep.accuracy is not None else ""
-            print(f"  model v{rep.model_version}: {rep.n_labels} labels{acc} (fit {rep.timings['fit']:.2f} s)")
-            if rep.levels:  # a taxonomy: held-out accuracy per level (cross-validated in brackets)
-                print("  per level: " + ", ".join(
-                    f"{lv['name']} " + ("-" if lv["accuracy"] is None else f"{lv['accuracy']:.3f}")
-                    + ("" if lv["cv_accuracy"] is None else f" (cv {lv['cv_accuracy']:.3f})") for lv in rep.levels))
-            if rep.should_stop:
-                print(f"  stopping signal: {rep.stop_reason}")
+            _print_report(s.retrain())
     finally:
         s.close()
     return 0
+
+
+def _print_report(rep, lead: str = "") -> None:
+    """One round report as `alwb label` prints it: model version, labels, held-out accuracy, fit time."""
+    acc = f", held-out {rep.metric} {rep.accuracy:.3f}" if rep.accuracy is not None else ""
+    fit = rep.timings.get("fit") if rep.timings else None
+    print(f"  {lead}model v{rep.model_version}: {rep.n_labels} labels{acc}"
+          + ("" if fit is None else f" (fit {fit:.2f} s)"))
+    if rep.levels:  # a taxonomy: held-out accuracy per level (cross-validated in brackets)
+        print("  per level: " + ", ".join(
+            f"{lv['name']} " + ("-" if lv["accuracy"] is None else f"{lv['accuracy']:.3f}")
+            + ("" if lv["cv_accuracy"] is None else f" (cv {lv['cv_accuracy']:.3f})") for lv in rep.levels))
+    if rep.should_stop:
+        print(f"  stopping signal: {rep.stop_reason}")
 
 
 REVIEW_COMMANDS = {"a": "accept", ":a": "accept", ":accept": "accept", "s": "skip", ":s": "skip", ":skip": "skip",

@@ -190,11 +190,14 @@ class Session:
         atexit.register(_release_at_exit, weakref.ref(self))
         self._warn_unknown_labels()
         self.restored = False
+        # the fit that rebuilds the model on opening (labels answered since the last stored model, by anyone):
+        # its report is a kept round report like any other, so a front end can show it
+        self.opening_fit: Optional[cf.Future] = None
         if warm_start and self._n_labelled() > 0:
             # the last model, if nothing was answered since it was trained; else rebuild it without blocking
             self.restored = self._restore_model()
             if not self.restored:
-                self.retrain_async()
+                self.opening_fit = self.retrain_async()
 
     # ------------------------------------------------------------------ helpers
     def _warn_unknown_labels(self) -> None:

@@ -162,11 +162,13 @@ def two_cli_processes(directory: Path, rounds: int, timeout: float = 540) -> dic
     for e in answers:
         by_item.setdefault(e["sample_id"], set()).add(e["annotator"])
     printed = sum(out.count(" model v") for out in outs)  # one line per round report each process printed
+    # a terminal that opens after the other has answered rebuilds the model on opening (its report is printed)
+    opened = sum(out.count(" rebuilt on opening: model v") for out in outs)
     return {"answers": len(answers), "per_annotator": dict(Counter(e["annotator"] for e in answers)),
             "handed_out": dict(handed),
             "answered_by_both": sum(1 for who in by_item.values() if len(who) > 1),
             "items_answered_twice": sum(1 for c in Counter(e["sample_id"] for e in answers).values() if c > 1),
-            "reports_printed": printed, "reports_kept": len(reports),
+            "reports_printed": printed, "reports_kept": len(reports), "rebuilt_on_opening": opened,
             "model_versions": [m["version"] for m in models], "outs": outs}
 
 
@@ -192,5 +194,35 @@ def test_finding3_two_cli_terminals_label_at_once(tmp_path):
     # a batch that lost items to the other terminal at the last moment is topped up in the same round
     assert st["per_annotator"] == {"ana": 30 * rounds, "ben": 30 * rounds}, st
     assert st["answered_by_both"] == 0 and st["items_answered_twice"] == 0, st
-    assert st["reports_printed"] == st["reports_kept"] == 2 * rounds, st
-    assert sorted(st["model_versions"]) == list(range(1, 2 * rounds + 1)), st
+    # one report per round of each terminal, plus one for a terminal that opened after the other had answered
+    # (on a loaded machine the second process may start late; both orders are right, and each is printed)
+    assert st["rebuilt_on_opening"] <= 1, st
+    assert st["reports_printed"] == st["reports_kept"] == 2 * rounds + st["rebuilt_on_opening"], st
+    assert sorted(st["model_versions"]) == list(range(1, st["reports_kept"] + 1)), st
+
+
+def test_a_terminal_opened_after_new_answers_prints_the_model_it_rebuilds(tmp_path):
+    """Answers given since the last stored model (here by another annotator who closed without retraining): the
+    next `alwb label` rebuilds the model on opening and prints that report, so every kept report is printed."""
+    from alworkbench.loop.oracle import Oracle
+
+    d = tmp_path / "cli"
+    init_cli_project(d, "digits", batch_size=10)
+    run = [sys.executable, "-m", "alworkbench.cli", "label", str(d), "--oracle", "--rounds", "1", "--annotator"]
+    first = subprocess.run(run + ["ana"], capture_output=True, text=True, timeout=300, env=_env())
+    assert first.returncode == 0, first.stderr[-2000:]
+    assert "rebuilt on opening" not in first.stdout and first.stdout.count(" model v") == 1, first.stdout
+    s = Project.open(d).session(annotator="ben")
+    assert s.restored and s.opening_fit is None  # nothing new since v1: restored, not refitted
+    Oracle(s).label_batch(s.next_batch())  # ben answers a batch and leaves without retraining
+    s.close()
+    second = subprocess.run(run + ["ana"], capture_output=True, text=True, timeout=300, env=_env())
+    assert second.returncode == 0, second.stderr[-2000:]
+    lines = second.stdout.splitlines()
+    assert lines[0].startswith("  rebuilt on opening: model v2: 20 labels"), lines  # before the first round
+    assert lines[1].startswith("round 3: 10 image(s)") and lines[2].startswith("  model v3: 30 labels"), lines
+    with LabelStore(d / "labels.sqlite") as store:
+        reports, models = store.reports(), store.models()
+    printed = first.stdout.count(" model v") + second.stdout.count(" model v")
+    assert printed == len(reports) == 3 and [m["version"] for m in models] == [1, 2, 3]
+    assert [r["n_labels"] for r in reports] == [10, 20, 30]
