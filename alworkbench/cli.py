@@ -874,6 +874,12 @@ def cmd_lab(a) -> int:
         args.append("--no-browser")
     if hasattr(os, "geteuid") and os.geteuid() == 0:
         args.append("--allow-root")  # containers and CI machines often run as root
+    if os.name == "posix":
+        # alwb lab becomes the JupyterLab server: a SIGTERM (a process manager, `kill`) reaches the server itself
+        # (as a child it was orphaned and went on serving the notebook)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os.execv(sys.executable, args)
     return subprocess.call(args)
 
 

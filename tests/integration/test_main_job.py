@@ -45,9 +45,12 @@ def test_alwb_lab_serves_the_quickstart_on_loopback(tmp_path):
         url = f"http://127.0.0.1:{port}/api/contents/01_quickstart.ipynb?token={token}"
         nb = json.load(urllib.request.urlopen(url, timeout=30))
         assert nb["type"] == "notebook" and "Workbench" in json.dumps(nb["content"])
-    finally:
+        # a SIGTERM to `alwb lab` (a process manager, `kill`) stops the server itself: nothing goes on serving
         proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(timeout=20)
-        except subprocess.TimeoutExpired:
+        proc.wait(timeout=60)
+        with socket.socket() as s:
+            assert s.connect_ex(("127.0.0.1", port)) != 0, "JupyterLab still serves after alwb lab was terminated"
+    finally:
+        if proc.poll() is None:
             proc.kill()
+            proc.wait(timeout=30)
