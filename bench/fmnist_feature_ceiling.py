@@ -148,13 +148,16 @@ def main() -> None:
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
     import fmnist
+    from choose_default import seed_list
+
+    from alworkbench.loop.simulation import labels_to_reach
 
     X0, y, eval_mask, _classes, backbone = fmnist.embedded()
     train = np.flatnonzero(~eval_mask)  # the test split (eval_mask) is never used
     rng = np.random.default_rng(12345)
     held = rng.permutation(train)
     val, pool = np.sort(held[: len(train) // 5]), np.sort(held[len(train) // 5:])
-    seeds = [int(s) for s in a.seeds.split(",")]
+    seeds = seed_list(a.seeds)
     res = {"command": "python bench/fmnist_feature_ceiling.py " + " ".join(sys.argv[1:]), "loop": "sync",
            "split": "validation (20% of the training pool)", "features": {}}
     for feat in a.features.split(","):
@@ -190,7 +193,8 @@ def main() -> None:
         target = mean["random"][max(mean["random"])] if "random" in mean else None
         entry = {"note": dim_note, "dim": int(X.shape[1]), "feature_seconds": round(t_feat, 1), "strategies": {}}
         for s, m in mean.items():
-            reach = next((n for n in sorted(m) if target is not None and m[n] >= target), None)
+            reach = None if target is None else labels_to_reach(
+                [{"n_labels": n, "accuracy": m[n]} for n in sorted(m)], target)
             entry["strategies"][s] = {"mean_curve": {str(n): round(v, 4) for n, v in m.items()},
                                       "labels_to_reach_random_final": reach, "accuracy_at_400": round(m.get(400, float("nan")), 4)}
             print(f"{feat:9s} {s:15s} random@{a.budget}={target:.4f} reached with {reach} labels; "
