@@ -14,12 +14,17 @@ Feature sets:
             ZCA-whitened, K centroids learned on the pool without labels, triangle activation, 2x2 sum pooling
             (4K dimensions). The strongest shallow unsupervised features for small images in that paper.
 
+Head variants (to check whether the head, not the strategy, is what limits the count): --head-options passes
+TorchHead keyword arguments (e.g. '{"class_weight": null}'), and --standardize pool standardises the features once
+with the training pool's statistics instead of the labelled set's (which active learning skews).
+
     .venv/bin/python bench/fmnist_feature_ceiling.py --json bench/results/fmnist_feature_ceiling.json
 """
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 import time
 from pathlib import Path
@@ -115,7 +120,8 @@ def simclr_features(images: np.ndarray, embed: np.ndarray, epochs: int = 8, batc
         return torch.cat([f(e[i:i + 2000]) for i in range(0, len(e), 2000)]).numpy().astype(np.float32)
 
 
-def run(X, y, pool, val, strategy: str, seed: int, budget: int, batch: int, initial: int) -> dict[int, float]:
+def run(X, y, pool, val, strategy: str, seed: int, budget: int, batch: int, initial: int,
+        head_options: dict | None = None) -> dict[int, float]:
     from alworkbench.head.torch_head import TorchHead
     from alworkbench.query.strategies import select
 
@@ -123,7 +129,7 @@ def run(X, y, pool, val, strategy: str, seed: int, budget: int, batch: int, init
     lab = list(rng.choice(pool, initial, replace=False))
     curve = {}
     while True:
-        h = TorchHead(random_state=seed).fit(X[lab], y[lab])
+        h = TorchHead(random_state=seed, **(head_options or {})).fit(X[lab], y[lab])
         curve[len(lab)] = float((h.predict(X[val]) == y[val]).mean())
         if len(lab) >= budget:
             return curve
@@ -145,8 +151,30 @@ def main() -> None:
     ap.add_argument("--initial", type=int, default=50)
     ap.add_argument("--kmeans-k", type=int, default=200)
     ap.add_argument("--simclr-epochs", type=int, default=8)
+    ap.add_argument("--head-options", default="{}",
+                    help='TorchHead keyword arguments as a JSON object, e.g. \'{"class_weight": null}\'')
+    ap.add_argument("--standardize", choices=("labelled", "pool"), default="labelled",
+                    help="labelled: the head standardises with its training labels' mean/std (the product's head); "
+                         "pool: features standardised once with the training pool's mean/std (no labels), and the "
+                         "head's own standardisation off")
     ap.add_argument("--json", default=None)
     a = ap.parse_args()
+    try:
+        head_options = json.loads(a.head_options)
+    except json.JSONDecodeError as e:
+        raise SystemExit(f"--head-options: not JSON ({e})")
+    if not isinstance(head_options, dict):
+        raise SystemExit(f"--head-options: expected a JSON object, got {a.head_options!r}")
+    if "random_state" in head_options:
+        raise SystemExit("--head-options: random_state is set from --seeds")
+    from alworkbench.head.torch_head import TorchHead
+
+    try:
+        TorchHead(**head_options)
+    except TypeError as e:
+        raise SystemExit(f"--head-options: {e}")
+    if a.standardize == "pool":
+        head_options["standardize"] = False
     import fmnist
     from choose_default import seed_list
 
@@ -158,8 +186,9 @@ def main() -> None:
     held = rng.permutation(train)
     val, pool = np.sort(held[: len(train) // 5]), np.sort(held[len(train) // 5:])
     seeds = seed_list(a.seeds)
-    res = {"command": "python bench/fmnist_feature_ceiling.py " + " ".join(sys.argv[1:]), "loop": "sync",
-           "split": "validation (20% of the training pool)", "features": {}}
+    res = {"command": "python bench/fmnist_feature_ceiling.py " + shlex.join(sys.argv[1:]), "loop": "sync",
+           "split": "validation (20% of the training pool)", "head_options": head_options,
+           "standardize": a.standardize, "seeds": seeds, "features": {}}
     for feat in a.features.split(","):
         t0 = time.perf_counter()
         if feat == "randconv":
@@ -187,7 +216,9 @@ def main() -> None:
         else:
             raise SystemExit(f"unknown feature set {feat!r}: randconv, kmeans or file:PATH.npy")
         t_feat = time.perf_counter() - t0
-        curves = {s: [run(X, y, pool, val, s, seed, a.budget, a.batch_size, a.initial) for seed in seeds]
+        if a.standardize == "pool":  # statistics of the training pool only (no labels; the test split is not read)
+            X = ((X - X[train].mean(0)) / (X[train].std(0) + 1e-6)).astype(np.float32)
+        curves = {s: [run(X, y, pool, val, s, seed, a.budget, a.batch_size, a.initial, head_options) for seed in seeds]
                   for s in a.strategies.split(",")}
         mean = {s: {n: float(np.mean([c[n] for c in cs])) for n in cs[0]} for s, cs in curves.items()}
         target = mean["random"][max(mean["random"])] if "random" in mean else None

@@ -120,3 +120,20 @@ def test_ui_latency_photos_are_realistic_and_prep_is_timed_on_them(tmp_path):
     for r in rows:
         assert r["prep_ms"] == pytest.approx(r["load_ms"] + r["encode_ms"]) and r["prep_ms"] > 0
         assert max(r["sent_w"], r["sent_h"]) <= 768
+
+
+# ------------------------------------------------------------------------------------------- feature ceiling
+@pytest.mark.parametrize("options, message", [
+    ("[1]", "expected a JSON object"),
+    ("{x", "not JSON"),
+    ('{"nope": 1}', "unexpected keyword argument 'nope'"),
+    ('{"random_state": 1}', "random_state is set from --seeds"),
+])
+def test_feature_ceiling_refuses_head_options_it_cannot_pass_on(options, message, tmp_path):
+    """A bad --head-options is refused with its reason before any data is read, never silently dropped."""
+    out = tmp_path / "ceiling.json"
+    r = subprocess.run([sys.executable, str(REPO / "bench" / "fmnist_feature_ceiling.py"), "--head-options", options,
+                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+    assert r.returncode != 0
+    assert message in r.stderr
+    assert not out.exists()
