@@ -174,6 +174,9 @@ def main() -> None:
     except TypeError as e:
         raise SystemExit(f"--head-options: {e}")
     if a.standardize == "pool":
+        if "standardize" in head_options:
+            raise SystemExit("--head-options: standardize is set by --standardize pool (the head's own "
+                             "standardisation is turned off); give one or the other")
         head_options["standardize"] = False
     import fmnist
     from choose_default import seed_list

@@ -123,17 +123,19 @@ def test_ui_latency_photos_are_realistic_and_prep_is_timed_on_them(tmp_path):
 
 
 # ------------------------------------------------------------------------------------------- feature ceiling
-@pytest.mark.parametrize("options, message", [
-    ("[1]", "expected a JSON object"),
-    ("{x", "not JSON"),
-    ('{"nope": 1}', "unexpected keyword argument 'nope'"),
-    ('{"random_state": 1}', "random_state is set from --seeds"),
+@pytest.mark.parametrize("options, extra, message", [
+    ("[1]", [], "expected a JSON object"),
+    ("{x", [], "not JSON"),
+    ('{"nope": 1}', [], "unexpected keyword argument 'nope'"),
+    ('{"random_state": 1}', [], "random_state is set from --seeds"),
+    ('{"standardize": true}', ["--standardize", "pool"], "standardize is set by --standardize pool"),
 ])
-def test_feature_ceiling_refuses_head_options_it_cannot_pass_on(options, message, tmp_path):
-    """A bad --head-options is refused with its reason before any data is read, never silently dropped."""
+def test_feature_ceiling_refuses_head_options_it_cannot_pass_on(options, extra, message, tmp_path):
+    """A bad --head-options is refused with its reason before any data is read, never silently dropped or
+    overridden (a 'standardize' key that --standardize pool would overwrite)."""
     out = tmp_path / "ceiling.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "fmnist_feature_ceiling.py"), "--head-options", options,
-                        "--json", str(out)], capture_output=True, text=True, timeout=300)
+                        *extra, "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert message in r.stderr
     assert not out.exists()
