@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,13 +130,39 @@ def test_ui_latency_photos_are_realistic_and_prep_is_timed_on_them(tmp_path):
     ('{"nope": 1}', [], "unexpected keyword argument 'nope'"),
     ('{"random_state": 1}', [], "random_state is set from --seeds"),
     ('{"standardize": true}', ["--standardize", "pool"], "standardize is set by --standardize pool"),
+    ("{}", ["--features", "randconv,nope"], "unknown feature set(s) 'nope'"),
+    ("{}", ["--features", "supervised", "--supervised-classes", "3"], "at least two of Fashion-MNIST's class codes"),
+    ("{}", ["--features", "supervised", "--supervised-classes", "8-11"], "at least two of Fashion-MNIST's class codes"),
+    ("{}", ["--supervised-classes", "shirts"], "--supervised-classes: expected class codes"),
 ])
 def test_feature_ceiling_refuses_head_options_it_cannot_pass_on(options, extra, message, tmp_path):
-    """A bad --head-options is refused with its reason before any data is read, never silently dropped or
-    overridden (a 'standardize' key that --standardize pool would overwrite)."""
+    """A bad --head-options, feature set or --supervised-classes is refused with its reason before any data is
+    read, never silently dropped or overridden (a 'standardize' key that --standardize pool would overwrite)."""
     out = tmp_path / "ceiling.json"
     r = subprocess.run([sys.executable, str(REPO / "bench" / "fmnist_feature_ceiling.py"), "--head-options", options,
                         *extra, "--json", str(out)], capture_output=True, text=True, timeout=300)
     assert r.returncode != 0
     assert message in r.stderr
     assert not out.exists()
+
+
+def test_feature_ceiling_supervised_stand_in_learns_from_its_labels():
+    """The 'supervised' stand-in backbone uses its labels: on pure-noise images with random labels (codes 2 and 7, so
+    the codes are remapped), the trained features separate the training images, which the untrained network's do
+    not; the output is (len(embed), 256) float32 and repeatable with its seed."""
+    from sklearn.linear_model import LogisticRegression
+
+    mod = _load("fmnist_feature_ceiling")
+    rng = np.random.default_rng(0)
+    imgs = rng.random((200, 12, 12)).astype(np.float32)
+    lab = rng.integers(0, 2, 200) * 5 + 2
+
+    def fit_acc(F):
+        return LogisticRegression(max_iter=2000).fit(F, lab).score(F, lab)
+
+    untrained = mod.supervised_features(imgs, lab, imgs, epochs=0, batch=32)
+    trained = mod.supervised_features(imgs, lab, imgs, epochs=20, batch=32)
+    assert trained.shape == (200, 256) and trained.dtype == np.float32
+    assert fit_acc(untrained) < 0.7
+    assert fit_acc(trained) > 0.95
+    np.testing.assert_array_equal(trained, mod.supervised_features(imgs, lab, imgs, epochs=20, batch=32))
