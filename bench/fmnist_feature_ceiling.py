@@ -201,6 +201,9 @@ def main() -> None:
                     help="class codes (0-9, '0,3,4' or a range '0-4') whose test-split images train the "
                          "'supervised' stand-in backbone")
     ap.add_argument("--supervised-epochs", type=int, default=6)
+    ap.add_argument("--supervised-images", type=int, default=None,
+                    help="train the stand-in on a seeded random subset of this many of those test-split images "
+                         "(weaker features; default: all of them)")
     ap.add_argument("--head-options", default="{}",
                     help='TorchHead keyword arguments as a JSON object, e.g. \'{"class_weight": null}\'')
     ap.add_argument("--standardize", choices=("labelled", "pool"), default="labelled",
@@ -237,6 +240,11 @@ def main() -> None:
                          f"{a.supervised_classes!r}")
     if "supervised" in features and (len(sup_classes) < 2 or not set(sup_classes) <= set(range(10))):
         raise SystemExit(f"--supervised-classes: at least two of Fashion-MNIST's class codes 0-9, got {sup_classes}")
+    if a.supervised_images is not None and a.supervised_images < 2 * len(sup_classes):
+        raise SystemExit(f"--supervised-images: at least two per class ({2 * len(sup_classes)}), "
+                         f"got {a.supervised_images}")
+    if a.supervised_epochs < 1:
+        raise SystemExit(f"--supervised-epochs: at least 1, got {a.supervised_epochs}")
     if a.standardize == "pool":
         if "standardize" in head_options:
             raise SystemExit("--head-options: standardize is set by --standardize pool (the head's own "
@@ -280,6 +288,11 @@ def main() -> None:
             src = ImageSource.builtin("fashion-mnist")
             all_px = src.pixels.reshape(len(src.items), 28, 28).astype(np.float32) / 255.0
             pre = np.flatnonzero(eval_mask & np.isin(y, sup_classes))  # the test split: never in pool or val
+            if a.supervised_images is not None:
+                if a.supervised_images > len(pre):
+                    raise SystemExit(f"--supervised-images: the test split has {len(pre)} images of classes "
+                                     f"{sup_classes}, asked for {a.supervised_images}")
+                pre = np.sort(np.random.default_rng(0).choice(pre, a.supervised_images, replace=False))
             X = supervised_features(all_px[pre], y[pre], all_px, a.supervised_epochs)
             dim_note = (f"small CNN trained with labels on the test split's {len(pre)} images of classes "
                         f"{sup_classes} for {a.supervised_epochs} epochs (a stand-in for a pretrained backbone)")

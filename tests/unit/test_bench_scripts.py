@@ -134,6 +134,8 @@ def test_ui_latency_photos_are_realistic_and_prep_is_timed_on_them(tmp_path):
     ("{}", ["--features", "supervised", "--supervised-classes", "3"], "at least two of Fashion-MNIST's class codes"),
     ("{}", ["--features", "supervised", "--supervised-classes", "8-11"], "at least two of Fashion-MNIST's class codes"),
     ("{}", ["--supervised-classes", "shirts"], "--supervised-classes: expected class codes"),
+    ("{}", ["--features", "supervised", "--supervised-images", "19"], "--supervised-images: at least two per class"),
+    ("{}", ["--features", "supervised", "--supervised-epochs", "0"], "--supervised-epochs: at least 1"),
 ])
 def test_feature_ceiling_refuses_head_options_it_cannot_pass_on(options, extra, message, tmp_path):
     """A bad --head-options, feature set or --supervised-classes is refused with its reason before any data is
