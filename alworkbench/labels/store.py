@@ -1091,6 +1091,19 @@ class LabelStore:
         """All saved batches, oldest first."""
         return [self._batch_row(r) for r in self._read(self._SELECT_BATCH + " ORDER BY rowid")]
 
+    @_translated
+    def batch_origins(self, after: int = 0) -> tuple[list[dict], int]:
+        """The batches saved after position ``after`` (0: from the first), oldest first, without their predictions
+        (``batch_id``, ``strategy``, ``item_ids``, ``scores``, ``supersedes``), and the position to pass next time.
+        For readers that follow the batch log as it grows (a session asks which items were random picks at every
+        calibration) without reading and decoding the whole log each time. Batches are append-only and written
+        one transaction at a time, so positions only grow."""
+        rows = self._read("SELECT rowid, batch_id, strategy, item_ids_json, scores_json, supersedes FROM batches"
+                          " WHERE rowid > ? ORDER BY rowid", (int(after),))
+        out = [{"batch_id": r[1], "strategy": r[2], "item_ids": json.loads(r[3]), "scores": json.loads(r[4]),
+                "supersedes": r[5]} for r in rows]
+        return out, (int(rows[-1][0]) if rows else int(after))
+
     # -- records: reports, model versions, guideline acknowledgements (append-only) -----------------------
     @staticmethod
     def _encode_record(kind: str, value: Any) -> str:

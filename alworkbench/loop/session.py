@@ -166,6 +166,9 @@ class Session:
         self._head_factory = head_factory or self._default_head_factory()
 
         self._lock = threading.RLock()
+        # which items were handed out as random picks, followed incrementally along the batch log (_chosen_at_random)
+        self._origins_lock = threading.Lock()
+        self._origins: Optional[dict] = None
         self._model: Optional[_Model] = None
         self._batch: Optional[Batch] = None
         self._shown_at: dict[str, float] = {}
@@ -856,17 +859,24 @@ class Session:
         (easy) items and uncertainty picks the hard ones, and items labelled outside a batch are of unknown origin."""
         from ..query import strategies as st
 
-        random_strategies = {"random"} | ({"adaptive"} if st.ADAPTIVE_WEAK == "random" else set())
-        at_random: dict[str, bool] = {}
-        by_batch: dict[str, dict[str, bool]] = {}
-        for b in self.store.batches():  # oldest first: the latest record of an item wins
-            plain = b["strategy"] in random_strategies
-            # a re-selection keeps answered and on-screen items of the batch it supersedes: they were chosen there
-            kept = by_batch.get(b["supersedes"] or "", {})
-            mine = by_batch[b["batch_id"]] = {}
-            for iid, sc in zip(b["item_ids"], b["scores"]):
-                mine[iid] = at_random[iid] = kept[iid] if iid in kept else (plain and sc is None)
-        return np.fromiter((at_random.get(i, False) for i in ids), dtype=bool, count=len(ids))
+        random_strategies = frozenset({"random"} | ({"adaptive"} if st.ADAPTIVE_WEAK == "random" else set()))
+        with self._origins_lock:
+            o = self._origins
+            if o is None or o["random_strategies"] != random_strategies:
+                o = self._origins = {"random_strategies": random_strategies, "pos": 0, "at_random": {},
+                                     "by_batch": {}}
+            # only the batches saved since the last call are read: the log is append-only, so what was worked out
+            # for the older ones still holds (a project's whole log is read once per session)
+            new, o["pos"] = self.store.batch_origins(o["pos"])
+            at_random, by_batch = o["at_random"], o["by_batch"]
+            for b in new:  # oldest first: the latest record of an item wins
+                plain = b["strategy"] in random_strategies
+                # a re-selection keeps answered and on-screen items of the batch it supersedes: chosen there
+                kept = by_batch.get(b["supersedes"] or "", {})
+                mine = by_batch[b["batch_id"]] = {}
+                for iid, sc in zip(b["item_ids"], b["scores"]):
+                    mine[iid] = at_random[iid] = kept[iid] if iid in kept else (plain and sc is None)
+            return np.fromiter((at_random.get(i, False) for i in ids), dtype=bool, count=len(ids))
 
     def _training_data(self):
         """(item indices, targets) of the current human labels; labels of classes no longer in the project are

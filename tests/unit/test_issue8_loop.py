@@ -324,6 +324,28 @@ def test_items_kept_by_a_reselection_keep_the_strategy_that_chose_them(proj, X):
     s.close()
 
 
+def test_random_pick_origins_are_read_incrementally(proj, X, monkeypatch):
+    """The session follows the batch log incrementally: a later call reads only the batches saved since the last
+    one, and gives what a full read of the log gives (kept items of a re-selection included)."""
+    s = proj.session(embeddings=X)
+    ids = [it.id for it in proj.items if not s.eval_mask[s._index[it.id]]][:20]
+    proj.store.create_batch(s.annotator, "random", 0, [(i, None, None) for i in ids[:5]], 5)
+    calls, real = [], s.store.batch_origins
+    monkeypatch.setattr(s.store, "batch_origins", lambda after=0: calls.append(after) or real(after))
+    first = s._chosen_at_random(ids)
+    assert first[:5].all() and not first[5:].any()
+    cold = proj.store.create_batch(s.annotator, "cold_start", 1, [(i, None, None) for i in ids[5:10]], 5)
+    proj.store.create_batch(s.annotator, "adaptive", 1, [(i, None, None) for i in ids[10:12]] +
+                            [(i, 0.2, None) for i in ids[12:14]], 5, round=cold["round"],
+                            supersedes=cold["batch_id"], keep=ids[5:7])
+    second = s._chosen_at_random(ids)
+    assert calls[0] == 0 and calls[1] > 0  # from where the first call stopped
+    assert second[:5].all() and not second[5:10].any() and second[10:12].all() and not second[12:].any()
+    s._origins = None  # forget what was followed: a full read of the log gives the same answer
+    assert s._chosen_at_random(ids).tolist() == second.tolist() and calls[-1] == 0
+    s.close()
+
+
 def test_without_random_picks_the_skill_is_the_accuracy_on_every_label(proj, X):
     """Typical cold-start picks and margin picks are no sample of the pool: no skill_accuracy, the signal falls back
     to the out-of-fold accuracy on every label."""

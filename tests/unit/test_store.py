@@ -228,6 +228,28 @@ def test_batches_save_load_resume(make_store):
             s.load_batch("nope")
 
 
+def test_batch_origins_follow_the_log_from_a_position(make_store):
+    """batch_origins(after) returns only the batches saved after a position (without predictions) and the next
+    position, including batches another handle saved; together they are the full log, in order."""
+    with make_store() as s:
+        assert s.batch_origins() == ([], 0)
+        s.save_batch("b1", 1, "random", 0, ["a", "b"])
+        s.save_batch("b2", 2, "margin", 1, ["c"], [0.4], [Prediction(top=(("cat", 0.6),), model_version=1)])
+        rows, pos = s.batch_origins()
+        assert rows == [{"batch_id": "b1", "strategy": "random", "item_ids": ["a", "b"], "scores": [None, None],
+                         "supersedes": None},
+                        {"batch_id": "b2", "strategy": "margin", "item_ids": ["c"], "scores": [0.4],
+                         "supersedes": None}]
+        assert pos > 0 and s.batch_origins(pos) == ([], pos)
+        with make_store() as other:  # another process of the team
+            other.save_batch("b3", 3, "random", 1, ["d"])
+        more, pos3 = s.batch_origins(pos)
+        assert [r["batch_id"] for r in more] == ["b3"] and pos3 > pos
+        full = s.batches()
+        assert [b["batch_id"] for b in full] == ["b1", "b2", "b3"]
+        assert [{k: b[k] for k in o} for o, b in zip(rows + more, full)] == rows + more
+
+
 def test_reopen_rebuilds_derived_state_from_events(make_store):
     with make_store() as s:
         for i in range(10):
