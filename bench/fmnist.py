@@ -16,6 +16,15 @@ def load(split: str = "train") -> tuple[np.ndarray, np.ndarray]:
     return src.pixels[idx].reshape(len(idx), -1).astype(np.float32) / 255.0, y
 
 
+def images() -> np.ndarray:
+    """Every image of the built-in source (70,000: train then test, the order of ``embedded()``'s rows) as float32
+    (n, 28, 28) in [0, 1]."""
+    from alworkbench.data import ImageSource
+
+    src = ImageSource.builtin("fashion-mnist")
+    return src.pixels.reshape(len(src.items), 28, 28).astype(np.float32) / 255.0
+
+
 def pca(X_train: np.ndarray, X_test: np.ndarray, dim: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
     """PCA fitted on the train pixels (unsupervised, as an embedding would be), whitened-free, float32."""
     from sklearn.decomposition import PCA

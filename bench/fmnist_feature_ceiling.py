@@ -268,25 +268,14 @@ def main() -> None:
         if feat == "randconv":
             X, dim_note = X0, f"{backbone} (project default backbone)"
         elif feat == "kmeans":
-            from alworkbench.data import ImageSource
-
-            src = ImageSource.builtin("fashion-mnist")
-            X = kmeans_patch_features(src.pixels.reshape(len(src.items), 28, 28).astype(np.float32) / 255.0,
-                                      k=a.kmeans_k)
+            X = kmeans_patch_features(fmnist.images(), k=a.kmeans_k)
             dim_note = f"k-means patch features, K={a.kmeans_k}"
         elif feat == "simclr":
-            from alworkbench.data import ImageSource
-
-            src = ImageSource.builtin("fashion-mnist")
-            train_px = src.pixels[~eval_mask].reshape(-1, 28, 28).astype(np.float32) / 255.0
-            all_px = src.pixels.reshape(len(src.items), 28, 28).astype(np.float32) / 255.0
-            X = simclr_features(train_px, all_px, a.simclr_epochs)
+            all_px = fmnist.images()
+            X = simclr_features(all_px[~eval_mask], all_px, a.simclr_epochs)
             dim_note = f"SimCLR small CNN, {a.simclr_epochs} epochs on the training pool (no labels)"
         elif feat == "supervised":
-            from alworkbench.data import ImageSource
-
-            src = ImageSource.builtin("fashion-mnist")
-            all_px = src.pixels.reshape(len(src.items), 28, 28).astype(np.float32) / 255.0
+            all_px = fmnist.images()
             pre = np.flatnonzero(eval_mask & np.isin(y, sup_classes))  # the test split: never in pool or val
             if a.supervised_images is not None:
                 if a.supervised_images > len(pre):
